@@ -1,0 +1,128 @@
+"""The run folder: layout, atomic writes and `_DONE` stage markers, on any fsspec filesystem.
+
+A stage writes its files (each atomically: temp name, then rename), then a `_DONE` marker holding
+a summary and the config values it depended on. On rerun a stage with a marker is skipped, unless
+those config values changed: then the rerun stops with an error instead of mixing old and new.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+import uuid
+from dataclasses import dataclass
+
+import fsspec
+
+# The stages in pipeline order, and the run-folder entries each one writes (DESIGN.md).
+STAGES = {
+    "corpus": ["corpus/files.parquet", "corpus/stats.json"],
+    "embed": ["embed/*.parquet"],
+    "cluster": ["cluster/centroids.npy", "cluster/assignments/*.parquet", "cluster/clusters.json"],
+    "tokens": ["tokens/tokenizer.json", "tokens/<super_cluster>.bin", "tokens/meta.json"],
+    "search": ["search/trials.parquet", "search/predictor.txt", "search/best_mixture.json"],
+    "export": ["export/*.parquet", "export/manifest.json"],
+}
+DONE = "_DONE"
+
+
+class StageChangedError(RuntimeError):
+    """A finished stage was made with other config values than the ones given now."""
+
+
+@dataclass
+class StageResult:
+    stage: str
+    skipped: bool  # True when the stage was already done and was not run again
+    info: dict  # the stage's summary, as written into its _DONE marker
+
+
+class RunDir:
+    """A run folder at a local path or URI (file://, s3://, gs://, memory://...)."""
+
+    def __init__(self, uri: str):
+        self.uri = str(uri)
+        self.fs, self.root = fsspec.core.url_to_fs(self.uri)
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    def path(self, *parts: str) -> str:
+        """Filesystem path (no protocol) of an entry, for calls on self.fs."""
+        return posixpath.join(self.root, *parts) if parts else self.root
+
+    def url(self, *parts: str) -> str:
+        """Address a user (or pyarrow / Ray Data) can open: a local path or protocol://path."""
+        path = self.path(*parts)
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return path if protocol in ("file", "local") else f"{protocol}://{path}"
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.exists(self.path(*parts))
+
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Write `data` to `rel` atomically: readers see the old file or the whole new one."""
+        final = self.path(rel)
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        temp = f"{final}.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(temp, "wb") as out:
+            out.write(data)
+        self.fs.mv(temp, final)
+        return final
+
+    def write_text(self, rel: str, text: str) -> str:
+        return self.write_bytes(rel, text.encode("utf-8"))
+
+    def write_json(self, rel: str, obj) -> str:
+        return self.write_text(rel, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+    def read_bytes(self, rel: str) -> bytes:
+        with self.fs.open(self.path(rel), "rb") as src:
+            return src.read()
+
+    def read_json(self, rel: str):
+        return json.loads(self.read_bytes(rel).decode("utf-8"))
+
+    def listdir(self, rel: str) -> list[str]:
+        """Names (not paths) inside a folder of the run, sorted; [] when it does not exist."""
+        if not self.exists(rel):
+            return []
+        return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(self.path(rel), detail=False))
+
+    def is_done(self, stage: str) -> bool:
+        return self.exists(stage, DONE)
+
+    def mark_done(self, stage: str, info: dict, depends: dict) -> None:
+        marker = {"stage": stage, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "depends": depends, "info": info}
+        self.write_json(f"{stage}/{DONE}", marker)
+
+    def clear_stage(self, stage: str) -> None:
+        """Remove a stage's folder, marker included, so that it runs again from nothing."""
+        if self.exists(stage):
+            self.fs.rm(self.path(stage), recursive=True)
+
+
+def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = False) -> StageResult:
+    """Run `work()` (returns a summary dict) unless `stage` is already done with the same `depends`.
+
+    `depends` holds the config values the stage's output depends on, JSON-serialisable.
+    """
+    if redo:
+        run.clear_stage(stage)
+    if run.is_done(stage):
+        marker = run.read_json(f"{stage}/{DONE}")
+        old = marker.get("depends", {})
+        if _canonical(old) != _canonical(depends):
+            changed = sorted(k for k in set(old) | set(depends) if old.get(k) != depends.get(k))
+            raise StageChangedError(
+                f"stage {stage!r} in {run.url()} was made with other settings ({', '.join(changed)}); "
+                f"use a new run_dir, or --redo {stage} to rebuild it"
+            )
+        return StageResult(stage, True, marker.get("info", {}))
+    info = work()
+    run.mark_done(stage, info, depends)
+    return StageResult(stage, False, info)
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)

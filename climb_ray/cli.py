@@ -1,0 +1,148 @@
+"""`climb-ray`: the command line. Every command takes --config and `section.field=value` overrides."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+
+from climb_ray import __version__
+from climb_ray.artifacts import StageChangedError
+from climb_ray.config import ConfigError
+from climb_ray.corpus import CorpusError
+
+EXIT_BAD_INPUT = 2
+PRESETS = ("demo", "paper")
+USER_ERRORS = (ConfigError, CorpusError, StageChangedError)
+
+DESCRIPTION = """\
+CLIMB data-mixture search on Ray: embed a corpus, cluster it into super-clusters, search
+mixture weights with proxy LMs guided by a LightGBM predictor, serve the predictor over HTTP.
+
+Every command reads one config: the defaults (the paper's settings), then --config (a YAML
+file, or a preset: demo, paper), then `section.field=value` overrides, e.g.
+  climb-ray run --config my.yaml corpus.paths=[data/a.jsonl] cluster.k_init=200
+Ray is started locally on demand, or joined when RAY_ADDRESS is set (as `ray job submit` does).
+Exit codes: 0 done, 2 bad input (config, corpus, changed settings), 3 stage not built yet."""
+
+
+def _config_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--config", metavar="YAML", help="config file, or a preset name: demo, paper")
+    parent.add_argument("overrides", nargs="*", metavar="section.field=value",
+                        help="config overrides, applied after --config (e.g. cluster.k_init=200)")
+    return parent
+
+
+def _stage_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False, parents=[_config_options()])
+    parent.add_argument("--redo", action="append", default=[], metavar="STAGE",
+                        help="rebuild this stage even if its _DONE marker exists (repeatable)")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="climb-ray", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"climb-ray {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    stage = _stage_options()
+    demo = sub.add_parser("demo", parents=[stage], help="build the demo corpus and run the pipeline on it",
+                          description="Build the demo corpus (real text from installed packages) unless it "
+                          "is there, then run every stage on it with the demo preset.")
+    demo.add_argument("--docs-per-source", type=int, default=800, help="documents per demo source (default 800)")
+    sub.add_parser("run", parents=[stage], help="run all stages on your corpus (finished stages are skipped)",
+                   description="Run corpus -> embed -> cluster -> tokens -> search -> export; a stage "
+                   "whose _DONE marker exists is skipped, so a killed run resumes with the same command.")
+    _corpus_commands(sub)
+    for name, what in [("embed", "embed every document with the encoder (Ray Data)"),
+                       ("cluster", "k-means, quality pruning and merging into super-clusters"),
+                       ("search", "the bootstrapped mixture search with proxy LMs (Ray Tune)"),
+                       ("export", "write the chosen mixture as a training dataset")]:
+        sub.add_parser(name, parents=[stage], help=what,
+                       description=f"{what[0].upper() + what[1:]}; earlier stages run first when not done.")
+    sub.add_parser("serve", parents=[_config_options()], help="serve the fitted predictor over HTTP (Ray Serve)",
+                   description="Serve the predictor of a run folder over HTTP (binds serve.host:serve.port).")
+    sub.add_parser("config", parents=[_config_options()], help="print the resolved config as YAML",
+                   description="Print the config after defaults, --config and overrides, validated.")
+    return parser
+
+
+def _corpus_commands(sub) -> None:
+    corpus = sub.add_parser("corpus", help="build the demo corpus, or read and count a corpus",
+                            description="Corpus tools.")
+    csub = corpus.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
+    demo = csub.add_parser("demo", help="write the demo corpus as JSONL (id, text, source)",
+                           description="Write the demo corpus: real text from five kinds of sources "
+                           "shipped in packages (the `demo` extra), deterministic for a seed.")
+    demo.add_argument("--out", default="data/demo_corpus.jsonl", help="output JSONL path")
+    demo.add_argument("--docs-per-source", type=int, default=800, help="documents per source at most")
+    demo.add_argument("--seed", type=int, default=0, help="seed for the choice and order of documents")
+    csub.add_parser("scan", parents=[_stage_options()], help="read the corpus through and count documents "
+                    "and skipped rows (the pipeline's first stage)",
+                    description="Run the corpus stage: every file read once on Ray Data; counts written "
+                    "to <run>/corpus/.")
+
+
+def load(args):
+    from climb_ray.config_io import load_config
+
+    path = args.config
+    if path in PRESETS:
+        path = Path(str(resources.files("climb_ray") / "configs" / f"{path}.yaml"))
+    return load_config(path, args.overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("climb-ray: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as err:  # user mistakes get one line; anything else is a bug and keeps its traceback
+        user = _user_error(err)
+        if user is None:
+            raise
+        print(f"climb-ray: error: {user}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _user_error(err: BaseException) -> BaseException | None:
+    """Find a user-facing error in the chain, also when Ray wrapped it in a task error."""
+    seen = 0
+    while err is not None and seen < 20:
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, BaseException):
+            err = cause
+            continue
+        if isinstance(err, USER_ERRORS):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
+def _dispatch(args) -> int:
+    from climb_ray import commands
+
+    if args.command == "corpus" and args.corpus_command == "demo":
+        return commands.corpus_demo(args.out, args.docs_per_source, args.seed)
+    if args.command == "demo" and args.config is None:
+        args.config = "demo"
+    cfg = load(args)
+    if args.command == "config":
+        from climb_ray.config_io import to_yaml
+
+        print(to_yaml(cfg), end="")
+        return 0
+    if args.command == "serve":
+        return commands.not_built("serve")
+    if args.command == "demo":
+        commands.ensure_demo_corpus(cfg, args.docs_per_source)
+    until = {"demo": "export", "run": "export", "corpus": "corpus"}.get(args.command, args.command)
+    return commands.run(cfg, until=until, redo=tuple(args.redo))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

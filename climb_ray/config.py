@@ -1,0 +1,251 @@
+"""One dataclass tree for every setting of a climb_ray run.
+
+Defaults follow the CLIMB paper (arXiv 2504.13161) where the paper gives a value, as listed in
+DESIGN.md; `jobs/configs/demo.yaml` shrinks them to run on 2 CPU cores. Load a YAML file and
+dotted `key=value` overrides with `climb_ray.config_io.load_config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CorpusConfig:
+    paths: list[str] = field(default_factory=list)  # files, folders or globs (local, file://, s3://, gs://)
+    format: str = "auto"  # auto (by file extension), jsonl, parquet or text (one .txt file = one document)
+    text_field: str = "text"  # JSON key / Parquet column holding the document text
+    id_field: str = "id"  # key holding a stable document id; missing or "" -> "<file>:<row>"
+    min_chars: int = 1  # rows with fewer non-blank characters are skipped (counted as empty)
+    max_chars: int = 200_000  # rows with more characters are skipped (counted as too long)
+
+
+@dataclass
+class EmbedConfig:
+    model: str = "all-MiniLM-L6-v2"  # HF encoder name or local path; this name uses the packaged copy
+    max_tokens: int = 256  # documents are truncated to this many tokens before encoding
+    batch_size: int = 128  # documents per encoder forward pass
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16 or float16
+    num_actors: int = 0  # encoder actors in the Ray Data pool; 0 = one per GPU, or one per 2 CPUs
+    gpus_per_actor: float = 1.0  # GPUs each encoder actor reserves when the cluster has GPUs
+
+
+@dataclass
+class ClusterConfig:
+    backend: str = "faiss"  # k-means backend: faiss (CPU), cuml (GPU) or sklearn (reference)
+    k_init: int = 1000  # k-means clusters before pruning and merging (paper: 1000)
+    fit_sample: int = 1_000_000  # documents sampled to fit k-means; every document is then assigned
+    niter: int = 25  # k-means iterations
+    quality_scorer: str = "heuristic"  # per-document quality scorer (pluggable by import path)
+    prune_threshold: float = 0.5  # clusters whose mean quality score is below this are dropped
+    merge_distance: float = 1.5  # Ward linkage distance at which kept centroids are merged (paper: 1.5)
+    n_super_clusters: int = 0  # merge to exactly this many super-clusters instead; 0 = use merge_distance
+
+
+@dataclass
+class TokensConfig:
+    tokenizer: str = "bpe"  # "bpe" trains a byte-level BPE on a corpus sample; else an HF tokenizer path/name
+    vocab_size: int = 32_000  # vocabulary size of the trained BPE tokenizer
+    train_docs: int = 100_000  # documents sampled to train the BPE tokenizer
+
+
+@dataclass
+class ProxyConfig:
+    hidden_size: int = 512  # proxy LM width (this shape has about 66M parameters, the paper's is 62M)
+    num_layers: int = 8  # decoder layers
+    num_heads: int = 8  # attention heads
+    intermediate_size: int = 2048  # MLP width
+    context: int = 1024  # training sequence length in tokens
+    batch_size: int = 64  # sequences per optimizer step
+    steps: int = 1000  # optimizer steps per proxy (tokens = steps * batch_size * context)
+    lr: float = 3e-4  # peak AdamW learning rate
+    warmup_steps: int = 100  # linear warm-up steps
+    schedule: str = "cosine"  # learning-rate schedule after warm-up: cosine or wsd
+    weight_decay: float = 0.1  # AdamW weight decay
+    grad_clip: float = 1.0  # gradient-norm clipping
+    init_from: str = ""  # checkpoint to continue from (the paper continues a pretrained model); "" = scratch
+    target_paths: list[str] = field(default_factory=list)  # target text / multiple-choice files; empty = held-out docs
+    gpus_per_trial: float = 1.0  # GPUs each proxy trial reserves when the cluster has GPUs
+
+
+@dataclass
+class SearchConfig:
+    method: str = "climb"  # climb, random, regmix or optuna
+    schedule: list[int] = field(default_factory=lambda: [64, 32, 16])  # proxy runs per iteration (paper 4:2:1)
+    temperature: float = 0.5  # prior sharpening p <- p**t for the initial sampler (RegMix)
+    strength_min: float = 0.1  # smallest Dirichlet concentration strength of the initial sampler
+    strength_max: float = 5.0  # largest concentration strength (15 log-spaced values in between)
+    max_epochs: float = 15.0  # a mixture may use a cluster at most this many times over
+    min_weight: float = 2e-4  # weights below this are set to 0; weights are rounded to this step
+    n_candidates: int = 100_000  # candidate mixtures scored by the predictor at each iteration
+    top_pool_min: int = 128  # the next M mixtures are drawn from the top max(M**2, this) candidates
+    answer: str = "best"  # best (best predicted candidate) or topk_mean (mean of the top answer_top_k)
+    answer_top_k: int = 128  # candidates averaged when answer = topk_mean
+    max_concurrent_trials: int = 0  # proxy trainings at once; 0 = as many as resources allow
+
+
+@dataclass
+class PredictorConfig:
+    learning_rate: float = 0.01  # LightGBM learning rate
+    num_rounds: int = 1000  # boosting rounds at most
+    max_depth: int = 4  # tree depth
+    min_child_samples: int = 5  # minimum data in a leaf
+    reg_alpha: float = 1.0  # L1 regularisation
+    reg_lambda: float = 1.0  # L2 regularisation
+    valid_fraction: float = 0.1  # share of results held out for early stopping and quality figures
+    early_stopping_max: int = 20  # patience = min(this, validation size)
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"  # address the HTTP server binds to; loopback unless you mean otherwise
+    port: int = 8000  # HTTP port
+    max_batch: int = 1024  # most mixtures in one /v1/predict request
+    max_body_bytes: int = 1_000_000  # larger request bodies are refused with 413
+    token_env: str = "CLIMB_API_TOKEN"  # environment variable holding the optional bearer token
+
+
+@dataclass
+class ExportConfig:
+    token_budget: int = 0  # tokens in the exported dataset; 0 = the proxy budget of the chosen mixture
+    shard_mb: int = 256  # target size of each Parquet shard
+    write_token_ids: bool = False  # also write token-ID shards made with the run's tokenizer
+    overwrite: bool = False  # allow exporting over an existing export folder
+
+
+@dataclass
+class ResourcesConfig:
+    num_cpus: int = 0  # CPUs of a Ray started locally on demand; 0 = all (ignored when joining a cluster)
+    num_gpus: int = -1  # GPUs of a Ray started locally; -1 = detect (ignored when joining a cluster)
+    include_dashboard: bool = True  # start the Ray dashboard with a local Ray
+
+
+@dataclass
+class Config:
+    run_dir: str = "runs/default"  # the run folder: local path or URI (file://, s3://, gs://)
+    seed: int = 0  # seed for every random choice of the run
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the field and the value."""
+
+
+def _at_least(lo):
+    return lambda v: None if v >= lo else f"must be at least {lo}"
+
+
+def _between(lo, hi):
+    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}"
+
+
+def _open_unit(v):
+    return None if 0 < v < 1 else "must be strictly between 0 and 1"
+
+
+def _one_of(*choices):
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _positive_list(v):
+    return None if v and all(x >= 1 for x in v) else "must be a non-empty list of counts >= 1"
+
+
+# dotted field -> check returning None when the value is fine, else what is wrong with it
+_RULES = {
+    "corpus.format": _one_of("auto", "jsonl", "parquet", "text"),
+    "corpus.min_chars": _at_least(0),
+    "corpus.max_chars": _at_least(1),
+    "embed.max_tokens": _at_least(1),
+    "embed.batch_size": _at_least(1),
+    "embed.dtype": _one_of("auto", "float32", "bfloat16", "float16"),
+    "embed.num_actors": _at_least(0),
+    "embed.gpus_per_actor": _at_least(0),
+    "cluster.backend": _one_of("faiss", "cuml", "sklearn"),
+    "cluster.k_init": _at_least(1),
+    "cluster.fit_sample": _at_least(1),
+    "cluster.niter": _at_least(1),
+    "cluster.merge_distance": _at_least(0),
+    "cluster.n_super_clusters": _at_least(0),
+    "tokens.vocab_size": _at_least(256),
+    "tokens.train_docs": _at_least(1),
+    "proxy.hidden_size": _at_least(1),
+    "proxy.num_layers": _at_least(1),
+    "proxy.num_heads": _at_least(1),
+    "proxy.intermediate_size": _at_least(1),
+    "proxy.context": _at_least(2),
+    "proxy.batch_size": _at_least(1),
+    "proxy.steps": _at_least(1),
+    "proxy.lr": _at_least(0),
+    "proxy.warmup_steps": _at_least(0),
+    "proxy.schedule": _one_of("cosine", "wsd"),
+    "proxy.weight_decay": _at_least(0),
+    "proxy.grad_clip": _at_least(0),
+    "proxy.gpus_per_trial": _at_least(0),
+    "search.method": _one_of("climb", "random", "regmix", "optuna"),
+    "search.schedule": _positive_list,
+    "search.temperature": _at_least(0),
+    "search.strength_min": _at_least(1e-9),
+    "search.max_epochs": _at_least(1e-9),
+    "search.min_weight": _between(0, 0.5),
+    "search.n_candidates": _at_least(1),
+    "search.top_pool_min": _at_least(1),
+    "search.answer": _one_of("best", "topk_mean"),
+    "search.answer_top_k": _at_least(1),
+    "search.max_concurrent_trials": _at_least(0),
+    "predictor.learning_rate": _at_least(1e-9),
+    "predictor.num_rounds": _at_least(1),
+    "predictor.max_depth": _at_least(1),
+    "predictor.min_child_samples": _at_least(1),
+    "predictor.reg_alpha": _at_least(0),
+    "predictor.reg_lambda": _at_least(0),
+    "predictor.valid_fraction": _open_unit,
+    "predictor.early_stopping_max": _at_least(1),
+    "serve.port": _between(1, 65535),
+    "serve.max_batch": _at_least(1),
+    "serve.max_body_bytes": _at_least(1),
+    "export.token_budget": _at_least(0),
+    "export.shard_mb": _at_least(1),
+    "resources.num_cpus": _at_least(0),
+    "resources.num_gpus": _at_least(-1),
+}
+
+
+def _get(cfg: Config, dotted: str):
+    value = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def validate(cfg: Config) -> Config:
+    """Raise ConfigError naming the first wrong field and its value; return cfg when all is fine."""
+    for dotted, rule in _RULES.items():
+        value = _get(cfg, dotted)
+        problem = rule(value)
+        if problem:
+            raise ConfigError(f"{dotted}={value!r}: {problem}")
+    pairs = [
+        ("corpus.max_chars", "corpus.min_chars", "must be at least corpus.min_chars"),
+        ("search.strength_max", "search.strength_min", "must be at least search.strength_min"),
+    ]
+    for big, small, message in pairs:
+        if _get(cfg, big) < _get(cfg, small):
+            raise ConfigError(f"{big}={_get(cfg, big)!r}: {message} ({_get(cfg, small)!r})")
+    if cfg.proxy.hidden_size % cfg.proxy.num_heads:
+        raise ConfigError(
+            f"proxy.hidden_size={cfg.proxy.hidden_size}: must be divisible by "
+            f"proxy.num_heads ({cfg.proxy.num_heads})"
+        )
+    if not cfg.run_dir:
+        raise ConfigError("run_dir='': a run folder is needed")
+    return cfg

@@ -1,0 +1,217 @@
+"""Read documents from JSONL, Parquet and folders of .txt files, local or on an object store.
+
+Broken rows never stop a read: they are skipped and counted by reason in a `SkipCounts`.
+A file that has no text field at all is an error naming the field and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import posixpath
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import fsspec
+
+from climb_ray.config import CorpusConfig
+
+JSONL_EXT = (".jsonl", ".ndjson", ".json")
+COMPRESSED_EXT = ("", ".gz", ".bz2", ".xz", ".zst")
+FORMATS_BY_EXT = {
+    **{j + c: "jsonl" for j in JSONL_EXT for c in COMPRESSED_EXT},
+    ".parquet": "parquet",
+    **{".txt" + c: "text" for c in COMPRESSED_EXT},
+}
+PROBE_ROWS = 100  # a JSONL file whose first rows all lack the text field is an error, not 100 skips
+
+
+class CorpusError(ValueError):
+    """The corpus cannot be read as configured; the message names the path or field."""
+
+
+@dataclass
+class SkipCounts:
+    empty: int = 0  # no text, or only whitespace (fewer than corpus.min_chars characters)
+    not_text: int = 0  # the text field holds a number, list, mapping...
+    not_utf8: int = 0  # bytes that do not decode as UTF-8
+    too_long: int = 0  # more than corpus.max_chars characters
+    bad_json: int = 0  # a JSONL line that does not parse as a JSON object
+    missing_field: int = 0  # a row without the text field (in a file where other rows have it)
+
+    @property
+    def total(self) -> int:
+        return sum(asdict(self).values())
+
+    def add(self, other: "SkipCounts") -> None:
+        for key, value in asdict(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
+
+def format_of(path: str, configured: str = "auto") -> str | None:
+    """The reader for `path`: the configured format, or the one its extension names (None: not ours)."""
+    if configured != "auto":
+        return configured
+    name = posixpath.basename(path).lower()
+    return next((fmt for ext, fmt in FORMATS_BY_EXT.items() if name.endswith(ext)), None)
+
+
+def list_files(paths: list[str], configured: str = "auto") -> list[tuple[str, str]]:
+    """Expand files, folders and globs into sorted (url, name) pairs; name is stable across runs."""
+    if not paths:
+        raise CorpusError("corpus.paths is empty: give the files or folders holding the documents")
+    found: dict[str, str] = {}
+    for given in paths:
+        fs, root = fsspec.core.url_to_fs(given)
+        matches = _expand(fs, root, configured)
+        if not matches:
+            raise CorpusError(f"corpus path {given!r} matches no JSONL, Parquet or .txt files")
+        for path in matches:
+            found[_url(fs, path)] = _stable_name(path, root, fs)
+    return sorted(found.items())
+
+
+def _expand(fs, root: str, configured: str) -> list[str]:
+    if any(ch in root for ch in "*?["):
+        candidates = fs.glob(root)
+    elif fs.isdir(root):
+        candidates = [p for p in fs.find(root) if not posixpath.basename(p).startswith((".", "_"))]
+    elif fs.exists(root):
+        if format_of(root, configured) is None:
+            raise CorpusError(f"corpus file {root!r}: cannot tell its format; set corpus.format")
+        return [root]
+    else:
+        return []
+    wanted = {configured} if configured != "auto" else set(FORMATS_BY_EXT.values())
+    return sorted(p for p in candidates if fs.isfile(p) and format_of(p) in wanted)
+
+
+def _url(fs, path: str) -> str:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return path if protocol in ("file", "local") else f"{protocol}://{path}"
+
+
+def _stable_name(path: str, root: str, fs) -> str:
+    base = root if fs.isdir(root) else posixpath.dirname(re.split(r"[*?\[]", root)[0])
+    return posixpath.relpath(path, base) if base else posixpath.basename(path)
+
+
+def iter_file(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts) -> Iterator[tuple[str, str]]:
+    """Yield (doc_id, text) for every good row of one file, counting the rest into `skips`."""
+    fmt = format_of(url, cfg.format)
+    if fmt == "jsonl":
+        rows = _jsonl_rows(url, name, cfg, skips)
+    elif fmt == "parquet":
+        rows = _parquet_rows(url, name, cfg)
+    elif fmt == "text":
+        rows = _text_rows(url, name)
+    else:
+        raise CorpusError(f"corpus file {url!r}: format {cfg.format!r} cannot read it")
+    for index, (doc_id, value) in enumerate(rows):
+        text = _check_text(value, cfg, skips)
+        if text is not None:
+            yield (str(doc_id) if doc_id not in (None, "") else f"{name}:{index}"), text
+
+
+def _check_text(value, cfg: CorpusConfig, skips: SkipCounts) -> str | None:
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            skips.not_utf8 += 1
+            return None
+    if value is None:
+        skips.empty += 1
+        return None
+    if not isinstance(value, str):
+        skips.not_text += 1
+        return None
+    if len(value.strip()) < max(cfg.min_chars, 1):
+        skips.empty += 1
+        return None
+    if len(value) > cfg.max_chars:
+        skips.too_long += 1
+        return None
+    return value
+
+
+_NO_ROW = object()
+
+
+def _jsonl_rows(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts):
+    seen_field, missing_here, last_row = False, 0, None
+    with fsspec.open(url, "rb", compression="infer") as src:
+        for raw in src:
+            row = _parse_json_line(raw, skips)
+            if row is _NO_ROW:
+                continue
+            last_row = row
+            if cfg.text_field not in row:
+                skips.missing_field += 1
+                missing_here += 1
+                if not seen_field and missing_here >= PROBE_ROWS:
+                    raise _missing_field(url, cfg.text_field, row)
+                continue
+            seen_field = True
+            yield row.get(cfg.id_field) if cfg.id_field else None, row[cfg.text_field]
+    if not seen_field and missing_here:
+        raise _missing_field(url, cfg.text_field, last_row)
+
+
+def _parse_json_line(raw: bytes, skips: SkipCounts):
+    if not raw.strip():
+        return _NO_ROW
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        skips.not_utf8 += 1
+        return _NO_ROW
+    try:
+        row = json.loads(line)
+    except ValueError:
+        skips.bad_json += 1
+        return _NO_ROW
+    if not isinstance(row, dict):
+        skips.bad_json += 1
+        return _NO_ROW
+    return row
+
+
+def _missing_field(url: str, field: str, row: dict | None) -> CorpusError:
+    keys = f" (its rows have: {', '.join(sorted(map(str, row))[:10])})" if row else ""
+    return CorpusError(f"corpus file {url!r} has no text field {field!r}{keys}; set corpus.text_field")
+
+
+def _parquet_rows(url: str, name: str, cfg: CorpusConfig):
+    import pyarrow.parquet as pq
+
+    with fsspec.open(url, "rb") as src:
+        pfile = pq.ParquetFile(src)
+        columns = pfile.schema_arrow.names
+        if cfg.text_field not in columns:
+            raise CorpusError(
+                f"corpus file {url!r} has no text field {cfg.text_field!r} (its columns: "
+                f"{', '.join(columns[:10])}); set corpus.text_field"
+            )
+        wanted = [cfg.text_field] + ([cfg.id_field] if cfg.id_field in columns else [])
+        for batch in pfile.iter_batches(batch_size=4096, columns=wanted):
+            texts = batch.column(cfg.text_field).to_pylist()
+            ids = batch.column(cfg.id_field).to_pylist() if len(wanted) == 2 else [None] * len(texts)
+            yield from zip(ids, texts)
+
+
+def _text_rows(url: str, name: str):
+    with fsspec.open(url, "rb", compression="infer") as src:
+        data = src.read()
+    yield posixpath.splitext(name)[0], data
+
+
+def scan_file(url: str, name: str, cfg: CorpusConfig) -> dict:
+    """Read one file through and summarise it: documents, characters, and skipped rows by reason."""
+    skips = SkipCounts()
+    documents = chars = 0
+    for _, text in iter_file(url, name, cfg, skips):
+        documents += 1
+        chars += len(text)
+    return {"file": url, "name": name, "documents": documents, "chars": chars,
+            **{f"skipped_{k}": v for k, v in asdict(skips).items()}}
