@@ -141,7 +141,7 @@ def _dispatch(args) -> int:
     if args.command == "demo":
         commands.ensure_demo_corpus(cfg, args.docs_per_source)
     until = {"demo": "export", "run": "export", "corpus": "corpus"}.get(args.command, args.command)
-    return commands.run(cfg, until=until, redo=tuple(args.redo))
+    return commands.run(cfg, until=until, redo=tuple(args.redo), whole=args.command in ("demo", "run"))
 
 
 if __name__ == "__main__":

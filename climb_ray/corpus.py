@@ -97,7 +97,10 @@ def _stable_name(path: str, root: str, fs) -> str:
 
 
 def iter_file(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts) -> Iterator[tuple[str, str]]:
-    """Yield (doc_id, text) for every good row of one file, counting the rest into `skips`."""
+    """Yield (doc_id, text) for every good row of one file, counting the rest into `skips`.
+
+    doc_id is the row's id field, or "<file name>:<row number>" (0-based) when it has none.
+    """
     fmt = format_of(url, cfg.format)
     if fmt == "jsonl":
         rows = _jsonl_rows(url, name, cfg, skips)
@@ -107,7 +110,7 @@ def iter_file(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts) -> Iter
         rows = _text_rows(url, name)
     else:
         raise CorpusError(f"corpus file {url!r}: format {cfg.format!r} cannot read it")
-    for index, (doc_id, value) in enumerate(rows):
+    for index, doc_id, value in rows:
         text = _check_text(value, cfg, skips)
         if text is not None:
             yield (str(doc_id) if doc_id not in (None, "") else f"{name}:{index}"), text
@@ -141,7 +144,7 @@ _NO_ROW = object()
 def _jsonl_rows(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts):
     seen_field, missing_here, last_row = False, 0, None
     with fsspec.open(url, "rb", compression="infer") as src:
-        for raw in src:
+        for index, raw in enumerate(src):
             row = _parse_json_line(raw, skips)
             if row is _NO_ROW:
                 continue
@@ -153,7 +156,7 @@ def _jsonl_rows(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts):
                     raise _missing_field(url, cfg.text_field, row)
                 continue
             seen_field = True
-            yield row.get(cfg.id_field) if cfg.id_field else None, row[cfg.text_field]
+            yield index, row.get(cfg.id_field) if cfg.id_field else None, row[cfg.text_field]
     if not seen_field and missing_here:
         raise _missing_field(url, cfg.text_field, last_row)
 
@@ -194,16 +197,18 @@ def _parquet_rows(url: str, name: str, cfg: CorpusConfig):
                 f"{', '.join(columns[:10])}); set corpus.text_field"
             )
         wanted = [cfg.text_field] + ([cfg.id_field] if cfg.id_field in columns else [])
+        start = 0
         for batch in pfile.iter_batches(batch_size=4096, columns=wanted):
             texts = batch.column(cfg.text_field).to_pylist()
             ids = batch.column(cfg.id_field).to_pylist() if len(wanted) == 2 else [None] * len(texts)
-            yield from zip(ids, texts)
+            yield from zip(range(start, start + len(texts)), ids, texts)
+            start += len(texts)
 
 
 def _text_rows(url: str, name: str):
     with fsspec.open(url, "rb", compression="infer") as src:
         data = src.read()
-    yield posixpath.splitext(name)[0], data
+    yield 0, posixpath.splitext(name)[0], data
 
 
 def scan_file(url: str, name: str, cfg: CorpusConfig) -> dict:

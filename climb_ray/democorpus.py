@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import bz2
+import functools
 import json
 import re
 import sys
@@ -154,11 +155,16 @@ READERS = {
 }
 
 
+@functools.lru_cache(maxsize=None)
+def _groups(source: str) -> tuple[list[str], ...]:
+    return tuple(READERS[source]())
+
+
 def source_documents(source: str, rng: np.random.Generator) -> list[str]:
     """All documents of one source, each of MIN_WORDS..MAX_WORDS words, in a deterministic order."""
     docs: list[str] = []
     targets = _targets(rng)
-    for group in READERS[source]():
+    for group in _groups(source):
         docs.extend(pack_units(group, targets))
     return docs
 

@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-climb-ray
+PYTEST_ARGS ?= -q
+
+.PHONY: setup demo test clean-runs
+
+setup: $(STAMP)
+
+# torch 2.13.0 first: a CPU build where one is on hand, so no multi-GB CUDA build is pulled in.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[demo,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/climb-ray demo
+
+# As root with unshare available, the tests run in a private network namespace with only
+# loopback up, so every Ray and HTTP server of the tests binds to 127.0.0.1.
+test: $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1 && unshare -n true 2>/dev/null; then \
+		echo "running the tests in a loopback-only network namespace"; \
+		unshare -n sh -c 'ip link set lo up && exec $(BIN)/python -m pytest $(PYTEST_ARGS)'; \
+	else \
+		$(BIN)/python -m pytest $(PYTEST_ARGS); \
+	fi
+
+clean-runs:
+	rm -rf runs data

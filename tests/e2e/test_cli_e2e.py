@@ -1,0 +1,67 @@
+"""The CLI run in fresh processes, as a user runs it."""
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0]
+
+
+def test_bad_config_value_is_one_line_exit_2_and_starts_no_ray(tmp_path):
+    proc = run_cli(["run", "cluster.k_init=-3", f"run_dir={tmp_path}/run"])
+    assert_one_line_error(proc, "cluster.k_init=-3")
+    assert "Ray" not in proc.stdout + proc.stderr
+
+
+def test_missing_text_field_is_one_line_exit_2(ray_session, tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"id": 1, "content": "hello"}\n')
+    address = ray_session.get_runtime_context().gcs_address
+    proc = run_cli(["run", f"corpus.paths=[{tmp_path}/d.jsonl]", f"run_dir={tmp_path}/run"],
+                   env={"RAY_ADDRESS": address})
+    assert_one_line_error(proc, "d.jsonl", "'text'", "corpus.text_field")
+
+
+def test_run_joins_the_cluster_named_by_ray_address(ray_session, demo_corpus, tmp_path):
+    address = ray_session.get_runtime_context().gcs_address
+    proc = run_cli(["run", "--config", "demo", f"corpus.paths=[{demo_corpus}]", f"run_dir={tmp_path}/run"],
+                   env={"RAY_ADDRESS": address})
+    assert proc.returncode == 0, proc.stderr
+    assert f"joined the Ray cluster at {address}" in proc.stdout
+    stats = json.loads((tmp_path / "run" / "corpus" / "stats.json").read_text())
+    assert stats["documents"] == sum(1 for _ in open(demo_corpus))
+
+
+def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
+    env = {"RAY_ADDRESS": "", "RAY_AUTH_MODE": ""}  # as a user's shell: auth on, no cluster
+    args = ["demo", "--docs-per-source", "40", f"corpus.paths=[{tmp_path}/demo.jsonl]",
+            f"run_dir={tmp_path}/run"]
+    proc = run_cli(args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "started a local Ray" in out
+    assert f"run folder {tmp_path}/run" in out
+    assert "embed     not built yet (issue #3)" in out
+    documents = sum(1 for _ in open(tmp_path / "demo.jsonl"))
+    assert 150 <= documents <= 200
+    assert f"corpus    done: {documents} documents" in out
+
+    again = run_cli(args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "demo corpus: " in again.stdout and "already done, skipped" in again.stdout
+    assert "started a local Ray" not in again.stdout  # nothing to do: no Ray needed
+
+
+def test_stage_commands_not_built_yet_say_so_with_exit_3(tmp_path):
+    proc = run_cli(["serve", f"run_dir={tmp_path}/run"])
+    assert proc.returncode == 3 and "not built yet (issue #6)" in proc.stderr

@@ -1,0 +1,65 @@
+import json
+import uuid
+
+import pytest
+
+from climb_ray.artifacts import RunDir, StageChangedError, run_stage
+
+
+@pytest.fixture(params=["local", "file_uri", "memory"])
+def run(request, tmp_path):
+    """The same run-folder code on a local path, a file:// URI and an in-memory fsspec store."""
+    uri = {"local": str(tmp_path / "run"), "file_uri": f"file://{tmp_path}/run",
+           "memory": f"memory://climb-test-{uuid.uuid4().hex}/run"}[request.param]
+    return RunDir(uri)
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(run):
+    run.write_json("search/best_mixture.json", {"w": [0.5, 0.5]})
+    run.write_json("search/best_mixture.json", {"w": [0.25, 0.75]})
+    assert run.read_json("search/best_mixture.json") == {"w": [0.25, 0.75]}
+    assert run.listdir("search") == ["best_mixture.json"]
+
+
+def test_url_opens_the_same_file(run, tmp_path):
+    run.write_text("config.yaml", "seed: 1\n")
+    url = run.url("config.yaml")
+    import fsspec
+
+    with fsspec.open(url, "r") as f:
+        assert f.read() == "seed: 1\n"
+
+
+def test_a_stage_with_a_marker_is_skipped_on_rerun(run):
+    calls = []
+
+    def work():
+        calls.append(1)
+        run.write_text("corpus/stats.json", "{}")
+        return {"documents": 3}
+
+    first = run_stage(run, "corpus", {"corpus": {"text_field": "text"}}, work)
+    second = run_stage(run, "corpus", {"corpus": {"text_field": "text"}}, work)
+    assert (first.skipped, second.skipped) == (False, True)
+    assert second.info == {"documents": 3} and len(calls) == 1
+    assert json.loads(run.read_bytes("corpus/_DONE"))["depends"] == {"corpus": {"text_field": "text"}}
+
+
+def test_a_stage_killed_before_its_marker_runs_again(run):
+    def killed():
+        run.write_text("corpus/stats.json", "{partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(run, "corpus", {}, killed)
+    assert not run.is_done("corpus")
+    result = run_stage(run, "corpus", {}, lambda: {"documents": 1})
+    assert not result.skipped and run.is_done("corpus")
+
+
+def test_a_done_stage_with_other_settings_is_refused_then_redone_on_request(run):
+    run_stage(run, "corpus", {"corpus": {"text_field": "text"}}, lambda: {"n": 1})
+    with pytest.raises(StageChangedError, match="corpus.*--redo corpus"):
+        run_stage(run, "corpus", {"corpus": {"text_field": "body"}}, lambda: {"n": 2})
+    redone = run_stage(run, "corpus", {"corpus": {"text_field": "body"}}, lambda: {"n": 2}, redo=True)
+    assert not redone.skipped and redone.info == {"n": 2}
