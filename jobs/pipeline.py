@@ -1,0 +1,23 @@
+"""The whole climb_ray pipeline as a Ray job: the same stages as `climb-ray run`.
+
+    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-num-cpus 1 -- \
+        python jobs/pipeline.py --config jobs/configs/paper.yaml \
+        corpus.paths=[s3://my-bucket/corpus/] run_dir=s3://my-bucket/runs/climb-1
+
+`--entrypoint-num-cpus 1` keeps the driver on a node with CPUs (the head); the stages place their
+own work. The job joins its cluster through RAY_ADDRESS, which Ray sets for job drivers. With
+token authentication on, submit with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN set to the
+cluster's token (`ray get-auth-token` on the head). Resubmitting the same command resumes: finished stages are skipped.
+Every node needs climb_ray installed (the cluster's setup commands), or add
+`--runtime-env-json '{"pip": ["climb-ray"]}'`.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir, for `import climb_ray`
+
+from climb_ray.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["run", *sys.argv[1:]]))
