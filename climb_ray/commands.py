@@ -77,4 +77,11 @@ def _describe(stage: str, info: dict) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in info["skipped_by_reason"].items() if v) or "none"
         return (f"{info['documents']} documents in {info['files']} file(s); {info['skipped']} rows "
                 f"skipped ({reasons}) -> corpus/stats.json, corpus/files.parquet")
+    if stage == "embed":
+        return (f"{info['documents']} documents embedded with {info['model']} ({info['chunks']} chunk(s), "
+                f"{info['chunks_reused']} reused) -> embed/")
+    if stage == "cluster":
+        return (f"{info['super_clusters']} super-clusters from k={info['k_init']} "
+                f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
+                f"cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
     return json.dumps(info)

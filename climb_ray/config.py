@@ -28,6 +28,9 @@ class EmbedConfig:
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16 or float16
     num_actors: int = 0  # encoder actors in the Ray Data pool; 0 = one per GPU, or one per 2 CPUs
     gpus_per_actor: float = 1.0  # GPUs each encoder actor reserves when the cluster has GPUs
+    cpus_per_actor: float = 1.0  # CPUs each encoder actor reserves in Ray's accounting
+    threads: int = 0  # torch CPU threads per encoder actor on CPU; 0 = its cpus_per_actor (at least 1)
+    chunk_docs: int = 200_000  # documents per resumable chunk (whole files): a killed run redoes one chunk
 
 
 @dataclass
@@ -40,6 +43,7 @@ class ClusterConfig:
     prune_threshold: float = 0.5  # clusters whose mean quality score is below this are dropped
     merge_distance: float = 1.5  # Ward linkage distance at which kept centroids are merged (paper: 1.5)
     n_super_clusters: int = 0  # merge to exactly this many super-clusters instead; 0 = use merge_distance
+    report_docs: int = 300  # documents sampled per super-cluster for the report's terms and examples
 
 
 @dataclass
@@ -170,12 +174,17 @@ _RULES = {
     "embed.dtype": _one_of("auto", "float32", "bfloat16", "float16"),
     "embed.num_actors": _at_least(0),
     "embed.gpus_per_actor": _at_least(0),
+    "embed.cpus_per_actor": _at_least(0),
+    "embed.threads": _at_least(0),
+    "embed.chunk_docs": _at_least(1),
     "cluster.backend": _one_of("faiss", "cuml", "sklearn"),
     "cluster.k_init": _at_least(1),
     "cluster.fit_sample": _at_least(1),
     "cluster.niter": _at_least(1),
     "cluster.merge_distance": _at_least(0),
     "cluster.n_super_clusters": _at_least(0),
+    "cluster.prune_threshold": _between(0, 1),
+    "cluster.report_docs": _at_least(1),
     "tokens.vocab_size": _at_least(256),
     "tokens.train_docs": _at_least(1),
     "proxy.hidden_size": _at_least(1),

@@ -6,17 +6,16 @@ Stages that later issues build are listed in NOT_BUILT; the pipeline says so ins
 from __future__ import annotations
 
 import dataclasses
-import io
 import time
 from dataclasses import dataclass, field
 
 from climb_ray.artifacts import RunDir, StageResult, run_stage
 from climb_ray.config import Config
+from climb_ray import stages
 from climb_ray.config_io import to_yaml
-from climb_ray.corpus import SkipCounts, list_files
 
 ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
-NOT_BUILT = {"embed": 3, "cluster": 3, "tokens": 4, "search": 5, "export": 8, "serve": 6}
+NOT_BUILT = {"tokens": 4, "search": 5, "export": 8, "serve": 6}
 
 
 @dataclass
@@ -28,39 +27,24 @@ class PipelineReport:
     seconds: float = 0.0
 
 
-def corpus_stage(cfg: Config, run: RunDir) -> dict:
-    """Read the whole corpus once: per-file counts in corpus/files.parquet, totals in stats.json."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from climb_ray.adapters.ray_data import scan_corpus
-
-    files = list_files(cfg.corpus.paths, cfg.corpus.format)
-    rows = scan_corpus(files, cfg.corpus)
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows), buffer)
-    run.write_bytes("corpus/files.parquet", buffer.getvalue())
-    skips = SkipCounts()
-    for row in rows:
-        skips.add(SkipCounts(**{k: row[f"skipped_{k}"] for k in dataclasses.asdict(skips)}))
-    stats = {
-        "files": len(rows),
-        "documents": sum(r["documents"] for r in rows),
-        "chars": sum(r["chars"] for r in rows),
-        "skipped": skips.total,
-        "skipped_by_reason": dataclasses.asdict(skips),
-    }
-    run.write_json("corpus/stats.json", stats)
-    return stats
-
-
-STAGE_FUNCS = {"corpus": corpus_stage}
-# the config sections whose values each stage's output depends on (a change means: rebuild it)
-DEPENDS = {"corpus": ["corpus"]}
+STAGE_FUNCS = {"corpus": stages.corpus_stage, "embed": stages.embed_stage, "cluster": stages.cluster_stage}
+# the config values each stage's output depends on (a change means: rebuild it); sections or fields
+DEPENDS = {
+    "corpus": ["corpus"],
+    "embed": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
+              "cluster.quality_scorer"],
+    "cluster": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "cluster", "seed"],
+}
 
 
 def stage_depends(cfg: Config, stage: str) -> dict:
-    return {section: dataclasses.asdict(getattr(cfg, section)) for section in DEPENDS[stage]}
+    out = {}
+    for dotted in DEPENDS[stage]:
+        value = cfg
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        out[dotted] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = ()) -> PipelineReport:

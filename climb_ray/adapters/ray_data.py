@@ -1,11 +1,21 @@
-"""Ray Data pipelines over the corpus; the reading itself is climb_ray.corpus."""
+"""Ray Data pipelines over the corpus: the scan (corpus stage) and the embedding pass (embed stage).
+
+The reading is climb_ray.corpus, the encoding climb_ray.embed, the scores climb_ray.quality;
+this module only wires them into Ray Data.
+"""
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
 import ray
+from ray.data import ActorPoolStrategy
 
-from climb_ray.config import CorpusConfig
-from climb_ray.corpus import CorpusError, SkipCounts, scan_file
+from climb_ray.config import CorpusConfig, EmbedConfig
+from climb_ray.corpus import CorpusError, SkipCounts, iter_file, scan_file
+
+READ_ROWS = 1024  # documents per block coming out of the readers
+HEAD_CHARS = 600  # the start of each document kept for the cluster report
 
 
 def _scan_or_report(url: str, name: str, cfg: CorpusConfig) -> dict:
@@ -31,3 +41,76 @@ def scan_corpus(files: list[tuple[str, str]], cfg: CorpusConfig) -> list[dict]:
         more = f" (and {len(errors) - 1} more files with errors)" if len(errors) > 1 else ""
         raise CorpusError(errors[0] + more)
     return rows
+
+
+def read_documents(files: list[tuple[str, str]], cfg: CorpusConfig) -> ray.data.Dataset:
+    """A dataset of (doc_id, text) streamed from the files; broken rows are skipped (the corpus
+    stage has counted them)."""
+
+    def read(batch: dict) -> dict:
+        for url, name in zip(batch["file"], batch["name"]):
+            ids, texts = [], []
+            for doc_id, text in iter_file(str(url), str(name), cfg, SkipCounts()):
+                ids.append(doc_id)
+                texts.append(text)
+                if len(ids) == READ_ROWS:
+                    yield {"doc_id": np.array(ids, dtype=object), "text": np.array(texts, dtype=object)}
+                    ids, texts = [], []
+            if ids:
+                yield {"doc_id": np.array(ids, dtype=object), "text": np.array(texts, dtype=object)}
+
+    items = [{"file": url, "name": name} for url, name in files]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    return ds.map_batches(read, batch_size=1, batch_format="numpy")
+
+
+class EncodeActor:
+    """One encoder per actor: (doc_id, text) batches -> doc_id, embedding, n_tokens, quality, text_head."""
+
+    def __init__(self, embed: dict, scorer: str):
+        from climb_ray.embed import Embedder
+        from climb_ray.quality import load_scorer
+
+        threads = embed["threads"] or max(1, int(embed["cpus_per_actor"]))
+        self.embedder = Embedder(embed["model"], max_tokens=embed["max_tokens"], batch_size=embed["batch_size"],
+                                 dtype=embed["dtype"], threads=threads)
+        self.scorer = load_scorer(scorer)
+
+    def __call__(self, batch: dict) -> pa.Table:
+        from climb_ray.quality import score
+
+        texts = [str(t) for t in batch["text"]]
+        ids = self.embedder.token_ids(texts)
+        vectors = self.embedder.embed_ids(ids)
+        dim = vectors.shape[1]
+        return pa.table({
+            "doc_id": pa.array([str(d) for d in batch["doc_id"]], pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
+            "n_tokens": pa.array([len(x) for x in ids], pa.int32()),
+            "quality": pa.array(score(self.scorer, texts), pa.float32()),
+            "text_head": pa.array([t[:HEAD_CHARS] for t in texts], pa.string()),
+        })
+
+
+def encoder_pool(embed: EmbedConfig) -> dict:
+    """map_batches arguments placing the encoder actors: one per GPU, or CPU actors on CPU clusters."""
+    resources = ray.cluster_resources()
+    gpus = float(resources.get("GPU", 0))
+    if gpus > 0 and embed.gpus_per_actor > 0:
+        size = embed.num_actors or max(1, int(gpus // embed.gpus_per_actor))
+        return {"compute": ActorPoolStrategy(size=size), "num_gpus": embed.gpus_per_actor,
+                "num_cpus": embed.cpus_per_actor}
+    cpus = float(resources.get("CPU", 1))
+    size = embed.num_actors or max(1, int((cpus - 1) // max(embed.cpus_per_actor, 1e-3)))  # 1 CPU for readers
+    return {"compute": ActorPoolStrategy(size=size), "num_cpus": embed.cpus_per_actor}
+
+
+def embed_files(files: list[tuple[str, str]], corpus: CorpusConfig, embed: EmbedConfig, scorer: str,
+                out_url: str) -> None:
+    """Embed every document of `files` and write Parquet files (doc_id, embedding, ...) under out_url."""
+    import dataclasses
+
+    ds = read_documents(files, corpus)
+    ds = ds.map_batches(EncodeActor, fn_constructor_kwargs={"embed": dataclasses.asdict(embed), "scorer": scorer},
+                        batch_size=max(embed.batch_size, 256), batch_format="numpy", **encoder_pool(embed))
+    ds.write_parquet(out_url)

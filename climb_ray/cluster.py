@@ -1,0 +1,126 @@
+"""k-means backends, nearest-centroid assignment, quality pruning and Ward merging.
+
+Arrays in, arrays out; no Ray. The cluster stage (adapters/ray_data.py) fits on a sample, assigns
+every document in a Ray Data pass, then prunes and merges the per-cluster statistics here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from climb_ray.config import ConfigError
+
+BACKENDS = ("faiss", "cuml", "sklearn")
+
+
+def fit_kmeans(x: np.ndarray, k: int, *, backend: str = "faiss", niter: int = 25, seed: int = 0) -> np.ndarray:
+    """Fit k-means on the rows of x (N, D); return the (k, D) float32 centroids."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"k-means needs a non-empty (N, D) array, got shape {x.shape}")
+    if k > len(x):
+        raise ConfigError(f"cluster.k_init={k} is more than the {len(x)} documents to fit on")
+    if backend == "faiss":
+        return _fit_faiss(x, k, niter, seed)
+    if backend == "sklearn":
+        from sklearn.cluster import KMeans
+
+        model = KMeans(n_clusters=k, n_init=1, max_iter=niter, random_state=seed).fit(x)
+        return model.cluster_centers_.astype(np.float32)
+    if backend == "cuml":
+        return _fit_cuml(x, k, niter, seed)
+    raise ValueError(f"cluster.backend={backend!r}: must be one of {', '.join(BACKENDS)}")
+
+
+def _fit_faiss(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
+    import faiss
+
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False,
+                      max_points_per_centroid=max(256, len(x) // k + 1))
+    km.train(x)
+    return np.asarray(km.centroids, dtype=np.float32)
+
+
+def _fit_cuml(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
+    try:
+        from cuml.cluster import KMeans
+    except ImportError as err:
+        raise ConfigError(
+            "cluster.backend='cuml' needs cuML and a CUDA GPU: pip install 'climb-ray[gpu]' on the "
+            f"GPU nodes, or use cluster.backend=faiss ({err})"
+        ) from None
+    model = KMeans(n_clusters=k, max_iter=niter, random_state=seed, n_init=1).fit(x)
+    centers = model.cluster_centers_
+    return np.asarray(centers.get() if hasattr(centers, "get") else centers, dtype=np.float32)
+
+
+def assign(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Index of the nearest centroid (Euclidean) for each row of x: (N,) int32."""
+    x = np.asarray(x, dtype=np.float32)
+    half_norms = 0.5 * np.einsum("kd,kd->k", centroids, centroids)
+    out = np.empty(len(x), dtype=np.int32)
+    for start in range(0, len(x), chunk):
+        scores = x[start:start + chunk] @ centroids.T - half_norms  # argmax == argmin distance
+        out[start:start + chunk] = scores.argmax(axis=1)
+    return out
+
+
+@dataclass
+class ClusterStats:
+    documents: np.ndarray  # (K,) documents per k-means cluster
+    tokens: np.ndarray  # (K,) tokens per cluster
+    quality_sum: np.ndarray  # (K,) sum of document quality scores
+
+    @classmethod
+    def empty(cls, k: int) -> "ClusterStats":
+        return cls(np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.float64))
+
+    @classmethod
+    def of(cls, labels: np.ndarray, tokens: np.ndarray, quality: np.ndarray, k: int) -> "ClusterStats":
+        return cls(np.bincount(labels, minlength=k).astype(np.int64),
+                   np.bincount(labels, weights=tokens, minlength=k).astype(np.int64),
+                   np.bincount(labels, weights=quality, minlength=k))
+
+    def add(self, other: "ClusterStats") -> None:
+        self.documents += other.documents
+        self.tokens += other.tokens
+        self.quality_sum += other.quality_sum
+
+    @property
+    def mean_quality(self) -> np.ndarray:
+        return self.quality_sum / np.maximum(self.documents, 1)
+
+
+def prune(stats: ClusterStats, threshold: float) -> np.ndarray:
+    """Boolean (K,) mask of clusters kept: non-empty, with mean quality at least `threshold`."""
+    return (stats.documents > 0) & (stats.mean_quality >= threshold)
+
+
+def merge(centroids: np.ndarray, kept: np.ndarray, *, distance: float, n_super: int = 0,
+          documents: np.ndarray | None = None) -> np.ndarray:
+    """Ward-merge the kept centroids; (K,) super-cluster id per cluster, -1 for pruned ones.
+
+    Cut at Ward linkage `distance`, or into exactly `n_super` groups when n_super > 0. Super-cluster
+    ids are ordered by size (most documents first; ties by lowest member cluster).
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    kept_idx = np.flatnonzero(kept)
+    if len(kept_idx) == 0:
+        raise ConfigError("every cluster was pruned: lower cluster.prune_threshold")
+    if n_super > len(kept_idx):
+        raise ConfigError(f"cluster.n_super_clusters={n_super} is more than the {len(kept_idx)} kept clusters")
+    if len(kept_idx) == 1:
+        groups = np.ones(1, dtype=int)
+    else:
+        tree = linkage(centroids[kept_idx].astype(np.float64), method="ward")
+        groups = (fcluster(tree, t=n_super, criterion="maxclust") if n_super
+                  else fcluster(tree, t=distance, criterion="distance"))
+    sizes = documents[kept_idx] if documents is not None else np.ones(len(kept_idx))
+    order = sorted(set(groups), key=lambda g: (-sizes[groups == g].sum(), kept_idx[groups == g].min()))
+    rank = {g: i for i, g in enumerate(order)}
+    out = np.full(len(centroids), -1, dtype=np.int32)
+    out[kept_idx] = [rank[g] for g in groups]
+    return out

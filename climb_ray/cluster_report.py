@@ -1,0 +1,96 @@
+"""The cluster report: per super-cluster its size, tokens, distinctive terms and examples, and a PNG."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from climb_ray.cluster import ClusterStats
+
+N_TERMS, N_EXAMPLES, SNIPPET_CHARS = 8, 3, 240
+
+
+def top_terms(texts_by_group: list[list[str]], n: int = N_TERMS) -> list[list[str]]:
+    """The n most distinctive words of each group: TF-IDF with each group's text as one document."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    docs = [" ".join(texts) for texts in texts_by_group]
+    if not any(d.strip() for d in docs):
+        return [[] for _ in docs]
+    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, lowercase=True,
+                                 token_pattern=r"(?u)\b[^\W\d_]{3,}\b")
+    try:
+        matrix = vectorizer.fit_transform(docs).toarray()
+    except ValueError:  # nothing but stop words
+        return [[] for _ in docs]
+    vocab = np.array(vectorizer.get_feature_names_out())
+    top = []
+    for row in matrix:
+        best = np.argsort(-row, kind="stable")[:n]
+        top.append([str(vocab[i]) for i in best if row[i] > 0])
+    return top
+
+
+def build_report(stats: ClusterStats, super_of: np.ndarray, threshold: float,
+                 samples: dict[int, list[str]]) -> dict:
+    """clusters.json content. `samples` holds some document texts of each super-cluster."""
+    n_super = int(super_of.max()) + 1 if (super_of >= 0).any() else 0
+    terms = top_terms([samples.get(s, []) for s in range(n_super)])
+    total_tokens = max(int(stats.tokens[super_of >= 0].sum()), 1)
+    supers = []
+    for s in range(n_super):
+        members = np.flatnonzero(super_of == s)
+        tokens = int(stats.tokens[members].sum())
+        supers.append({
+            "id": s,
+            "name": f"sc{s:02d}" + (f"-{'-'.join(terms[s][:2])}" if terms[s] else ""),
+            "documents": int(stats.documents[members].sum()),
+            "tokens": tokens,
+            "token_share": round(tokens / total_tokens, 6),
+            "mean_quality": round(float(stats.quality_sum[members].sum() / max(stats.documents[members].sum(), 1)), 4),
+            "clusters": [int(c) for c in members],
+            "top_terms": terms[s],
+            "examples": [_snippet(t) for t in samples.get(s, [])[:N_EXAMPLES]],
+        })
+    return {"super_clusters": supers, "pruned": _pruned(stats, super_of, threshold),
+            "k_init": int(len(super_of)), "prune_threshold": threshold}
+
+
+def _pruned(stats: ClusterStats, super_of: np.ndarray, threshold: float) -> list[dict]:
+    out = []
+    for c in np.flatnonzero(super_of < 0):
+        empty = stats.documents[c] == 0
+        reason = "no documents" if empty else f"mean quality {stats.mean_quality[c]:.3f} < {threshold}"
+        out.append({"cluster": int(c), "documents": int(stats.documents[c]),
+                    "tokens": int(stats.tokens[c]), "reason": reason})
+    return out
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 3].rsplit(" ", 1)[0] + "..."
+
+
+def report_png(report: dict) -> bytes:
+    """A bar chart of the super-clusters' token shares, labelled with their top terms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    supers = report["super_clusters"]
+    labels = [f"{s['id']}: {', '.join(s['top_terms'][:4])}" for s in supers]
+    shares = [100 * s["token_share"] for s in supers]
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * max(len(supers), 1)))
+    ax.barh(range(len(supers)), shares, color="#4c72b0")
+    ax.set_yticks(range(len(supers)), labels, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of tokens (%)")
+    pruned = len(report["pruned"])
+    ax.set_title(f"{len(supers)} super-clusters from k={report['k_init']} ({pruned} clusters pruned)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()

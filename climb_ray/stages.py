@@ -1,0 +1,107 @@
+"""What each pipeline stage does, start to finish; pipeline.py decides which ones run."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import numpy as np
+
+from climb_ray.artifacts import RunDir
+from climb_ray.config import Config
+from climb_ray.corpus import SkipCounts, list_files
+
+
+def corpus_stage(cfg: Config, run: RunDir) -> dict:
+    """Read the whole corpus once: per-file counts in corpus/files.parquet, totals in stats.json."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from climb_ray.adapters.ray_data import scan_corpus
+
+    rows = scan_corpus(list_files(cfg.corpus.paths, cfg.corpus.format), cfg.corpus)
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer)
+    run.write_bytes("corpus/files.parquet", buffer.getvalue())
+    skips = SkipCounts()
+    for row in rows:
+        skips.add(SkipCounts(**{k: row[f"skipped_{k}"] for k in dataclasses.asdict(skips)}))
+    stats = {
+        "files": len(rows),
+        "documents": sum(r["documents"] for r in rows),
+        "chars": sum(r["chars"] for r in rows),
+        "skipped": skips.total,
+        "skipped_by_reason": dataclasses.asdict(skips),
+    }
+    run.write_json("corpus/stats.json", stats)
+    return stats
+
+
+def plan_chunks(files: list[dict], chunk_docs: int) -> list[list[dict]]:
+    """Consecutive whole files grouped into chunks of about `chunk_docs` documents (empty files dropped)."""
+    chunks: list[list[dict]] = [[]]
+    count = 0
+    for f in (f for f in files if f["documents"] > 0):
+        if count >= chunk_docs:
+            chunks.append([])
+            count = 0
+        chunks[-1].append(f)
+        count += f["documents"]
+    return [c for c in chunks if c]
+
+
+def corpus_files(run: RunDir) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    with run.fs.open(run.path("corpus/files.parquet"), "rb") as src:
+        return pq.read_table(src, columns=["file", "name", "documents"]).to_pylist()
+
+
+def embed_stage(cfg: Config, run: RunDir) -> dict:
+    """Embed every document, one chunk of files at a time; a chunk with _SUCCESS is never redone."""
+    from climb_ray.adapters.ray_data import embed_files
+
+    chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
+    reused = 0
+    for index, chunk in enumerate(chunks):
+        folder = f"embed/chunk-{index:05d}"
+        if run.exists(folder, "_SUCCESS"):
+            reused += 1
+            continue
+        run.clear_stage(folder)  # a chunk killed half-way starts again from nothing
+        files = [(f["file"], f["name"]) for f in chunk]
+        embed_files(files, cfg.corpus, cfg.embed, cfg.cluster.quality_scorer, run.url(folder))
+        run.write_text(f"{folder}/_SUCCESS", "done\n")
+    documents = sum(f["documents"] for chunk in chunks for f in chunk)
+    return {"documents": documents, "chunks": len(chunks), "chunks_reused": reused,
+            "model": cfg.embed.model, "max_tokens": cfg.embed.max_tokens}
+
+
+def cluster_stage(cfg: Config, run: RunDir) -> dict:
+    """k-means on a sample, statistics and assignment of every document, pruning, merging, report."""
+    from climb_ray.adapters import ray_cluster as rc
+    from climb_ray.cluster import merge, prune
+    from climb_ray.cluster_report import build_report, report_png
+
+    c, embed_url = cfg.cluster, run.url("embed")
+    n_docs = run.read_json("corpus/stats.json")["documents"]
+    sample = rc.sample_embeddings(embed_url, n_docs, c.fit_sample, cfg.seed)
+    centroids = rc.fit_centroids(sample, c.k_init, backend=c.backend, niter=c.niter, seed=cfg.seed)
+    buffer = io.BytesIO()
+    np.save(buffer, centroids)
+    run.write_bytes("cluster/centroids.npy", buffer.getvalue())
+    stats = rc.cluster_statistics(embed_url, centroids)
+    kept = prune(stats, c.prune_threshold)
+    super_of = merge(centroids, kept, distance=c.merge_distance, n_super=c.n_super_clusters,
+                     documents=stats.documents)
+    run.clear_stage("cluster/assignments")
+    rc.write_assignments(embed_url, centroids, super_of, run.url("cluster/assignments"))
+    n_super = int(super_of.max()) + 1
+    samples = rc.sample_texts(run.url("cluster/assignments"), n_super, c.report_docs, n_docs, cfg.seed)
+    report = build_report(stats, super_of, c.prune_threshold, samples)
+    run.write_json("cluster/clusters.json", report)
+    run.write_bytes("cluster/clusters.png", report_png(report))
+    pruned_docs = int(stats.documents[super_of < 0].sum())
+    return {"k_init": c.k_init, "fit_documents": int(len(sample)), "clusters_pruned": int((super_of < 0).sum()),
+            "documents_pruned": pruned_docs, "super_clusters": n_super,
+            "names": [s["name"] for s in report["super_clusters"]]}
