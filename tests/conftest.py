@@ -46,3 +46,13 @@ def demo_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "demo_corpus.jsonl"
     build_demo_corpus(out, docs_per_source=60, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def full_demo_corpus(tmp_path_factory) -> Path:
+    """The demo corpus as `make demo` builds it (800 documents per source, seed 0)."""
+    from climb_ray.democorpus import build_demo_corpus
+
+    out = tmp_path_factory.mktemp("demo_full") / "demo_corpus.jsonl"
+    build_demo_corpus(out, docs_per_source=800, seed=0)
+    return out

@@ -18,7 +18,7 @@ def embeddings_of(table: pa.Table) -> np.ndarray:
 
 
 def read_embeddings(url: str, columns: list[str]) -> ray.data.Dataset:
-    return ray.data.read_parquet(url, columns=columns, file_extensions=["parquet"])
+    return ray.data.read_parquet(url, file_extensions=["parquet"]).select_columns(columns)
 
 
 def sample_embeddings(url: str, n_docs: int, fit_sample: int, seed: int) -> np.ndarray:
@@ -72,7 +72,7 @@ def write_assignments(url: str, centroids: np.ndarray, super_of: np.ndarray, out
 
 def sample_texts(assignments_url: str, n_super: int, per_super: int, n_docs: int, seed: int) -> dict[int, list[str]]:
     """Up to `per_super` document heads of each super-cluster, drawn at random for the report."""
-    ds = ray.data.read_parquet(assignments_url, columns=["super_cluster", "text_head"], file_extensions=["parquet"])
+    ds = read_embeddings(assignments_url, ["super_cluster", "text_head"])
     fraction = min(1.0, 4.0 * per_super * max(n_super, 1) / max(n_docs, 1))
     if fraction < 1.0:
         ds = ds.random_sample(fraction, seed=seed)

@@ -51,7 +51,9 @@ def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     out = proc.stdout
     assert "started a local Ray" in out
     assert f"run folder {tmp_path}/run" in out
-    assert "embed     not built yet (issue #3)" in out
+    assert "embed     done: " in out and "cluster   done: 6 super-clusters from k=50" in out
+    assert "tokens    not built yet (issue #4)" in out
+    assert (tmp_path / "run" / "cluster" / "clusters.png").is_file()
     documents = sum(1 for _ in open(tmp_path / "demo.jsonl"))
     assert 150 <= documents <= 200
     assert f"corpus    done: {documents} documents" in out

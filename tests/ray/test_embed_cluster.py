@@ -1,0 +1,92 @@
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from climb_ray.artifacts import RunDir
+from climb_ray.config_io import load_config
+from climb_ray.embed import Embedder
+from climb_ray.pipeline import run_pipeline
+
+pytestmark = pytest.mark.ray
+FAST = ["embed.max_tokens=64", "embed.threads=2", "embed.num_actors=1"]
+
+
+def embeddings(path):
+    table = pq.read_table(path)
+    vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
+    return table.column("doc_id").to_pylist(), vectors, table
+
+
+def test_ray_data_pipeline_gives_the_plain_embedders_vectors_and_skips_broken_rows(ray_session, tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    good = [{"id": f"d{i}", "text": f"Document {i} talks about rivers, towns and the weather of the coast."}
+            for i in range(12)]
+    with open(corpus, "wb") as f:
+        for row in good[:6]:
+            f.write((json.dumps(row) + "\n").encode())
+        f.write(b'{"id": "bin", "text": "\xff\xfe\x00binary"}\n{"id": "empty", "text": ""}\n')
+        f.write(b'{"id": "nofield", "body": "text under another key"}\n{"id": "num", "text": 7}\n')
+        for row in good[6:]:
+            f.write((json.dumps(row) + "\n").encode())
+    cfg = load_config(None, [f"corpus.paths=[{corpus}]", f"run_dir={tmp_path}/run", *FAST])
+    report = run_pipeline(cfg, until="embed")
+    corpus_info, embed_info = (r.info for r in report.results)
+    assert corpus_info["skipped"] == 4 and corpus_info["documents"] == 12
+    assert embed_info["documents"] == 12
+    ids, vectors, table = embeddings(tmp_path / "run" / "embed")
+    plain = Embedder(max_tokens=64).embed([row["text"] for row in good])
+    order = [ids.index(row["id"]) for row in good]
+    assert sorted(ids) == sorted(row["id"] for row in good)
+    assert np.min(np.sum(vectors[order] * plain, axis=1)) > 0.999
+    assert set(table.column_names) >= {"doc_id", "embedding", "n_tokens", "quality", "text_head"}
+
+
+def test_a_killed_embed_stage_resumes_without_re_embedding_finished_chunks(ray_session, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for part in range(3):
+        with open(folder / f"part{part}.jsonl", "w") as f:
+            for i in range(5):
+                f.write(json.dumps({"text": f"Part {part}, line {i}: the ships came into the harbour."}) + "\n")
+    overrides = [f"corpus.paths=[{folder}]", f"run_dir={tmp_path}/run", "embed.chunk_docs=5", *FAST]
+    first = run_pipeline(load_config(None, overrides), until="embed").results[1].info
+    assert first["chunks"] == 3 and first["chunks_reused"] == 0
+    run = RunDir(str(tmp_path / "run"))
+    kept = {name: os.stat(tmp_path / "run" / "embed" / "chunk-00000" / name).st_mtime_ns
+            for name in run.listdir("embed/chunk-00000")}
+    # as if killed while writing the last chunk: no stage marker, no chunk marker
+    run.fs.rm(run.path("embed/_DONE"))
+    run.fs.rm(run.path("embed/chunk-00002/_SUCCESS"))
+    again = run_pipeline(load_config(None, overrides), until="embed").results[1]
+    assert not again.skipped and again.info["chunks_reused"] == 2
+    assert {n: os.stat(tmp_path / "run" / "embed" / "chunk-00000" / n).st_mtime_ns for n in kept} == kept
+    assert len(embeddings(tmp_path / "run" / "embed")[0]) == 15
+
+
+def test_super_clusters_recover_the_hidden_sources_of_the_demo_corpus(ray_session, full_demo_corpus, tmp_path):
+    """The demo settings (k=50, MiniLM at 128 tokens) with as many super-clusters as sources."""
+    demo_corpus = full_demo_corpus
+    overrides = [f"corpus.paths=[{demo_corpus}]", f"run_dir={tmp_path}/run", "cluster.n_super_clusters=5"]
+    cfg = load_config(ROOT_DEMO, overrides)
+    info = run_pipeline(cfg, until="cluster").results[-1].info
+    assert info["super_clusters"] == 5
+    run_folder = tmp_path / "run" / "cluster"
+    assigned = pq.read_table(run_folder / "assignments").to_pandas()
+    sources = {json.loads(line)["id"]: json.loads(line)["source"] for line in open(demo_corpus)}
+    assigned["source"] = assigned.doc_id.map(sources)
+    table = assigned.groupby(["super_cluster", "source"]).size().unstack(fill_value=0)
+    purity = table.max(axis=1).sum() / table.values.sum()
+    assert purity >= 0.9, table
+    report = json.loads((run_folder / "clusters.json").read_text())
+    assert sum(s["documents"] for s in report["super_clusters"]) == len(assigned)
+    assert all(len(s["top_terms"]) > 0 and len(s["examples"]) == 3 for s in report["super_clusters"])
+    assert (run_folder / "clusters.png").read_bytes()[:4] == b"\x89PNG"
+    assert np.load(run_folder / "centroids.npy").shape == (50, 384)
+
+
+from tests.conftest import ROOT  # noqa: E402
+
+ROOT_DEMO = ROOT / "climb_ray" / "configs" / "demo.yaml"

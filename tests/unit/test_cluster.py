@@ -1,0 +1,117 @@
+import importlib.util
+
+import numpy as np
+import pytest
+
+from climb_ray.cluster import ClusterStats, assign, fit_kmeans, merge, prune
+from climb_ray.cluster_report import build_report, report_png, top_terms
+from climb_ray.config import ConfigError
+
+
+def blobs(n_per=100, centers=((0, 0, 5), (0, 5, 0), (5, 0, 0), (5, 5, 5)), seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.normal(c, 0.3, size=(n_per, 3)) for c in centers]).astype(np.float32)
+    return x, np.repeat(np.arange(len(centers)), n_per)
+
+
+def purity(labels, truth):
+    return sum(np.bincount(truth[labels == c]).max() for c in np.unique(labels)) / len(truth)
+
+
+@pytest.mark.parametrize("backend", ["faiss", "sklearn"])
+def test_kmeans_backends_recover_separated_blobs(backend):
+    x, truth = blobs()
+    centroids = fit_kmeans(x, 4, backend=backend, niter=20, seed=1)
+    assert centroids.shape == (4, 3) and centroids.dtype == np.float32
+    assert purity(assign(x, centroids), truth) == 1.0
+
+
+def test_assign_is_the_nearest_centroid():
+    rng = np.random.default_rng(0)
+    x, c = rng.normal(size=(500, 8)).astype(np.float32), rng.normal(size=(7, 8)).astype(np.float32)
+    brute = np.argmin(((x[:, None] - c[None]) ** 2).sum(-1), axis=1)
+    assert np.array_equal(assign(x, c, chunk=64), brute)
+
+
+def test_more_clusters_than_documents_is_a_config_error():
+    with pytest.raises(ConfigError, match="cluster.k_init=50 is more than the 10"):
+        fit_kmeans(np.zeros((10, 3), np.float32), 50)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cuml") is not None, reason="cuML is installed here")
+def test_cuml_backend_without_cuml_says_how_to_get_it():
+    with pytest.raises(ConfigError, match="climb-ray\\[gpu\\]"):
+        fit_kmeans(blobs()[0], 4, backend="cuml")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cuml") is None, reason="needs cuML and a CUDA GPU")
+def test_cuml_backend_recovers_separated_blobs_on_gpu():
+    x, truth = blobs()
+    assert purity(assign(x, fit_kmeans(x, 4, backend="cuml", seed=1)), truth) == 1.0
+
+
+def test_prune_drops_low_quality_and_empty_clusters():
+    stats = ClusterStats.of(np.array([0, 0, 1, 1, 2]), np.array([5, 5, 5, 5, 5]), np.array([.9, .8, .2, .3, .6]), 4)
+    assert list(prune(stats, 0.5)) == [True, False, True, False]
+
+
+def test_ward_merge_by_distance_and_to_an_exact_count():
+    centroids = np.array([[0, 0], [0, .1], [5, 5], [5, 5.1], [9, 0]], np.float32)
+    kept = np.array([True, True, True, True, False])
+    docs = np.array([1, 1, 10, 10, 3])
+    by_distance = merge(centroids, kept, distance=1.0, documents=docs)
+    assert list(by_distance) == [1, 1, 0, 0, -1]  # the bigger group gets id 0, pruned stays -1
+    assert list(merge(centroids, kept, distance=1.0, n_super=1, documents=docs)) == [0, 0, 0, 0, -1]
+    with pytest.raises(ConfigError, match="n_super_clusters=9"):
+        merge(centroids, kept, distance=1.0, n_super=9)
+    with pytest.raises(ConfigError, match="every cluster was pruned"):
+        merge(centroids, np.zeros(5, bool), distance=1.0)
+
+
+def test_report_names_distinctive_terms_examples_and_pruned_clusters():
+    stats = ClusterStats.of(np.array([0, 1, 2]), np.array([10, 30, 5]), np.array([1.0, 1.0, 0.1]), 3)
+    super_of = np.array([0, 1, -1])
+    samples = {0: ["the lord said unto moses", "the lord spake unto israel"],
+               1: ["return a sorted list of items", "return the list length"]}
+    report = build_report(stats, super_of, 0.5, samples)
+    first, second = report["super_clusters"]
+    assert "lord" in first["top_terms"] and "list" in second["top_terms"]
+    assert first["examples"] == samples[0] and second["token_share"] == 0.75
+    assert report["pruned"] == [{"cluster": 2, "documents": 1, "tokens": 5, "reason": "mean quality 0.100 < 0.5"}]
+    assert report_png(report)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_top_terms_of_empty_groups_are_empty():
+    assert top_terms([[], []]) == [[], []]
+
+
+def test_ward_with_unit_weights_matches_scipy():
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    rng = np.random.default_rng(3)
+    points = rng.normal(size=(40, 5))
+    from climb_ray.cluster import ward_groups
+
+    for n in (2, 5, 9):
+        ours = ward_groups(points, np.ones(40), distance=0, n_groups=n)
+        theirs = fcluster(linkage(points, "ward"), n, "maxclust")
+        pairs_ours = ours[:, None] == ours[None, :]
+        assert np.array_equal(pairs_ours, theirs[:, None] == theirs[None, :])
+    cut = 2.5
+    ours = ward_groups(points, np.ones(40), distance=cut)
+    theirs = fcluster(linkage(points, "ward"), cut, "distance")
+    assert np.array_equal(ours[:, None] == ours[None, :], theirs[:, None] == theirs[None, :])
+
+
+def test_weighted_ward_equals_ward_on_repeated_points():
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    from climb_ray.cluster import ward_groups
+
+    rng = np.random.default_rng(4)
+    points, weights = rng.normal(size=(12, 3)), rng.integers(1, 5, size=12)
+    ours = ward_groups(points, weights, distance=0, n_groups=4)
+    repeated = fcluster(linkage(np.repeat(points, weights, axis=0), "ward"), 4, "maxclust")
+    firsts = np.cumsum(weights) - weights
+    theirs = repeated[firsts]
+    assert np.array_equal(ours[:, None] == ours[None, :], theirs[:, None] == theirs[None, :])
