@@ -43,3 +43,18 @@ def test_packaged_alias_resolves_to_a_local_folder():
 
     assert os.path.isdir(resolve_model("all-MiniLM-L6-v2"))
     assert resolve_model("some-org/some-encoder") == "some-org/some-encoder"
+
+
+def test_any_transformers_encoder_in_a_local_folder_works(tmp_path):
+    """A BERT made here from a config (random weights) loads by path like any other encoder."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    tiny = Embedder(str(tmp_path), max_tokens=512, batch_size=3)
+    vectors = tiny.embed(TEXTS)
+    assert tiny.max_tokens == 64  # capped at the model's own limit
+    assert vectors.shape == (4, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
