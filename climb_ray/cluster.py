@@ -134,6 +134,9 @@ def merge(centroids: np.ndarray, kept: np.ndarray, *, distance: float, n_super: 
           documents: np.ndarray | None = None) -> np.ndarray:
     """Ward-merge the kept centroids, weighted by their documents; (K,) super-cluster id, -1 if pruned.
 
+    Weights are documents divided by their mean, so that `distance` keeps the scale of plain
+    Ward on centroids (the paper's 1.5) while a big cluster still pulls harder than a small one.
+
     Cut at Ward distance `distance`, or into exactly `n_super` groups when n_super > 0. Super-cluster
     ids are ordered by size (most documents first; ties by lowest member cluster).
     """
@@ -143,7 +146,9 @@ def merge(centroids: np.ndarray, kept: np.ndarray, *, distance: float, n_super: 
     if n_super > len(kept_idx):
         raise ConfigError(f"cluster.n_super_clusters={n_super} is more than the {len(kept_idx)} kept clusters")
     sizes = documents[kept_idx].astype(np.float64) if documents is not None else np.ones(len(kept_idx))
-    groups = ward_groups(centroids[kept_idx], np.maximum(sizes, 1.0), distance=distance, n_groups=n_super)
+    weights = np.maximum(sizes, 1.0)
+    weights = weights / weights.mean()  # an average-sized pair is as far apart as without weights
+    groups = ward_groups(centroids[kept_idx], weights, distance=distance, n_groups=n_super)
     order = sorted(set(groups), key=lambda g: (-sizes[groups == g].sum(), kept_idx[groups == g].min()))
     rank = {g: i for i, g in enumerate(order)}
     out = np.full(len(centroids), -1, dtype=np.int32)

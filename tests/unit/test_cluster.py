@@ -115,3 +115,13 @@ def test_weighted_ward_equals_ward_on_repeated_points():
     firsts = np.cumsum(weights) - weights
     theirs = repeated[firsts]
     assert np.array_equal(ours[:, None] == ours[None, :], theirs[:, None] == theirs[None, :])
+
+
+def test_merge_distance_keeps_the_unweighted_scale_when_clusters_are_equal():
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    rng = np.random.default_rng(5)
+    centroids = rng.normal(size=(30, 4)).astype(np.float32)
+    ours = merge(centroids, np.ones(30, bool), distance=2.0, documents=np.full(30, 500))
+    theirs = fcluster(linkage(centroids.astype(np.float64), "ward"), 2.0, "distance")
+    assert np.array_equal(ours[:, None] == ours[None, :], theirs[:, None] == theirs[None, :])
