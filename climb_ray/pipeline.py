@@ -15,7 +15,7 @@ from climb_ray import stages
 from climb_ray.config_io import to_yaml
 
 ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
-NOT_BUILT = {"tokens": 4, "search": 5, "export": 8, "serve": 6}
+NOT_BUILT = {"search": 5, "export": 8, "serve": 6}
 
 
 @dataclass
@@ -27,13 +27,16 @@ class PipelineReport:
     seconds: float = 0.0
 
 
-STAGE_FUNCS = {"corpus": stages.corpus_stage, "embed": stages.embed_stage, "cluster": stages.cluster_stage}
+STAGE_FUNCS = {"corpus": stages.corpus_stage, "embed": stages.embed_stage, "cluster": stages.cluster_stage,
+               "tokens": stages.tokens_stage}
 # the config values each stage's output depends on (a change means: rebuild it); sections or fields
 DEPENDS = {
     "corpus": ["corpus"],
     "embed": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
               "cluster.quality_scorer"],
     "cluster": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "cluster", "seed"],
+    "tokens": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "embed.chunk_docs", "cluster", "seed",
+               "tokens"],
 }
 
 

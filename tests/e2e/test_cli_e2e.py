@@ -45,14 +45,16 @@ def test_run_joins_the_cluster_named_by_ray_address(ray_session, demo_corpus, tm
 def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     env = {"RAY_ADDRESS": "", "RAY_AUTH_MODE": ""}  # as a user's shell: auth on, no cluster
     args = ["demo", "--docs-per-source", "40", f"corpus.paths=[{tmp_path}/demo.jsonl]",
-            f"run_dir={tmp_path}/run"]
+            f"target.paths=[{tmp_path}/target.jsonl]", f"run_dir={tmp_path}/run"]
     proc = run_cli(args, env=env)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "started a local Ray" in out
     assert f"run folder {tmp_path}/run" in out
     assert "embed     done: " in out and "cluster   done: 6 super-clusters from k=50" in out
-    assert "tokens    not built yet (issue #4)" in out
+    assert "tokens    done: " in out and (tmp_path / "run" / "tokens" / "meta.json").is_file()
+    assert "search    not built yet (issue #5)" in out
+    assert sum(1 for _ in open(tmp_path / "target.jsonl")) == 200
     assert (tmp_path / "run" / "cluster" / "clusters.png").is_file()
     documents = sum(1 for _ in open(tmp_path / "demo.jsonl"))
     assert 150 <= documents <= 200
@@ -67,3 +69,24 @@ def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
 def test_stage_commands_not_built_yet_say_so_with_exit_3(tmp_path):
     proc = run_cli(["serve", f"run_dir={tmp_path}/run"])
     assert proc.returncode == 3 and "not built yet (issue #6)" in proc.stderr
+
+
+def test_proxy_trains_and_scores_one_mixture_and_refuses_bad_weights_in_one_line(ray_session, demo_corpus, tmp_path):
+    target = demo_corpus.parent / "demo_target.jsonl"
+    common = ["--config", "demo", f"corpus.paths=[{demo_corpus}]", f"target.paths=[{target}]",
+              f"run_dir={tmp_path}/run", "embed.max_tokens=64", "cluster.k_init=20", "cluster.n_super_clusters=4",
+              "tokens.vocab_size=1024", "proxy.steps=10", "target.max_docs=50"]
+    env = {"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    proc = run_cli(["proxy", "--weights", "prior", "--json", str(tmp_path / "r.json"), *common], env=env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert f"proxy: score {result['score']:.4f} (higher is better)" in proc.stdout
+    assert result["score"] == -result["targets"][0]["loss"] and sum(result["sequences"].values()) == 10 * 16
+    assert "sc03" in proc.stdout and "passes" in proc.stdout
+
+    for weights, named in [("0.5,0.5", "mixture has 2 weights, clusters are 4"),
+                           ("sc07=1", "weights name cluster 'sc07'"),
+                           ("0.1,0.1,0.1,-1", "sc03=-1.0")]:
+        assert_one_line_error(run_cli(["proxy", "--weights", weights, *common], env=env), named)
+    no_target = run_cli(["proxy", "--weights", "uniform", *common, "target.paths=[]"], env=env)
+    assert_one_line_error(no_target, "target.paths=[]: name the target files")

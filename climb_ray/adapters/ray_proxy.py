@@ -1,0 +1,27 @@
+"""One proxy trial as a Ray task: on a GPU when the cluster has GPUs, else on CPU workers."""
+
+from __future__ import annotations
+
+import ray
+
+from climb_ray.config import Config
+
+
+def trial_resources(cfg: Config) -> dict:
+    """Resources of one proxy trial: proxy.gpus_per_trial GPUs when the cluster has any."""
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    options = {"num_cpus": cfg.proxy.cpus_per_trial}
+    if gpus > 0 and cfg.proxy.gpus_per_trial > 0:
+        options["num_gpus"] = cfg.proxy.gpus_per_trial
+    return options
+
+
+def _train_and_score(cfg: Config, tokens_url: str, weights: list[float], seed: int) -> dict:
+    from climb_ray.trial import ProxyRunner
+
+    return ProxyRunner(cfg, tokens_url)(weights, seed=seed)
+
+
+def run_proxy(cfg: Config, tokens_url: str, weights: list[float], seed: int) -> dict:
+    task = ray.remote(max_retries=0, **trial_resources(cfg))(_train_and_score)
+    return ray.get(task.remote(cfg, tokens_url, list(weights), seed))

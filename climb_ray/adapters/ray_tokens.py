@@ -1,0 +1,74 @@
+"""The tokens stage on Ray Data: a hash-chosen sample for the BPE tokenizer, and the tokenizing pass
+that turns one chunk of corpus files into per-super-cluster shards (climb_ray.tokens does the maths)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from climb_ray.adapters.ray_data import read_documents
+from climb_ray.config import CorpusConfig
+from climb_ray.tokens import ShardWriter, cluster_name, encode_docs, hash_fraction
+
+TOKENIZE_BATCH = 512
+_TOKENIZERS: dict[str, object] = {}
+
+
+def sample_training_texts(files: list[tuple[str, str]], corpus: CorpusConfig, n_docs: int, want: int,
+                          seed: int) -> list[str]:
+    """About `want` documents chosen by a hash of their id: the same sample in any read order."""
+    fraction = min(1.0, 1.2 * want / max(n_docs, 1))
+
+    def pick(batch: dict) -> dict:
+        keys = np.array([hash_fraction(str(d), seed) for d in batch["doc_id"]])
+        keep = keys < fraction
+        return {"key": keys[keep], "text": batch["text"][keep]}
+
+    ds = read_documents(files, corpus).map_batches(pick, batch_format="numpy")
+    rows = [(k, str(t)) for b in ds.iter_batches(batch_format="numpy", batch_size=4096)
+            for k, t in zip(b["key"], b["text"])]
+    rows.sort(key=lambda r: r[0])
+    return [t for _, t in rows[:want]]
+
+
+def _tokenizer(json_ref):
+    key = json_ref.hex() if hasattr(json_ref, "hex") else str(id(json_ref))
+    if key not in _TOKENIZERS:
+        from tokenizers import Tokenizer
+
+        _TOKENIZERS[key] = Tokenizer.from_str(ray.get(json_ref))
+    return _TOKENIZERS[key]
+
+
+def tokenize_chunk(files: list[tuple[str, str]], corpus: CorpusConfig, assignment: dict[str, int],
+                   tokenizer_json: str, *, eot: int, dtype: np.dtype, out_dir: str) -> dict:
+    """Tokenize the documents of `files` into `<out_dir>/<cluster>.bin/.idx` (local folder), in
+    file order; documents of pruned clusters (-1) are left out. Returns the counts."""
+    lookup_ref, tok_ref = ray.put(assignment), ray.put(tokenizer_json)
+    dtype = np.dtype(dtype)
+
+    def tokenize(batch: dict) -> pa.Table:
+        lookup = ray.get(lookup_ref)
+        supers = np.array([lookup.get(str(d), -1) for d in batch["doc_id"]], dtype=np.int32)
+        keep = supers >= 0
+        texts = [str(t) for t, k in zip(batch["text"], keep) if k]
+        docs = encode_docs(_tokenizer(tok_ref), texts, eot, dtype) if texts else []
+        lengths = np.array([len(d) for d in docs], dtype=np.int64)
+        values = np.concatenate(docs) if docs else np.zeros(0, dtype)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int64())
+        return pa.table({"super_cluster": pa.array(supers[keep], pa.int32()),
+                         "ids": pa.LargeListArray.from_arrays(offsets, pa.array(values))})
+
+    ds = read_documents(files, corpus).map_batches(tokenize, batch_size=TOKENIZE_BATCH, batch_format="numpy")
+    ds.context.execution_options.preserve_order = True  # shards in file order: the same bytes every run
+    writer = ShardWriter(out_dir, dtype)
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        supers = batch.column("super_cluster").to_numpy()
+        lists = batch.column("ids").combine_chunks()
+        offsets, values = lists.offsets.to_numpy(), lists.values.to_numpy()
+        for s in np.unique(supers):
+            rows = np.flatnonzero(supers == s)
+            writer.add(cluster_name(int(s)), [values[offsets[r]:offsets[r + 1]] for r in rows])
+    shards = writer.close()
+    return {name: {"tokens": s.tokens, "documents": s.documents} for name, s in shards.items()}

@@ -1,0 +1,78 @@
+"""One proxy trial: train a proxy LM on one mixture of the run's token shards and score it on the target.
+
+`ProxyRunner` loads the shards, tokenizer and target once; each call is one trial (Ray Tune reuses
+the runner across trials, the `climb-ray proxy` command calls it once).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from climb_ray.config import Config, ConfigError
+
+
+class ProxyRunner:
+    def __init__(self, cfg: Config, tokens_url: str, *, device: str = "auto"):
+        from tokenizers import Tokenizer
+
+        import fsspec
+
+        from climb_ray.evaluate import load_target
+        from climb_ray.proxy import pick_device
+        from climb_ray.tokens import Shards
+
+        if not cfg.target.paths:
+            raise ConfigError("target.paths=[]: name the target files the proxies are scored on "
+                              "(held-out documents or multiple-choice JSONL)")
+        self.cfg = cfg
+        self.shards = Shards(tokens_url)
+        with fsspec.open(f"{tokens_url.rstrip('/')}/tokenizer.json", "r") as src:
+            self.tokenizer = Tokenizer.from_str(src.read())
+        self.eot, self.vocab_size = int(self.shards.meta["eot_id"]), int(self.shards.meta["vocab_size"])
+        self.targets = [load_target(path, self.tokenizer, cfg.target) for path in cfg.target.paths]
+        self.device = pick_device(device)
+        self._threads()
+
+    def _threads(self) -> None:
+        import torch
+
+        if self.device == "cpu":
+            p = self.cfg.proxy
+            torch.set_num_threads(p.threads or max(1, int(p.cpus_per_trial)))
+
+    @property
+    def names(self) -> list[str]:
+        return self.shards.names
+
+    def stream(self, weights, seed: int):
+        from climb_ray.mixture import MixtureStream
+
+        p = self.cfg.proxy
+        return MixtureStream(self.shards.arrays, self.names, weights, n_sequences=p.steps * p.batch_size,
+                             seq_len=p.context, max_epochs=self.cfg.search.max_epochs, seed=seed)
+
+    def __call__(self, weights, *, seed: int) -> dict:
+        """Train on `weights` (one per cluster) with `seed`; the score and what went into it."""
+        from climb_ray.evaluate import score_targets
+        from climb_ray.proxy import build_model, train
+
+        p = self.cfg.proxy
+        start = time.perf_counter()
+        stream = self.stream(weights, seed)
+        model = build_model(p, self.vocab_size, seed=seed)
+        stats = train(model, (stream.batch(i, p.batch_size) for i in range(p.steps)), p, device=self.device)
+        trained = time.perf_counter()
+        scores = score_targets(model, self.targets, self.cfg.target, eot=self.eot, seq_len=p.context,
+                               device=self.device)
+        return {
+            "score": scores["score"], "direction": scores["direction"], "targets": scores["targets"],
+            "weights": {n: float(w) for n, w in zip(self.names, stream.weights)},
+            "sequences": {n: int(c) for n, c in zip(self.names, stream.counts)},
+            "epochs": {n: float(e) for n, e in zip(self.names, stream.epochs)},
+            "seed": seed, "device": self.device, "train_tokens": stats.tokens,
+            "train_loss_last": float(np.mean(stats.losses[-5:])), "train_tokens_per_s": stats.tokens_per_second,
+            "train_seconds": trained - start, "score_seconds": time.perf_counter() - trained,
+            "parameters": int(sum(t.numel() for t in model.parameters())),
+        }

@@ -1,0 +1,98 @@
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from tokenizers import Tokenizer
+
+from climb_ray.adapters import ray_tokens
+from climb_ray.config_io import load_config
+from climb_ray.pipeline import run_pipeline
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def three_files(demo_corpus, tmp_path_factory):
+    """The small demo corpus split into 3 files of 100 documents: 3 chunks of the tokens stage."""
+    folder = tmp_path_factory.mktemp("split")
+    lines = open(demo_corpus).read().splitlines()
+    for part in range(3):
+        (folder / f"part{part}.jsonl").write_text("\n".join(lines[part * 100:(part + 1) * 100]) + "\n")
+    return folder
+
+
+def overrides(folder, run):
+    return [f"corpus.paths=[{folder}]", f"run_dir={run}", "embed.chunk_docs=100", "embed.max_tokens=64",
+            "embed.threads=2", "cluster.k_init=20", "cluster.n_super_clusters=4", "cluster.prune_threshold=0.99",
+            "tokens.vocab_size=1024", "tokens.train_docs=150"]
+
+
+def config(folder, run):
+    return load_config(ROOT / "climb_ray" / "configs" / "demo.yaml", overrides(folder, run))
+
+
+@pytest.fixture(scope="module")
+def finished(ray_session, three_files, tmp_path_factory):
+    """A run folder with every stage up to tokens done, and the tokens stage's summary."""
+    run = tmp_path_factory.mktemp("tokens_run") / "run"
+    report = run_pipeline(config(three_files, run), until="tokens")
+    return run, report.results[-1].info
+
+
+class Killed(Exception):
+    pass
+
+
+def test_each_shard_holds_its_super_clusters_documents_in_file_order(finished, three_files):
+    run, info = finished
+    tokens = run / "tokens"
+    meta = json.loads((tokens / "meta.json").read_text())
+    tok = Tokenizer.from_file(str(tokens / "tokenizer.json"))
+    assert tok.get_vocab_size() <= 1024 and meta["dtype"] == "uint16" and meta["eot_id"] == 0
+    supers = {}
+    for chunk in sorted((run / "cluster" / "assignments").iterdir()):
+        table = pq.read_table(chunk, columns=["doc_id", "super_cluster"])
+        supers.update(zip(table.column("doc_id").to_pylist(), table.column("super_cluster").to_pylist()))
+    expected = {name: [] for name in meta["clusters"]}
+    for part in range(3):
+        for line in open(three_files / f"part{part}.jsonl"):
+            row = json.loads(line)
+            if supers[row["id"]] >= 0:
+                expected[f"sc{supers[row['id']]:02d}"].append(tok.encode(row["text"]).ids + [0])
+    assert sum(len(v) for v in expected.values()) == info["documents"] < 300  # some documents were pruned
+    for name, docs in expected.items():
+        shard = np.fromfile(tokens / f"{name}.bin", dtype=np.uint16)
+        assert np.array_equal(shard, np.concatenate(docs)), name
+        assert meta["tokens"][name] == len(shard) and meta["documents"][name] == len(docs)
+        starts = np.fromfile(tokens / f"{name}.idx", dtype=np.uint64)
+        assert list(starts) == list(np.cumsum([0] + [len(d) for d in docs])[:-1])
+    assert not (tokens / "parts").exists()
+
+
+def test_a_killed_tokens_stage_resumes_without_redoing_finished_chunks(finished, three_files, tmp_path,
+                                                                       monkeypatch):
+    shutil.copytree(finished[0], tmp_path / "run")
+    cfg = config(three_files, tmp_path / "run")
+    clean = {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")}
+    real, calls, kill = ray_tokens.tokenize_chunk, [], [True]
+
+    def dies_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if kill[0] and len(calls) == 2:
+            raise Killed("as if the job were killed here")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ray_tokens, "tokenize_chunk", dies_on_the_second_chunk)
+    with pytest.raises(Killed):
+        run_pipeline(cfg, until="tokens", redo=("tokens",))
+    parts = tmp_path / "run" / "tokens" / "parts"
+    assert (parts / "chunk-00000" / "_SUCCESS").exists() and not (parts / "chunk-00001" / "_SUCCESS").exists()
+    assert not (tmp_path / "run" / "tokens" / "_DONE").exists()
+    calls.clear()
+    kill[0] = False
+    again = run_pipeline(cfg, until="tokens").results[-1]
+    assert not again.skipped and len(calls) == 2  # chunks 1 and 2 only
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")} == clean
