@@ -76,6 +76,9 @@ def print_summary(report: PipelineReport) -> None:
         print(f"  {result.stage:<9} {state}: {_describe(result.stage, result.info)}")
     for stage in report.not_built:
         print(f"  {stage:<9} not built yet (issue #{NOT_BUILT[stage]})")
+    if any(r.stage == "tokens" for r in report.results) and "search" in report.not_built:
+        print("  next      score one mixture: climb-ray proxy --weights prior (with the same --config "
+              "and overrides)")
 
 
 def _describe(stage: str, info: dict) -> str:
