@@ -1,0 +1,93 @@
+"""The LightGBM predictor: mixture weights -> score, with the paper's settings (DESIGN.md).
+
+Fit: a random 90/10 split (`valid_fraction`), boosting with early stopping on the held-out part
+(patience min(early_stopping_max, validation size)); its Spearman correlation and mean absolute
+error are reported with every fit. Saved as LightGBM's own text format plus a JSON sidecar
+(cluster names, score direction, version, quality); never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from climb_ray.config import PredictorConfig
+
+FORMAT_VERSION = 1
+MIN_VALID = 3  # fewer held-out results than this: fit on all, no early stopping, no quality figures
+
+
+def lgb_params(p: PredictorConfig, seed: int, threads: int) -> dict:
+    return {"objective": "regression", "learning_rate": p.learning_rate, "max_depth": p.max_depth,
+            "num_leaves": max(2, 2 ** p.max_depth - 1), "min_data_in_leaf": p.min_child_samples,
+            "lambda_l1": p.reg_alpha, "lambda_l2": p.reg_lambda, "min_data_in_bin": 1,
+            "seed": seed, "deterministic": True, "force_row_wise": True, "num_threads": threads, "verbose": -1}
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    if len(a) < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+@dataclass
+class Predictor:
+    booster: object
+    names: list[str]
+    direction: str = "higher_is_better"
+    quality: dict = field(default_factory=dict)  # spearman, mae, n_train, n_valid, rounds
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, p: PredictorConfig, *, names: list[str], seed: int,
+            direction: str = "higher_is_better", threads: int = 1) -> "Predictor":
+        import lightgbm as lgb
+
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if len(x) != len(y) or len(x) < 2:
+            raise ValueError(f"predictor needs at least 2 results with one score each, got {len(x)} and {len(y)}")
+        if x.shape[1] != len(names):
+            raise ValueError(f"results have {x.shape[1]} weights, clusters are {len(names)}")
+        order = np.random.default_rng(seed).permutation(len(x))
+        n_valid = int(round(p.valid_fraction * len(x)))
+        params = lgb_params(p, seed, threads)
+        if n_valid < MIN_VALID:
+            booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=p.num_rounds)
+            quality = {"spearman": float("nan"), "mae": float("nan"), "n_train": len(x), "n_valid": 0,
+                       "rounds": p.num_rounds}
+            return cls(booster, list(names), direction, quality)
+        valid, train = order[:n_valid], order[n_valid:]
+        patience = min(p.early_stopping_max, n_valid)
+        train_set = lgb.Dataset(x[train], y[train])
+        booster = lgb.train(params, train_set, num_boost_round=p.num_rounds,
+                            valid_sets=[lgb.Dataset(x[valid], y[valid], reference=train_set)],
+                            callbacks=[lgb.early_stopping(patience, verbose=False)])
+        guess = booster.predict(x[valid], num_iteration=booster.best_iteration)
+        quality = {"spearman": spearman(guess, y[valid]), "mae": float(np.mean(np.abs(guess - y[valid]))),
+                   "n_train": len(train), "n_valid": n_valid, "rounds": int(booster.best_iteration or p.num_rounds)}
+        return cls(booster, list(names), direction, quality)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        if x.shape[1] != len(self.names):
+            raise ValueError(f"mixture has {x.shape[1]} weights, clusters are {len(self.names)}")
+        return self.booster.predict(x, num_iteration=self.quality.get("rounds") or None)
+
+    def to_text(self) -> tuple[str, str]:
+        """(LightGBM model text, JSON sidecar)."""
+        sidecar = {"format_version": FORMAT_VERSION, "names": self.names, "direction": self.direction,
+                   "quality": self.quality}
+        return self.booster.model_to_string(), json.dumps(sidecar, indent=2, allow_nan=True)
+
+    @classmethod
+    def from_text(cls, model: str, sidecar: str) -> "Predictor":
+        import lightgbm as lgb
+
+        meta = json.loads(sidecar)
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"predictor sidecar has format_version {meta.get('format_version')!r}, "
+                             f"this climb-ray reads {FORMAT_VERSION}")
+        return cls(lgb.Booster(model_str=model), meta["names"], meta["direction"], meta["quality"])

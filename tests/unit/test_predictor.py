@@ -1,0 +1,61 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from climb_ray.config import PredictorConfig
+from climb_ray.predictor import Predictor, spearman
+from tests.conftest import ROOT
+
+REGMIX = ROOT.parent / "shared" / "benchmarks" / "regmix"
+
+
+def regmix(name):
+    table = pd.read_csv(REGMIX / name)
+    weights = [c for c in table.columns if c != "index" and not c.startswith(("loss_", "score_"))]
+    return table, weights
+
+
+@pytest.mark.skipif(not REGMIX.is_dir(), reason="the RegMix runs are in ../shared/benchmarks/regmix")
+@pytest.mark.parametrize("target", ["loss_freelaw", "loss_pubmed_central", "loss_dm_mathematics",
+                                    "loss_gutenberg_pg_19", "loss_ubuntu_irc", "loss_hackernews",
+                                    "loss_pubmed_abstracts", "loss_uspto_backgrounds"])
+def test_predictor_fitted_on_512_regmix_runs_ranks_the_256_held_out_ones(target):
+    train, weights = regmix("runs_1m_train.csv")
+    test, _ = regmix("runs_1m_test.csv")
+    model = Predictor.fit(train[weights].values, -train[target].values, PredictorConfig(), names=weights, seed=0)
+    assert spearman(model.predict(test[weights].values), -test[target].values) >= 0.9
+    assert model.quality["n_valid"] == 51 and model.quality["spearman"] >= 0.9
+
+
+def synthetic(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.dirichlet(np.ones(5), size=n)
+    return x, x[:, 0] * 2 - (x[:, 1] - 0.3) ** 2
+
+
+def test_saved_predictor_loads_from_text_and_predicts_the_same(tmp_path):
+    x, y = synthetic(120)
+    model = Predictor.fit(x, y, PredictorConfig(num_rounds=200), names=list("abcde"), seed=0)
+    text, sidecar = model.to_text()
+    assert text.startswith("tree") and '"direction": "higher_is_better"' in sidecar
+    again = Predictor.from_text(text, sidecar)
+    assert np.array_equal(again.predict(x), model.predict(x)) and again.names == list("abcde")
+    assert model.quality["n_valid"] == 12 and model.quality["spearman"] > 0.8
+
+
+def test_a_fit_with_few_results_uses_them_all_and_reports_no_quality():
+    x, y = synthetic(8)
+    model = Predictor.fit(x, y, PredictorConfig(num_rounds=50), names=list("abcde"), seed=0)
+    assert model.quality["n_valid"] == 0 and np.isnan(model.quality["spearman"])
+    assert model.predict(x).shape == (8,)
+
+
+def test_wrong_shapes_name_the_counts():
+    x, y = synthetic(20)
+    with pytest.raises(ValueError, match="results have 5 weights, clusters are 3"):
+        Predictor.fit(x, y, PredictorConfig(), names=list("abc"), seed=0)
+    model = Predictor.fit(x, y, PredictorConfig(num_rounds=20), names=list("abcde"), seed=0)
+    with pytest.raises(ValueError, match="mixture has 2 weights, clusters are 5"):
+        model.predict(np.ones((1, 2)))
+    with pytest.raises(ValueError, match="format_version"):
+        Predictor.from_text(model.to_text()[0], '{"format_version": 99}')
