@@ -76,9 +76,7 @@ def print_summary(report: PipelineReport) -> None:
         print(f"  {result.stage:<9} {state}: {_describe(result.stage, result.info)}")
     for stage in report.not_built:
         print(f"  {stage:<9} not built yet (issue #{NOT_BUILT[stage]})")
-    if any(r.stage == "tokens" for r in report.results) and "search" in report.not_built:
-        print("  next      score one mixture: climb-ray proxy --weights prior (with the same --config "
-              "and overrides)")
+
 
 
 def _describe(stage: str, info: dict) -> str:
@@ -93,6 +91,11 @@ def _describe(stage: str, info: dict) -> str:
         return (f"{info['super_clusters']} super-clusters from k={info['k_init']} "
                 f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
                 f"cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
+    if stage == "search":
+        weights = ", ".join(f"{k} {v:.3f}" for k, v in sorted(info["weights"].items(), key=lambda x: -x[1]))
+        return (f"{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
+                f"strategy {info['strategy']}; best mixture (predicted score {info['predicted']:.4f}, best seen "
+                f"{info['best_seen']:.4f}): {weights} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png")
     if stage == "tokens":
         return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} shards "
                 f"({info['dtype']}), tokenizer {info['tokenizer']} with {info['vocab_size']} ids -> tokens/")

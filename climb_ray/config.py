@@ -102,6 +102,7 @@ class SearchConfig:
     answer: str = "best"  # best (best predicted candidate) or topk_mean (mean of the top answer_top_k)
     answer_top_k: int = 128  # candidates averaged when answer = topk_mean
     max_concurrent_trials: int = 0  # proxy trainings at once; 0 = as many as resources allow
+    max_failures: int = 1  # retries of a failing proxy trial before it is recorded as failed
 
 
 @dataclass
@@ -237,6 +238,7 @@ _RULES = {
     "search.answer": _one_of("best", "topk_mean"),
     "search.answer_top_k": _at_least(1),
     "search.max_concurrent_trials": _at_least(0),
+    "search.max_failures": _at_least(0),
     "predictor.learning_rate": _at_least(1e-9),
     "predictor.num_rounds": _at_least(1),
     "predictor.max_depth": _at_least(1),

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from climb_ray.artifacts import RunDir, StageResult, run_stage
 from climb_ray.config import Config
 from climb_ray import stages
+from climb_ray.search_stage import search_stage
 from climb_ray.config_io import to_yaml
 
 ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
-NOT_BUILT = {"search": 5, "export": 8, "serve": 6}
+NOT_BUILT = {"export": 8, "serve": 6}
 
 
 @dataclass
@@ -28,7 +29,11 @@ class PipelineReport:
 
 
 STAGE_FUNCS = {"corpus": stages.corpus_stage, "embed": stages.embed_stage, "cluster": stages.cluster_stage,
-               "tokens": stages.tokens_stage}
+               "tokens": stages.tokens_stage, "search": search_stage}
+# proxy settings that change a proxy's score (not the resources it runs on)
+PROXY_RESULT_FIELDS = [f"proxy.{name}" for name in (
+    "hidden_size", "num_layers", "num_heads", "intermediate_size", "context", "batch_size", "steps", "lr",
+    "warmup_steps", "schedule", "min_lr_ratio", "decay_fraction", "weight_decay", "grad_clip", "init_from")]
 # the config values each stage's output depends on (a change means: rebuild it); sections or fields
 DEPENDS = {
     "corpus": ["corpus"],
@@ -37,6 +42,10 @@ DEPENDS = {
     "cluster": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "cluster", "seed"],
     "tokens": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "embed.chunk_docs", "cluster", "seed",
                "tokens"],
+    "search": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "embed.chunk_docs", "cluster", "seed",
+               "tokens", *PROXY_RESULT_FIELDS, "target", "search.method", "search.schedule", "search.temperature",
+               "search.strength_min", "search.strength_max", "search.max_epochs", "search.min_weight",
+               "search.n_candidates", "search.top_pool_min", "search.answer", "search.answer_top_k", "predictor"],
 }
 
 

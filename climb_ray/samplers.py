@@ -54,11 +54,13 @@ class RegMixSampler:
     """Dirichlet mixtures around the token-share prior (the paper's initial sampler and candidates)."""
 
     def __init__(self, prior, *, temperature=0.5, strength_min=0.1, strength_max=5.0, max_epochs=15.0,
-                 min_weight=2e-4):
+                 min_weight=2e-4, cap=None):
         self.prior = np.asarray(prior, dtype=np.float64) / np.sum(prior)
         self.alpha = sharpen(self.prior, temperature)
         self.strengths = np.logspace(np.log10(strength_min), np.log10(strength_max), N_STRENGTHS)
         self.cap = np.minimum(max_epochs * self.prior, 1.0)
+        if cap is not None:  # a tighter per-cluster limit, e.g. the proxy budget's real epoch cap
+            self.cap = np.minimum(self.cap, cap)
         self.min_weight = min_weight
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -7,6 +7,9 @@ import pytest
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
+# a small but real search: 2 + 2 proxies of 4 steps
+QUICK_SEARCH = ["search.schedule=[2,2]", "proxy.steps=4", "target.max_docs=20", "search.n_candidates=2000",
+                "predictor.num_rounds=50"]
 
 
 def assert_one_line_error(proc, *needles):
@@ -34,8 +37,9 @@ def test_missing_text_field_is_one_line_exit_2(ray_session, tmp_path):
 
 def test_run_joins_the_cluster_named_by_ray_address(ray_session, demo_corpus, tmp_path):
     address = ray_session.get_runtime_context().gcs_address
-    proc = run_cli(["run", "--config", "demo", f"corpus.paths=[{demo_corpus}]", f"run_dir={tmp_path}/run"],
-                   env={"RAY_ADDRESS": address})
+    target = demo_corpus.parent / "demo_target.jsonl"
+    proc = run_cli(["run", "--config", "demo", f"corpus.paths=[{demo_corpus}]", f"target.paths=[{target}]",
+                    f"run_dir={tmp_path}/run", *QUICK_SEARCH], env={"RAY_ADDRESS": address})
     assert proc.returncode == 0, proc.stderr
     assert f"joined the Ray cluster at {address}" in proc.stdout
     stats = json.loads((tmp_path / "run" / "corpus" / "stats.json").read_text())
@@ -45,7 +49,7 @@ def test_run_joins_the_cluster_named_by_ray_address(ray_session, demo_corpus, tm
 def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     env = {"RAY_ADDRESS": "", "RAY_AUTH_MODE": ""}  # as a user's shell: auth on, no cluster
     args = ["demo", "--docs-per-source", "40", f"corpus.paths=[{tmp_path}/demo.jsonl]",
-            f"target.paths=[{tmp_path}/target.jsonl]", f"run_dir={tmp_path}/run"]
+            f"target.paths=[{tmp_path}/target.jsonl]", f"run_dir={tmp_path}/run", *QUICK_SEARCH]
     proc = run_cli(args, env=env)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -53,7 +57,9 @@ def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     assert f"run folder {tmp_path}/run" in out
     assert "embed     done: " in out and "cluster   done: 6 super-clusters from k=50" in out
     assert "tokens    done: " in out and (tmp_path / "run" / "tokens" / "meta.json").is_file()
-    assert "search    not built yet (issue #5)" in out
+    assert "search    done: 4 proxy trials in 2 iteration(s) (0 failed), strategy climb" in out
+    best = json.loads((tmp_path / "run" / "search" / "best_mixture.json").read_text())
+    assert len(best["weights"]) == 6 and best["trials"] == 4
     assert sum(1 for _ in open(tmp_path / "target.jsonl")) == 200
     assert (tmp_path / "run" / "cluster" / "clusters.png").is_file()
     documents = sum(1 for _ in open(tmp_path / "demo.jsonl"))
@@ -90,3 +96,45 @@ def test_proxy_trains_and_scores_one_mixture_and_refuses_bad_weights_in_one_line
         assert_one_line_error(run_cli(["proxy", "--weights", weights, *common], env=env), named)
     no_target = run_cli(["proxy", "--weights", "uniform", *common, "target.paths=[]"], env=env)
     assert_one_line_error(no_target, "target.paths=[]: name the target files")
+
+
+def test_a_killed_search_resumes_with_the_same_command_without_rerunning_finished_trials(ray_session, demo_corpus,
+                                                                                        tmp_path):
+    import glob
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import CLI, ROOT
+
+    target = demo_corpus.parent / "demo_target.jsonl"
+    args = ["search", "--config", "demo", f"corpus.paths=[{demo_corpus}]", f"target.paths=[{target}]",
+            f"run_dir={tmp_path}/run", "embed.max_tokens=64", "cluster.k_init=20", "cluster.n_super_clusters=4",
+            "tokens.vocab_size=1024", "search.schedule=[4,4]", "proxy.steps=8", "target.max_docs=20",
+            "search.n_candidates=2000", "predictor.num_rounds=50"]
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    experiment = tmp_path / "run" / "search" / "tune" / "climb"
+
+    def finished():
+        return {path: open(path).read() for path in glob.glob(str(experiment / "*" / "result.json"))
+                if os.path.getsize(path) > 0}
+
+    driver = subprocess.Popen(CLI + args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    deadline = time.time() + 400
+    while len(finished()) < 2 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = finished()
+    assert 2 <= len(before) < 8, "the driver should be killed mid-search"
+    time.sleep(3)  # Ray notices the dead driver and stops its trials
+
+    again = run_cli(args, env={"RAY_ADDRESS": env["RAY_ADDRESS"]}, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "search    done: 8 proxy trials in 2 iteration(s)" in again.stdout
+    after = finished()
+    assert len(after) == 8
+    assert all(after[path] == text for path, text in before.items())  # finished trials were not run again
+    assert all(text.count("\n") == 1 for text in after.values())  # every trial reported once

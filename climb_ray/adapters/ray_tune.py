@@ -1,0 +1,120 @@
+"""The search on Ray Tune: ClimbSearcher (a thin Searcher over climb_ray.search.ClimbSearch, like
+Ray's own Optuna plugin) and the proxy trainable; each trial trains and scores one proxy.
+
+The experiment lives in <run>/search/tune/climb; a killed driver reruns the same command and the
+Tuner is restored from there: finished trials are not run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ray
+from ray import tune
+from ray.tune.search import Searcher
+
+from climb_ray.config import Config
+from climb_ray.search import ClimbSearch
+
+EXPERIMENT = "climb"
+_RUNNERS: dict[str, object] = {}  # one ProxyRunner per worker process (trials reuse actors)
+
+
+class ClimbSearcher(Searcher):
+    """Generation-aware: suggest() returns None while a generation still runs, FINISHED at the end."""
+
+    def __init__(self, search: ClimbSearch, metric: str = "score", mode: str = "max"):
+        super().__init__(metric=metric, mode=mode)
+        self.search = search
+        self.live: dict[str, int] = {}  # Tune trial id -> index in search.trials
+        self.trial_ids: dict[int, str] = {}
+
+    def suggest(self, trial_id: str):
+        if self.search.finished:
+            return Searcher.FINISHED
+        batch = self.search.ask(1)
+        if not batch:
+            return None
+        index, weights = batch[0]
+        self.live[trial_id], self.trial_ids[index] = index, trial_id
+        return {"index": index, "generation": self.search.trials[index].generation,
+                "weights": [float(w) for w in weights]}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        index = self.live.pop(trial_id, None)
+        if index is None:
+            return
+        score = None if error or not result else result.get(self.metric)
+        self.search.tell(index, score)
+
+    def save(self, checkpoint_path: str) -> None:
+        state = {"search": self.search.state(), "live": self.live,
+                 "trial_ids": {str(k): v for k, v in self.trial_ids.items()}}
+        with open(checkpoint_path, "w") as out:
+            json.dump(state, out)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as src:
+            state = json.load(src)
+        self.search.restore(state["search"])
+        self.live = {k: int(v) for k, v in state["live"].items()}
+        self.trial_ids = {int(k): v for k, v in state["trial_ids"].items()}
+
+
+def proxy_trial(config: dict, cfg: Config, tokens_url: str) -> dict:
+    """One Tune trial: train and score a proxy on config['weights']."""
+    from climb_ray.trial import ProxyRunner
+
+    if tokens_url not in _RUNNERS:
+        _RUNNERS.clear()
+        _RUNNERS[tokens_url] = ProxyRunner(cfg, tokens_url)
+    result = _RUNNERS[tokens_url](config["weights"], seed=cfg.seed)
+    flat = {"score": result["score"], "train_loss_last": result["train_loss_last"],
+            "train_tokens_per_s": result["train_tokens_per_s"], "seconds": result["train_seconds"] + result["score_seconds"]}
+    for target in result["targets"]:
+        flat[f"target_{os.path.basename(target['name'])}"] = target["score"]
+    return flat
+
+
+def trial_resources(cfg: Config) -> dict:
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    resources = {"cpu": cfg.proxy.cpus_per_trial}
+    if gpus > 0 and cfg.proxy.gpus_per_trial > 0:
+        resources["gpu"] = cfg.proxy.gpus_per_trial
+    return resources
+
+
+def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str) -> tuple[ClimbSearch, dict]:
+    """Run (or resume) the Tune experiment; returns the search with every result told, and the Tune
+    trial id of each search trial (by index)."""
+    trainable = tune.with_resources(tune.with_parameters(proxy_trial, cfg=cfg, tokens_url=tokens_url),
+                                    trial_resources(cfg))
+    path = os.path.join(storage, EXPERIMENT)
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        searcher = ClimbSearcher(search)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, metric="score", mode="max",
+                                        max_concurrent_trials=cfg.search.max_concurrent_trials or None,
+                                        reuse_actors=True),
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1,
+                                      failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)),
+        )
+    tuner.fit()
+    return _final_state(path, search)
+
+
+def _final_state(path: str, search: ClimbSearch) -> tuple[ClimbSearch, dict]:
+    """The searcher's last checkpoint (Tune writes it when the experiment ends), restored into `search`."""
+    import glob
+
+    files = sorted(glob.glob(os.path.join(path, "searcher-state-*")), key=os.path.getmtime)
+    if not files:
+        raise RuntimeError(f"the Tune experiment in {path} left no searcher state")
+    with open(files[-1]) as src:
+        state = json.load(src)
+    search.restore(state["search"])
+    return search, {int(k): v for k, v in state["trial_ids"].items()}

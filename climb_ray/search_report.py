@@ -1,0 +1,75 @@
+"""What the search reports: best_mixture.json and three PNGs (score by iteration, predicted vs
+measured, the final weights)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from climb_ray.search import ClimbSearch
+
+
+def best_mixture(search: ClimbSearch, answer: dict, clusters: dict) -> dict:
+    terms = {f"sc{s['id']:02d}": s["top_terms"][:8] for s in clusters["super_clusters"]}
+    seen = search.best_seen()
+    quality = search.predictor.quality if search.predictor is not None else {}
+    return {
+        "direction": "higher_is_better",
+        "strategy": search.strategy,
+        "answer": answer["source"],
+        "weights": {n: round(float(w), 6) for n, w in zip(search.names, answer["weights"])},
+        "clusters": [{"name": n, "weight": round(float(w), 6), "top_terms": terms.get(n, [])}
+                     for n, w in sorted(zip(search.names, answer["weights"]), key=lambda x: -x[1])],
+        "predicted_score": float(answer["predicted"]),
+        "predictor": {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in quality.items()},
+        "uncertainty": "predictor.mae: mean absolute error of the predictor on held-out results",
+        "best_seen": {"score": float(seen.score), "generation": seen.generation,
+                      "weights": {n: round(float(w), 6) for n, w in zip(search.names, seen.weights)}},
+        "trials": len(search.trials), "failed": sum(t.status == "failed" for t in search.trials),
+    }
+
+
+def report_pngs(search: ClimbSearch, answer: dict) -> dict[str, bytes]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [t for t in search.trials if t.status == "done"]
+    out = {}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    gens = np.array([t.generation for t in done])
+    scores = np.array([t.score for t in done])
+    ax.scatter(gens + np.random.default_rng(0).uniform(-0.15, 0.15, len(gens)), scores, s=14, alpha=0.7)
+    ax.plot(range(search.generation + 1), [scores[gens <= g].max() if (gens <= g).any() else np.nan
+                                           for g in range(search.generation + 1)], "k-", label="best so far")
+    ax.set(xlabel="iteration", ylabel="score (higher is better)", title="proxy scores by iteration")
+    ax.set_xticks(range(search.generation + 1))
+    ax.legend()
+    out["score_by_iteration.png"] = _png(fig)
+    if search.predictor is not None:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        guess = search.predictor.predict(np.array([t.weights for t in done]))
+        ax.scatter(scores, guess, s=14)
+        low, high = min(scores.min(), guess.min()), max(scores.max(), guess.max())
+        ax.plot([low, high], [low, high], "k--", lw=1)
+        ax.set(xlabel="measured score", ylabel="predicted score (final fit, in-sample)",
+               title="predictor vs measured")
+        out["predicted_vs_measured.png"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(search.names)), 4))
+    ax.bar(search.names, answer["weights"])
+    ax.set(ylabel="weight", title=f"final mixture ({answer['source']})")
+    ax.tick_params(axis="x", rotation=60)
+    out["final_weights.png"] = _png(fig)
+    return out
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()

@@ -1,0 +1,72 @@
+"""The search stage: a ClimbSearch over the run's super-clusters, run as Ray Tune trials, then its
+outputs: search/trials.parquet, predictor.txt (+ predictor.json), best_mixture.json and PNGs."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from climb_ray.artifacts import RunDir
+from climb_ray.config import Config, ConfigError
+from climb_ray.samplers import RegMixSampler
+from climb_ray.search import ClimbSearch
+
+
+def make_search(cfg: Config, meta: dict) -> ClimbSearch:
+    """The configured strategy over the clusters of tokens/meta.json, with the token-share prior."""
+    names = list(meta["clusters"])
+    tokens = np.array([meta["tokens"][n] for n in names], dtype=np.float64)
+    s, p = cfg.search, cfg.proxy
+    budget = p.steps * p.batch_size * p.context
+    sampler = RegMixSampler(tokens / tokens.sum(), temperature=s.temperature, strength_min=s.strength_min,
+                            strength_max=s.strength_max, max_epochs=s.max_epochs, min_weight=s.min_weight,
+                            cap=s.max_epochs * tokens / budget)
+    return ClimbSearch(sampler, names, s, cfg.predictor, seed=cfg.seed, strategy=s.method)
+
+
+def search_stage(cfg: Config, run: RunDir) -> dict:
+    from climb_ray.adapters.ray_tune import run_search
+
+    if cfg.search.method == "optuna":
+        raise ConfigError("search.method='optuna': Optuna runs in `climb-ray bench-search` only so far; "
+                          "use climb, random or regmix")
+    if not cfg.target.paths:
+        raise ConfigError("target.paths=[]: name the target files the proxies are scored on")
+    meta = run.read_json("tokens/meta.json")
+    storage = _local_path(run.url("search", "tune"))
+    search, trial_ids = run_search(cfg, make_search(cfg, meta), run.url("tokens"), storage)
+    return write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"))
+
+
+def _local_path(url: str) -> str:
+    import os
+
+    return url if "://" in url else os.path.abspath(url)
+
+
+def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: dict) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from climb_ray.search_report import best_mixture, report_pngs
+
+    rows = [{"trial_id": trial_ids.get(i, ""), "index": i, "iteration": t.generation,
+             **{f"w_{n}": float(w) for n, w in zip(search.names, t.weights)}, "score": t.score, "status": t.status}
+            for i, t in enumerate(search.trials)]
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer)
+    run.write_bytes("search/trials.parquet", buffer.getvalue())
+    answer = search.answer()
+    if search.predictor is not None:
+        model, sidecar = search.predictor.to_text()
+        run.write_text("search/predictor.txt", model)
+        run.write_text("search/predictor.json", sidecar)
+    best = best_mixture(search, answer, clusters)
+    run.write_json("search/best_mixture.json", best)
+    for name, png in report_pngs(search, answer).items():
+        run.write_bytes(f"search/{name}", png)
+    failed = sum(t.status == "failed" for t in search.trials)
+    return {"strategy": search.strategy, "trials": len(search.trials), "failed": failed,
+            "generations": search.generation + 1, "predicted": best["predicted_score"],
+            "best_seen": best["best_seen"]["score"], "weights": best["weights"]}

@@ -1,0 +1,88 @@
+"""The search on a real Ray Tune: generations, failures, outputs. Shards: the demo sources as clusters."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from climb_ray.adapters.ray_tune import run_search
+from climb_ray.artifacts import RunDir
+from climb_ray.config_io import load_config
+from climb_ray.samplers import PoolSampler, fresh_mask
+from climb_ray.search import ClimbSearch
+from climb_ray.search_stage import write_outputs
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.ray
+FAST = ["proxy.steps=4", "proxy.batch_size=8", "proxy.context=64", "target.max_docs=20", "proxy.threads=1",
+        "search.n_candidates=2000", "predictor.num_rounds=50", "search.max_concurrent_trials=2"]
+
+
+def config(target, *extra):
+    return load_config(ROOT / "climb_ray" / "configs" / "demo.yaml", [f"target.paths=[{target}]", *FAST, *extra])
+
+
+def clusters(names):
+    return {"super_clusters": [{"id": i, "top_terms": [f"term{i}"]} for i in range(len(names))]}
+
+
+def failures_by_index(storage):
+    """num_failures of each trial in Tune's experiment state, by our trial index."""
+    state = json.load(open(sorted(glob.glob(os.path.join(storage, "climb", "experiment_state-*.json")))[-1]))
+    out = {}
+    for entry in state["trial_data"]:
+        trial = json.loads(entry[0])
+        meta = json.loads(entry[1]) if len(entry) > 1 and isinstance(entry[1], str) else {}
+        out[trial["config"]["index"]] = meta.get("num_failures", 0)
+    return out
+
+
+def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_session, source_shards, tmp_path):
+    folder, names, sources, target = source_shards
+    cfg = config(target, "search.schedule=[3,2]")
+    from climb_ray.search_stage import make_search
+
+    meta = json.load(open(folder / "meta.json"))
+    search, ids = run_search(cfg, make_search(cfg, meta), str(folder), str(tmp_path / "tune"))
+    assert [t.status for t in search.trials] == ["done"] * 5 and search.finished
+    assert [t.generation for t in search.trials] == [0, 0, 0, 1, 1]
+    weights = np.array([t.weights for t in search.trials])
+    assert all(fresh_mask(weights[i:i + 1], weights[:i]).all() for i in range(1, 5))
+    assert len(set(ids.values())) == 5
+    run = RunDir(str(tmp_path / "run"))
+    info = write_outputs(run, search, ids, clusters(names))
+    table = pq.read_table(tmp_path / "run" / "search" / "trials.parquet").to_pandas()
+    assert list(table["iteration"]) == [0, 0, 0, 1, 1] and set(table["status"]) == {"done"}
+    assert {f"w_{n}" for n in names} <= set(table.columns)
+    best = json.loads((tmp_path / "run" / "search" / "best_mixture.json").read_text())
+    assert sum(best["weights"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert best["best_seen"]["score"] == pytest.approx(table["score"].max())
+    for png in ("score_by_iteration.png", "final_weights.png", "predicted_vs_measured.png"):
+        assert (tmp_path / "run" / "search" / png).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "run" / "search" / "predictor.txt").read_text().startswith("tree")
+    assert info["trials"] == 5 and info["failed"] == 0
+
+
+def test_a_trial_that_keeps_failing_is_retried_then_recorded_and_the_search_completes(ray_session, source_shards,
+                                                                                      tmp_path):
+    folder, names, sources, target = source_shards
+    tokens = np.array(list(json.load(open(folder / "meta.json"))["tokens"].values()), dtype=float)
+    k, budget = len(names), 4 * 8 * 64
+    even, single = budget / k / tokens.min(), budget / tokens[:2].max()  # passes over a cluster
+    assert even < single
+    cap = float(np.sqrt(even * single))
+    cfg = config(target, "search.schedule=[3,2]", "search.max_failures=1", f"search.max_epochs={cap}")
+    # a pool of 5 mixtures: 2 put all weight on one cluster, past search.max_epochs (so they fail),
+    # and 3 spread evenly (under the cap)
+    rows = np.vstack([np.eye(k)[0], np.eye(k)[1], np.full((3, k), 1 / k) + np.eye(k)[:3] * 1e-3])
+    rows /= rows.sum(axis=1, keepdims=True)
+    search = ClimbSearch(PoolSampler(rows), names, cfg.search, cfg.predictor, seed=0)
+    search, ids = run_search(cfg, search, str(folder), str(tmp_path / "tune"))
+    failed = [i for i, t in enumerate(search.trials) if t.status == "failed"]
+    assert len(failed) == 2 and all(np.max(search.trials[i].weights) == 1.0 for i in failed)
+    assert search.finished and sum(t.status == "done" for t in search.trials) == 3
+    retries = failures_by_index(str(tmp_path / "tune"))
+    assert all(retries[i] == 2 for i in failed), retries  # the first attempt and one retry
