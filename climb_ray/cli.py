@@ -73,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--weights", required=True, help="the mixture (see above)")
     proxy.add_argument("--seed", type=int, default=None, help="seed of the proxy (default: the config's seed)")
     proxy.add_argument("--json", dest="json_out", metavar="PATH", help="also write the result as JSON here")
+    bench = sub.add_parser("bench-search", parents=[_config_options()],
+                           help="compare search strategies on a pool of measured runs (e.g. RegMix's)",
+                           description="Pool benchmark: each strategy may evaluate only rows of the CSV files "
+                           "(an evaluation returns the row's measured --target) and answers with a row; prints "
+                           "the mean regret (answer minus the pool's best) and best-seen regret with 95%% "
+                           "intervals over seeds. The search.* and predictor.* settings apply (default: the "
+                           "paper's).")
+    bench.add_argument("--runs", action="append", required=True, metavar="CSV", help="a CSV of runs (repeatable)")
+    bench.add_argument("--target", required=True, help="the column to optimise, e.g. loss_hackernews")
+    bench.add_argument("--mode", choices=["min", "max"], default="min", help="minimise (losses) or maximise")
+    bench.add_argument("--budgets", default="32,64,112", help="evaluations per run, comma-separated")
+    bench.add_argument("--seeds", type=int, default=50, help="runs per strategy and budget")
+    bench.add_argument("--strategies", default="climb,regmix,random,optuna", help="comma-separated")
+    bench.add_argument("--weight-columns", default=None,
+                       help="comma-separated weight columns (default: all but index, loss_*, score_*)")
+    bench.add_argument("--json", dest="json_out", metavar="PATH", help="also write the results as JSON")
     sub.add_parser("serve", parents=[_config_options()], help="serve the fitted predictor over HTTP (Ray Serve)",
                    description="Serve the predictor of a run folder over HTTP (binds serve.host:serve.port).")
     sub.add_parser("config", parents=[_config_options()], help="print the resolved config as YAML",
@@ -151,6 +167,8 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "serve":
         return commands.not_built("serve")
+    if args.command == "bench-search":
+        return commands.bench_search(cfg, args)
     if args.command == "proxy":
         return commands.proxy(cfg, weights=args.weights, seed=args.seed, redo=tuple(args.redo),
                               json_out=args.json_out)

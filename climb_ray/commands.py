@@ -165,3 +165,30 @@ def print_proxy(result: dict, clusters: dict) -> None:
     for name, weight in result["weights"].items():
         print(f"  {name:<7} {weight:7.4f} {result['sequences'][name]:10d} {result['epochs'][name]:7.2f}  "
               f"{labels.get(name, '')}")
+
+
+def bench_search(cfg: Config, args) -> int:
+    from climb_ray.bench_search import benchmark, format_table, write_json
+    from climb_ray.config import ConfigError
+
+    try:
+        budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--budgets {args.budgets!r}: must be comma-separated whole numbers") from None
+
+    def progress(strategy, budget, result):
+        print(f"  {strategy:<8} budget {budget:>4}: regret {result['regret_mean']:.4f} +- {result['regret_ci95']:.4f}"
+              f" (best seen {result['best_seen_regret_mean']:.4f})", flush=True)
+
+    try:
+        report = benchmark(args.runs, args.target, mode=args.mode, budgets=budgets, seeds=args.seeds,
+                           strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
+                           weight_columns=args.weight_columns.split(",") if args.weight_columns else None,
+                           search=cfg.search, predictor=cfg.predictor, progress=progress)
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from None
+    print(format_table(report))
+    if args.json_out:
+        write_json(report, args.json_out)
+        print(f"results written to {args.json_out}")
+    return 0

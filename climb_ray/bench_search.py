@@ -1,0 +1,150 @@
+"""The pool benchmark of search strategies (`climb-ray bench-search`), on measured runs such as RegMix's.
+
+The pool is the rows of the CSV files. A strategy may evaluate only pool rows (an evaluation
+returns the row's measured value) and must answer with a pool row. Regret = the answer's value
+minus the pool's best (for --mode min; the other way round for max); best-seen regret is that of
+the best row the strategy evaluated. Means and 95% intervals (1.96 standard errors) over seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from climb_ray.config import PredictorConfig, SearchConfig
+from climb_ray.mixture import allocate
+from climb_ray.samplers import PoolSampler
+from climb_ray.search import ClimbSearch
+
+STRATEGIES = ("climb", "regmix", "random", "optuna")
+
+
+def load_pool(paths: list[str], target: str, weight_columns: list[str] | None = None):
+    """(weights (n, k), values (n,), weight column names) from the CSV files."""
+    import pandas as pd
+
+    table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    if target not in table.columns:
+        raise ValueError(f"--target {target!r} is not a column of {', '.join(paths)}")
+    names = weight_columns or [c for c in table.columns if c != "index" and not c.startswith(("loss_", "score_"))]
+    missing = [c for c in names if c not in table.columns]
+    if missing:
+        raise ValueError(f"--weight-columns {', '.join(missing)} not in the CSV files")
+    weights = table[names].to_numpy(dtype=np.float64)
+    values = table[target].to_numpy(dtype=np.float64)
+    keep = np.isfinite(values) & np.isfinite(weights).all(axis=1)
+    return weights[keep], values[keep], names
+
+
+def climb_schedule(budget: int, ratio=(4, 2, 1)) -> list[int]:
+    """The budget split like the paper's 64:32:16."""
+    counts = allocate(np.array(ratio, dtype=float) / sum(ratio), budget)
+    return [int(c) for c in counts if c > 0]
+
+
+def nearest(rows: np.ndarray, w: np.ndarray) -> int:
+    return int(np.argmin(np.abs(rows - w).sum(axis=1)))
+
+
+def run_one(strategy: str, weights: np.ndarray, scores: np.ndarray, budget: int, seed: int,
+            search: SearchConfig, predictor: PredictorConfig) -> tuple[int, int]:
+    """(answer row, best evaluated row) of one strategy run; `scores` are higher-is-better."""
+    if strategy == "optuna":
+        return _run_optuna(weights, scores, budget, seed)
+    schedule = climb_schedule(budget) if strategy == "climb" else [budget]
+    cfg = dataclasses.replace(search, schedule=schedule)
+    s = ClimbSearch(PoolSampler(weights), [f"w{i}" for i in range(weights.shape[1])], cfg, predictor,
+                    seed=seed, strategy=strategy)
+    evaluated: list[int] = []
+    while not s.finished:
+        batch = s.ask(budget)
+        if not batch:
+            break  # the pool ran out of rows
+        for index, w in batch:
+            row = nearest(weights, w)
+            evaluated.append(row)
+            s.tell(index, scores[row])
+    best_seen = max(evaluated, key=lambda r: scores[r])
+    return nearest(weights, s.answer()["weights"]), best_seen
+
+
+def _run_optuna(weights: np.ndarray, scores: np.ndarray, budget: int, seed: int) -> tuple[int, int]:
+    """Optuna's TPE over k numbers in [0, 1] normalised onto the simplex; each suggestion evaluates the
+    nearest pool row not evaluated yet. Answer: the best row seen."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    k, used = weights.shape[1], np.zeros(len(weights), dtype=bool)
+    for _ in range(min(budget, len(weights))):
+        trial = study.ask()
+        x = np.array([trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(k)]) + 1e-12
+        distance = np.abs(weights - x / x.sum()).sum(axis=1)
+        distance[used] = np.inf
+        row = int(np.argmin(distance))
+        used[row] = True
+        study.tell(trial, float(scores[row]))
+    best = max(np.flatnonzero(used), key=lambda r: scores[r])
+    return int(best), int(best)
+
+
+def summarise(regrets: list[float]) -> tuple[float, float]:
+    a = np.asarray(regrets, dtype=float)
+    return float(a.mean()), float(1.96 * a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
+
+
+def benchmark(paths: list[str], target: str, *, mode: str, budgets: list[int], seeds: int,
+              strategies: list[str], weight_columns: list[str] | None = None,
+              search: SearchConfig | None = None, predictor: PredictorConfig | None = None,
+              progress=None) -> dict:
+    if mode not in ("min", "max"):
+        raise ValueError(f"--mode {mode!r}: must be min or max")
+    bad = [s for s in strategies if s not in STRATEGIES]
+    if bad:
+        raise ValueError(f"--strategies {', '.join(bad)}: known are {', '.join(STRATEGIES)}")
+    weights, values, _ = load_pool(paths, target, weight_columns)
+    too_big = [b for b in budgets if not 2 <= b <= len(weights)]
+    if too_big:
+        raise ValueError(f"--budgets {too_big}: each must be between 2 and the pool size {len(weights)}")
+    scores = -values if mode == "min" else values
+    best = float(values.min() if mode == "min" else values.max())
+    search, predictor = search or SearchConfig(), predictor or PredictorConfig()
+    results: dict = {}
+    for strategy in strategies:
+        results[strategy] = {}
+        for budget in budgets:
+            per_seed = []
+            for seed in range(seeds):
+                answer, seen = run_one(strategy, weights, scores, budget, seed, search, predictor)
+                per_seed.append({"seed": seed, "regret": _regret(values[answer], best, mode),
+                                 "best_seen_regret": _regret(values[seen], best, mode)})
+            mean, ci = summarise([r["regret"] for r in per_seed])
+            seen_mean, seen_ci = summarise([r["best_seen_regret"] for r in per_seed])
+            results[strategy][budget] = {"regret_mean": mean, "regret_ci95": ci, "best_seen_regret_mean": seen_mean,
+                                         "best_seen_regret_ci95": seen_ci, "per_seed": per_seed}
+            if progress:
+                progress(strategy, budget, results[strategy][budget])
+    return {"target": target, "mode": mode, "pool_best": best, "pool_size": int(len(weights)), "results": results}
+
+
+def _regret(value: float, best: float, mode: str) -> float:
+    return float(value - best) if mode == "min" else float(best - value)
+
+
+def format_table(report: dict) -> str:
+    lines = [f"target {report['target']} ({report['mode']}), pool of {report['pool_size']} rows, best "
+             f"{report['pool_best']:.4f}; regret of the answer (best seen), mean +- 95% interval over seeds",
+             f"{'strategy':<10}" + "".join(f"{'budget ' + str(b):>34}" for b in next(iter(report['results'].values())))]
+    for strategy, by_budget in report["results"].items():
+        cells = [f"{r['regret_mean']:.4f} +- {r['regret_ci95']:.4f} ({r['best_seen_regret_mean']:.4f})"
+                 for r in by_budget.values()]
+        lines.append(f"{strategy:<10}" + "".join(f"{c:>34}" for c in cells))
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: str) -> None:
+    with open(path, "w") as out:
+        json.dump({**report, "results": {s: {str(b): r for b, r in v.items()} for s, v in report["results"].items()}},
+                  out, indent=1)
