@@ -24,7 +24,7 @@ from climb_ray.config import PredictorConfig, SearchConfig
 from climb_ray.predictor import Predictor
 from climb_ray.samplers import fresh_mask, is_new
 
-STRATEGIES = ("climb", "random", "regmix")
+STRATEGIES = ("climb", "random", "regmix", "optuna")  # optuna: trials come from outside, answer = best seen
 
 
 @dataclass
@@ -130,7 +130,7 @@ class ClimbSearch:
         best = self.best_seen()
         if best is None:
             raise RuntimeError("no trial of the search succeeded: nothing to answer with")
-        if self.strategy == "random" or self.refit() is None:
+        if self.strategy in ("random", "optuna") or self.refit() is None:
             return {"weights": best.weights, "predicted": best.score, "source": "best_seen"}
         candidates = np.vstack([self.sampler.candidates(self.search.n_candidates, self.rng), self._evaluated()])
         predicted = self.predictor.predict(candidates)

@@ -28,9 +28,6 @@ def make_search(cfg: Config, meta: dict) -> ClimbSearch:
 def search_stage(cfg: Config, run: RunDir) -> dict:
     from climb_ray.adapters.ray_tune import run_search
 
-    if cfg.search.method == "optuna":
-        raise ConfigError("search.method='optuna': Optuna runs in `climb-ray bench-search` only so far; "
-                          "use climb, random or regmix")
     if not cfg.target.paths:
         raise ConfigError("target.paths=[]: name the target files the proxies are scored on")
     meta = run.read_json("tokens/meta.json")

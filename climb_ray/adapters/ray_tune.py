@@ -15,7 +15,9 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from climb_ray.config import Config
-from climb_ray.search import ClimbSearch
+import numpy as np
+
+from climb_ray.search import ClimbSearch, Trial
 
 EXPERIMENT = "climb"
 _RUNNERS: dict[str, object] = {}  # one ProxyRunner per worker process (trials reuse actors)
@@ -69,12 +71,20 @@ def proxy_trial(config: dict, cfg: Config, tokens_url: str) -> dict:
     if tokens_url not in _RUNNERS:
         _RUNNERS.clear()
         _RUNNERS[tokens_url] = ProxyRunner(cfg, tokens_url)
-    result = _RUNNERS[tokens_url](config["weights"], seed=cfg.seed)
+    result = _RUNNERS[tokens_url](weights_of(config), seed=cfg.seed)
     flat = {"score": result["score"], "train_loss_last": result["train_loss_last"],
             "train_tokens_per_s": result["train_tokens_per_s"], "seconds": result["train_seconds"] + result["score_seconds"]}
     for target in result["targets"]:
         flat[f"target_{os.path.basename(target['name'])}"] = target["score"]
     return flat
+
+
+def weights_of(config: dict) -> list[float]:
+    """The mixture of a trial: ours hands `weights`; Optuna hands x0..xk-1 in [0, 1], normalised here."""
+    if "weights" in config:
+        return list(config["weights"])
+    x = [float(config[f"x{i}"]) + 1e-12 for i in range(len([k for k in config if k.startswith("x")]))]
+    return [v / sum(x) for v in x]
 
 
 def trial_resources(cfg: Config) -> dict:
@@ -91,6 +101,8 @@ def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str) 
     trainable = tune.with_resources(tune.with_parameters(proxy_trial, cfg=cfg, tokens_url=tokens_url),
                                     trial_resources(cfg))
     path = os.path.join(storage, EXPERIMENT)
+    if search.strategy == "optuna":
+        return _run_optuna(cfg, search, trainable, storage, path)
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
@@ -118,3 +130,31 @@ def _final_state(path: str, search: ClimbSearch) -> tuple[ClimbSearch, dict]:
         state = json.load(src)
     search.restore(state["search"])
     return search, {int(k): v for k, v in state["trial_ids"].items()}
+
+
+def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, path: str):
+    """Optuna's TPE through Ray Tune's OptunaSearch over x_i in [0, 1] (weights = x / sum x), for the
+    whole budget; recorded as one generation, answered with the best seen."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    budget = sum(cfg.search.schedule)
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        space = {f"x{i}": tune.uniform(0.0, 1.0) for i in range(len(search.names))}
+        tuner = tune.Tuner(
+            trainable, param_space=space,
+            tune_config=tune.TuneConfig(search_alg=OptunaSearch(seed=cfg.seed), num_samples=budget, metric="score",
+                                        mode="max", max_concurrent_trials=cfg.search.max_concurrent_trials or None,
+                                        reuse_actors=True),
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1,
+                                      failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)))
+    grid = tuner.fit()
+    results = sorted((r for r in grid), key=lambda r: r.path)
+    search.generation, search.trials, ids = 0, [], {}  # one generation, its trials chosen by Optuna
+    for index, result in enumerate(results):
+        search.trials.append(Trial(np.array(weights_of(result.config)), 0, asked=True))
+        score = None if result.error or not result.metrics else result.metrics.get("score")
+        search.tell(index, score)
+        ids[index] = result.metrics.get("trial_id", "") if result.metrics else ""
+    return search, ids

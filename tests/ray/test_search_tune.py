@@ -86,3 +86,16 @@ def test_a_trial_that_keeps_failing_is_retried_then_recorded_and_the_search_comp
     assert search.finished and sum(t.status == "done" for t in search.trials) == 3
     retries = failures_by_index(str(tmp_path / "tune"))
     assert all(retries[i] == 2 for i in failed), retries  # the first attempt and one retry
+
+
+def test_optuna_baseline_runs_through_ray_tune_and_answers_with_the_best_seen(ray_session, source_shards, tmp_path):
+    folder, names, sources, target = source_shards
+    cfg = config(target, "search.schedule=[2,2]", "search.method=optuna")
+    from climb_ray.search_stage import make_search
+
+    search, ids = run_search(cfg, make_search(cfg, json.load(open(folder / "meta.json"))), str(folder),
+                             str(tmp_path / "tune"))
+    assert len(search.trials) == 4 and all(t.status == "done" for t in search.trials) and search.finished
+    assert all(abs(t.weights.sum() - 1) < 1e-9 for t in search.trials)
+    answer = search.answer()
+    assert answer["source"] == "best_seen" and answer["predicted"] == max(t.score for t in search.trials)
