@@ -92,10 +92,12 @@ def _describe(stage: str, info: dict) -> str:
                 f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
                 f"cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
     if stage == "search":
-        weights = ", ".join(f"{k} {v:.3f}" for k, v in sorted(info["weights"].items(), key=lambda x: -x[1]))
+        rows = "".join(f"\n              {name}  {weight:6.3f}  {', '.join(info.get('top_terms', {}).get(name, []))}"
+                       for name, weight in sorted(info["weights"].items(), key=lambda x: -x[1]))
         return (f"{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
-                f"strategy {info['strategy']}; best mixture (predicted score {info['predicted']:.4f}, best seen "
-                f"{info['best_seen']:.4f}): {weights} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png")
+                f"strategy {info['strategy']} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
+                f"            best mixture: predicted score {info['predicted']:.4f} (best seen {info['best_seen']:.4f}; "
+                f"higher is better){rows}")
     if stage == "tokens":
         return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} shards "
                 f"({info['dtype']}), tokenizer {info['tokenizer']} with {info['vocab_size']} ids -> tokens/")

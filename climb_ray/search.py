@@ -4,7 +4,8 @@ One generation per entry of `schedule` (paper: 64, 32, 16). Generation 0 comes f
 (RegMix's Dirichlet sampler, or a pool's rows). After each generation the LightGBM predictor is
 refitted on every result so far; the next M mixtures are drawn at random from the top
 max(M**2, top_pool_min) of `n_candidates` scored candidates, never one evaluated before. The
-answer is the best predicted candidate (or the mean of the top k, as RegMix answers).
+answer is the best predicted candidate (or the mean of the top k, as RegMix answers; or, with
+answer=best_seen, the best mixture measured: better on the RegMix pool benchmark, see README).
 
 Scores are higher-is-better. A failed trial (error, NaN, no score) is recorded and counts as
 done, so a generation never waits for it; it is left out of every fit.
@@ -130,7 +131,7 @@ class ClimbSearch:
         best = self.best_seen()
         if best is None:
             raise RuntimeError("no trial of the search succeeded: nothing to answer with")
-        if self.strategy in ("random", "optuna") or self.refit() is None:
+        if self.strategy in ("random", "optuna") or self.search.answer == "best_seen" or self.refit() is None:
             return {"weights": best.weights, "predicted": best.score, "source": "best_seen"}
         candidates = np.vstack([self.sampler.candidates(self.search.n_candidates, self.rng), self._evaluated()])
         predicted = self.predictor.predict(candidates)

@@ -66,4 +66,5 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
     failed = sum(t.status == "failed" for t in search.trials)
     return {"strategy": search.strategy, "trials": len(search.trials), "failed": failed,
             "generations": search.generation + 1, "predicted": best["predicted_score"],
-            "best_seen": best["best_seen"]["score"], "weights": best["weights"]}
+            "best_seen": best["best_seen"]["score"], "weights": best["weights"],
+            "top_terms": {c["name"]: c["top_terms"][:5] for c in best["clusters"]}}

@@ -99,3 +99,38 @@ def test_optuna_baseline_runs_through_ray_tune_and_answers_with_the_best_seen(ra
     assert all(abs(t.weights.sum() - 1) < 1e-9 for t in search.trials)
     answer = search.answer()
     assert answer["source"] == "best_seen" and answer["predicted"] == max(t.score for t in search.trials)
+
+
+def test_searcher_save_restore_continue_suggests_what_the_uninterrupted_searcher_does(tmp_path):
+    from ray.tune.search import Searcher
+
+    from climb_ray.adapters.ray_tune import ClimbSearcher
+    from climb_ray.config import PredictorConfig, SearchConfig
+    from climb_ray.samplers import RegMixSampler
+
+    def searcher():
+        search = ClimbSearch(RegMixSampler(np.array([0.4, 0.3, 0.2, 0.1])), ["sc00", "sc01", "sc02", "sc03"],
+                             SearchConfig(schedule=[4, 3, 2], n_candidates=500), PredictorConfig(num_rounds=30), seed=5)
+        return ClimbSearcher(search)
+
+    def drive(s, start, stop, log):
+        for n in range(start, stop):
+            config = s.suggest(f"t{n}")
+            if config is None:  # the iteration is still running: finish the open trials first
+                for trial_id in list(s.live):
+                    s.on_trial_complete(trial_id, {"score": -abs(0.5 - log[trial_id][0])})
+                config = s.suggest(f"t{n}")
+            if config is Searcher.FINISHED:
+                break
+            log[f"t{n}"] = config["weights"]
+        return log
+
+    whole = drive(searcher(), 0, 40, {})
+    original = searcher()
+    log = drive(original, 0, 6, {})
+    original.save(str(tmp_path / "state.json"))
+    restored = searcher()
+    restored.restore(str(tmp_path / "state.json"))
+    log = drive(restored, 6, 40, log)
+    assert list(log) == list(whole) and all(np.allclose(log[k], whole[k]) for k in whole)
+    assert len(whole) == 9 and restored.suggest("t99") is Searcher.FINISHED

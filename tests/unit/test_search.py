@@ -95,3 +95,10 @@ def test_regmix_spends_the_whole_budget_at_once_and_answers_with_a_top_k_mean():
     answer = search.answer()
     assert search.finished and answer["source"] == "mean_of_top_16"
     assert answer["weights"].sum() == pytest.approx(1.0)
+
+
+def test_answer_best_seen_is_the_best_measured_mixture():
+    search = make(search=dataclasses.replace(SEARCH, answer="best_seen"))
+    run(search)
+    answer = search.answer()
+    assert answer["source"] == "best_seen" and answer["predicted"] == max(t.score for t in search.trials)
