@@ -127,7 +127,9 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
 
     if not report.ray:
         ensure_ray(cfg.resources)
-    result = run_proxy(cfg, run.url("tokens"), list(w), cfg.seed if seed is None else seed)
+    from climb_ray.search_stage import absolute, with_absolute_paths
+
+    result = run_proxy(with_absolute_paths(cfg), absolute(run.url("tokens")), list(w), cfg.seed if seed is None else seed)
     print_proxy(result, run.read_json("cluster/clusters.json"))
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n")

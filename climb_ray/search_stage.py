@@ -31,15 +31,26 @@ def search_stage(cfg: Config, run: RunDir) -> dict:
     if not cfg.target.paths:
         raise ConfigError("target.paths=[]: name the target files the proxies are scored on")
     meta = run.read_json("tokens/meta.json")
-    storage = _local_path(run.url("search", "tune"))
-    search, trial_ids = run_search(cfg, make_search(cfg, meta), run.url("tokens"), storage)
+    storage = absolute(run.url("search", "tune"))
+    cfg = with_absolute_paths(cfg)  # Tune runs each trial in its own folder: relative paths would break
+    search, trial_ids = run_search(cfg, make_search(cfg, meta), absolute(run.url("tokens")), storage)
     return write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"))
 
 
-def _local_path(url: str) -> str:
+def absolute(url: str) -> str:
+    """A local path made absolute; URIs (s3://...) as they are."""
     import os
 
     return url if "://" in url else os.path.abspath(url)
+
+
+def with_absolute_paths(cfg: Config) -> Config:
+    """A copy of cfg whose local target and checkpoint paths are absolute (for workers in other folders)."""
+    import dataclasses
+
+    target = dataclasses.replace(cfg.target, paths=[absolute(p) for p in cfg.target.paths])
+    proxy = dataclasses.replace(cfg.proxy, init_from=absolute(cfg.proxy.init_from) if cfg.proxy.init_from else "")
+    return dataclasses.replace(cfg, target=target, proxy=proxy)
 
 
 def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: dict) -> dict:

@@ -45,8 +45,10 @@ class ClimbSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         index = self.live.pop(trial_id, None)
-        if index is None:
-            return
+        if index is None:  # a trial recorded as failed and resumed after a restore (resume_errored)
+            index = next((i for i, t in self.trial_ids.items() if t == trial_id), None)
+            if index is None or error or not result or result.get(self.metric) is None:
+                return
         score = None if error or not result else result.get(self.metric)
         self.search.tell(index, score)
 
@@ -120,41 +122,17 @@ def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str) 
 
 
 def _final_state(path: str, search: ClimbSearch) -> tuple[ClimbSearch, dict]:
-    """The searcher's last checkpoint (Tune writes it when the experiment ends), restored into `search`."""
-    import glob
+    """The searcher's last checkpoint (Tune writes it when the experiment ends), restored into `search`;
+    `path` may be local or an object-store URI."""
+    import fsspec
 
-    files = sorted(glob.glob(os.path.join(path, "searcher-state-*")), key=os.path.getmtime)
+    fs, root = fsspec.core.url_to_fs(path)
+    files = sorted(fs.glob(f"{root}/searcher-state-*"))  # names carry the session's start time
     if not files:
         raise RuntimeError(f"the Tune experiment in {path} left no searcher state")
-    with open(files[-1]) as src:
+    with fs.open(files[-1], "r") as src:
         state = json.load(src)
     search.restore(state["search"])
     return search, {int(k): v for k, v in state["trial_ids"].items()}
 
 
-def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, path: str):
-    """Optuna's TPE through Ray Tune's OptunaSearch over x_i in [0, 1] (weights = x / sum x), for the
-    whole budget; recorded as one generation, answered with the best seen."""
-    from ray.tune.search.optuna import OptunaSearch
-
-    budget = sum(cfg.search.schedule)
-    if tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        space = {f"x{i}": tune.uniform(0.0, 1.0) for i in range(len(search.names))}
-        tuner = tune.Tuner(
-            trainable, param_space=space,
-            tune_config=tune.TuneConfig(search_alg=OptunaSearch(seed=cfg.seed), num_samples=budget, metric="score",
-                                        mode="max", max_concurrent_trials=cfg.search.max_concurrent_trials or None,
-                                        reuse_actors=True),
-            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1,
-                                      failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)))
-    grid = tuner.fit()
-    results = sorted((r for r in grid), key=lambda r: r.path)
-    search.generation, search.trials, ids = 0, [], {}  # one generation, its trials chosen by Optuna
-    for index, result in enumerate(results):
-        search.trials.append(Trial(np.array(weights_of(result.config)), 0, asked=True))
-        score = None if result.error or not result.metrics else result.metrics.get("score")
-        search.tell(index, score)
-        ids[index] = result.metrics.get("trial_id", "") if result.metrics else ""
-    return search, ids

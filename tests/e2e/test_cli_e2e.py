@@ -47,14 +47,17 @@ def test_run_joins_the_cluster_named_by_ray_address(ray_session, demo_corpus, tm
 
 
 def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
+    """Run from a user's folder with the demo's relative paths (data/..., runs/demo), as `make demo` does."""
     env = {"RAY_ADDRESS": "", "RAY_AUTH_MODE": ""}  # as a user's shell: auth on, no cluster
-    args = ["demo", "--docs-per-source", "40", f"corpus.paths=[{tmp_path}/demo.jsonl]",
-            f"target.paths=[{tmp_path}/target.jsonl]", f"run_dir={tmp_path}/run", *QUICK_SEARCH]
-    proc = run_cli(args, env=env)
+    args = ["demo", "--docs-per-source", "40", *QUICK_SEARCH]
+    proc = run_cli(args, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
+    (tmp_path / "run").symlink_to(tmp_path / "runs" / "demo")
+    (tmp_path / "demo.jsonl").symlink_to(tmp_path / "data" / "demo_corpus.jsonl")
+    (tmp_path / "target.jsonl").symlink_to(tmp_path / "data" / "demo_target.jsonl")
     assert "started a local Ray" in out
-    assert f"run folder {tmp_path}/run" in out
+    assert f"run folder {tmp_path}/runs/demo" in out
     assert "embed     done: " in out and "cluster   done: 6 super-clusters from k=50" in out
     assert "tokens    done: " in out and (tmp_path / "run" / "tokens" / "meta.json").is_file()
     assert "search    done: 4 proxy trials in 2 iteration(s) (0 failed), strategy climb" in out
@@ -66,7 +69,7 @@ def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     assert 150 <= documents <= 200
     assert f"corpus    done: {documents} documents" in out
 
-    again = run_cli(args, env=env)
+    again = run_cli(args, env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "demo corpus: " in again.stdout and "already done, skipped" in again.stdout
     assert "started a local Ray" not in again.stdout  # nothing to do: no Ray needed
