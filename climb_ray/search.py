@@ -131,8 +131,11 @@ class ClimbSearch:
         best = self.best_seen()
         if best is None:
             raise RuntimeError("no trial of the search succeeded: nothing to answer with")
-        if self.strategy in ("random", "optuna") or self.search.answer == "best_seen" or self.refit() is None:
+        if self.strategy in ("random", "optuna") or self.refit() is None:
             return {"weights": best.weights, "predicted": best.score, "source": "best_seen"}
+        if self.search.answer == "best_seen":
+            return {"weights": best.weights, "predicted": float(self.predictor.predict(best.weights[None])[0]),
+                    "source": "best_seen"}
         candidates = np.vstack([self.sampler.candidates(self.search.n_candidates, self.rng), self._evaluated()])
         predicted = self.predictor.predict(candidates)
         order = np.argsort(-predicted, kind="stable")

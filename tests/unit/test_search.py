@@ -101,4 +101,6 @@ def test_answer_best_seen_is_the_best_measured_mixture():
     search = make(search=dataclasses.replace(SEARCH, answer="best_seen"))
     run(search)
     answer = search.answer()
-    assert answer["source"] == "best_seen" and answer["predicted"] == max(t.score for t in search.trials)
+    best = max(search.trials, key=lambda t: t.score)
+    assert answer["source"] == "best_seen" and np.array_equal(answer["weights"], best.weights)
+    assert answer["predicted"] == search.predictor.predict(best.weights[None])[0]
