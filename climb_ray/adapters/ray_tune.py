@@ -90,11 +90,11 @@ def weights_of(config: dict) -> list[float]:
 
 
 def trial_resources(cfg: Config) -> dict:
-    gpus = float(ray.cluster_resources().get("GPU", 0))
-    resources = {"cpu": cfg.proxy.cpus_per_trial}
-    if gpus > 0 and cfg.proxy.gpus_per_trial > 0:
-        resources["gpu"] = cfg.proxy.gpus_per_trial
-    return resources
+    """The Tune spelling of one proxy trial's resources (the same as the `climb-ray proxy` task's)."""
+    from climb_ray.adapters.ray_proxy import trial_resources as task_resources
+
+    task = task_resources(cfg)
+    return {"cpu": task["num_cpus"], **({"gpu": task["num_gpus"]} if "num_gpus" in task else {})}
 
 
 def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str) -> tuple[ClimbSearch, dict]:
