@@ -25,6 +25,7 @@ STAGES = {
     "export": ["export/*.parquet", "export/manifest.json"],
 }
 DONE = "_DONE"
+STARTED = "_STARTED"  # written before a stage's work: a resumed stage must have the same settings
 
 
 class StageChangedError(RuntimeError):
@@ -119,6 +120,14 @@ def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = Fals
                 f"use a new run_dir, or --redo {stage} to rebuild it"
             )
         return StageResult(stage, True, marker.get("info", {}))
+    if run.exists(stage, STARTED):  # a killed run: resume it only with the settings it started with
+        old = run.read_json(f"{stage}/{STARTED}").get("depends", {})
+        if _canonical(old) != _canonical(depends):
+            changed = sorted(k for k in set(old) | set(depends) if old.get(k) != depends.get(k))
+            raise StageChangedError(
+                f"stage {stage!r} in {run.url()} was started with other settings ({', '.join(changed)}) and "
+                f"did not finish; use a new run_dir, or --redo {stage} to start it again")
+    run.write_json(f"{stage}/{STARTED}", {"depends": depends})
     info = work()
     run.mark_done(stage, info, depends)
     return StageResult(stage, False, info)

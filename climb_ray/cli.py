@@ -12,10 +12,11 @@ from climb_ray.artifacts import StageChangedError
 from climb_ray.config import ConfigError
 from climb_ray.corpus import CorpusError
 from climb_ray.mixture import MixtureError
+from climb_ray.search import SearchFailed
 
 EXIT_BAD_INPUT = 2
 PRESETS = ("demo", "paper")
-USER_ERRORS = (ConfigError, CorpusError, StageChangedError, MixtureError)
+USER_ERRORS = (ConfigError, CorpusError, StageChangedError, MixtureError, SearchFailed)
 
 DESCRIPTION = """\
 CLIMB data-mixture search on Ray: embed a corpus, cluster it into super-clusters, search

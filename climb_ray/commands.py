@@ -112,7 +112,9 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
     from climb_ray.mixture import allocate, check_epochs, parse_weights
     from climb_ray.tokens import token_shares
 
-    _check_targets(cfg)
+    from climb_ray.evaluate import check_targets
+
+    check_targets(cfg.target)
     report = run_pipeline(cfg, until="tokens", redo=redo)
     print_summary(report)
     run = RunDir(cfg.run_dir)
@@ -135,22 +137,6 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"  result written to {json_out}")
     return 0
-
-
-def _check_targets(cfg: Config) -> None:
-    from climb_ray.config import ConfigError
-    from climb_ray.corpus import list_files
-
-    if not cfg.target.paths:
-        raise ConfigError("target.paths=[]: name the target files the proxies are scored on "
-                          "(held-out documents or multiple-choice JSONL)")
-    for path in cfg.target.paths:
-        try:
-            found = list_files([path])
-        except Exception as err:  # the corpus lister names the path
-            raise ConfigError(f"target.paths: {err}") from None
-        if not found:
-            raise ConfigError(f"target.paths: {path!r} matches no file")
 
 
 def print_proxy(result: dict, clusters: dict) -> None:

@@ -54,18 +54,40 @@ def open_text(path: str):
     return fsspec.open(path, "rt", compression="infer", encoding="utf-8", errors="replace")
 
 
+def check_targets(t: TargetConfig) -> list[str]:
+    """Every target path, each expanded to the files it names; ConfigError naming the first bad one."""
+    if not t.paths:
+        raise ConfigError("target.paths=[]: name the target files the proxies are scored on "
+                          "(held-out documents or multiple-choice JSONL)")
+    for path in t.paths:
+        try:
+            found = list_files([path])
+        except Exception as err:  # the corpus lister names the path
+            raise ConfigError(f"target.paths: {err}") from None
+        if not found:
+            raise ConfigError(f"target.paths: {path!r} matches no file")
+    return list(t.paths)
+
+
 def load_target(path: str, tok, t: TargetConfig):
-    """The target at `path`, tokenized: a ChoiceTarget when its JSONL rows have `choices`, else a TextTarget."""
-    if _is_choice_file(path):
-        return _load_choices(path, tok, t)
+    """The target at `path` (a file, folder or glob), tokenized: a ChoiceTarget when its JSONL rows
+    have `choices`, else a TextTarget."""
+    try:
+        files = list_files([path])
+    except CorpusError as err:
+        raise ConfigError(str(err).replace("corpus path", "target path")) from None
+    if not files:
+        raise ConfigError(f"target.paths: {path!r} matches no file")
+    if len(files) == 1 and _is_choice_file(files[0][0]):
+        return _load_choices(files[0][0], tok, t)
     docs = []
     cfg = CorpusConfig(paths=[path], text_field=t.text_field)
     try:
-        for url, name in list_files([path]):
+        for url, name in files:
             for _, text in iter_file(url, name, cfg, SkipCounts()):
-                docs.append(text)
                 if len(docs) >= t.max_docs:
                     break
+                docs.append(text)
     except CorpusError as err:  # the reader's message, said of the target
         raise ConfigError(str(err).replace("corpus file", "target file").replace("corpus.", "target.")) from None
     if not docs:

@@ -28,6 +28,16 @@ from climb_ray.samplers import fresh_mask, is_new
 STRATEGIES = ("climb", "random", "regmix", "optuna")  # optuna: trials come from outside, answer = best seen
 
 
+def unique_rows(x: np.ndarray) -> np.ndarray:
+    """Each distinct row once, in the order of first appearance (ties in prediction keep that order)."""
+    _, first = np.unique(x, axis=0, return_index=True)
+    return x[np.sort(first)]
+
+
+class SearchFailed(RuntimeError):
+    """No trial of the search produced a score."""
+
+
 @dataclass
 class Trial:
     weights: np.ndarray
@@ -107,7 +117,7 @@ class ClimbSearch:
 
     def _propose(self, m: int) -> np.ndarray:
         predictor = self.refit()
-        candidates = self.sampler.candidates(self.search.n_candidates, self.rng)
+        candidates = unique_rows(self.sampler.candidates(self.search.n_candidates, self.rng))
         seen = self._evaluated()
         candidates = candidates[fresh_mask(candidates, seen)]
         if predictor is None or len(candidates) == 0:  # nothing to learn from yet: sample
@@ -130,13 +140,15 @@ class ClimbSearch:
         """The final mixture: best seen (random), else from the predictor refitted on everything."""
         best = self.best_seen()
         if best is None:
-            raise RuntimeError("no trial of the search succeeded: nothing to answer with")
+            raise SearchFailed(f"all {len(self.trials)} proxy trials failed, nothing to answer with; each trial's "
+                               "error is in search/tune/climb/*/error.txt")
         if self.strategy in ("random", "optuna") or self.refit() is None:
             return {"weights": best.weights, "predicted": best.score, "source": "best_seen"}
         if self.search.answer == "best_seen":
             return {"weights": best.weights, "predicted": float(self.predictor.predict(best.weights[None])[0]),
                     "source": "best_seen"}
-        candidates = np.vstack([self.sampler.candidates(self.search.n_candidates, self.rng), self._evaluated()])
+        candidates = unique_rows(np.vstack([self.sampler.candidates(self.search.n_candidates, self.rng),
+                                            self._evaluated()]))
         predicted = self.predictor.predict(candidates)
         order = np.argsort(-predicted, kind="stable")
         if self.strategy == "regmix" or self.search.answer == "topk_mean":

@@ -8,7 +8,7 @@ import io
 import numpy as np
 
 from climb_ray.artifacts import RunDir
-from climb_ray.config import Config, ConfigError
+from climb_ray.config import Config
 from climb_ray.samplers import RegMixSampler
 from climb_ray.search import ClimbSearch
 
@@ -28,8 +28,13 @@ def make_search(cfg: Config, meta: dict) -> ClimbSearch:
 def search_stage(cfg: Config, run: RunDir) -> dict:
     from climb_ray.adapters.ray_tune import run_search
 
-    if not cfg.target.paths:
-        raise ConfigError("target.paths=[]: name the target files the proxies are scored on")
+    from tokenizers import Tokenizer
+
+    from climb_ray.evaluate import check_targets, load_target
+
+    tokenizer = Tokenizer.from_str(run.read_bytes("tokens/tokenizer.json").decode("utf-8"))
+    for path in check_targets(cfg.target):  # a bad target stops here, not in every trial
+        load_target(path, tokenizer, cfg.target)
     meta = run.read_json("tokens/meta.json")
     storage = absolute(run.url("search", "tune"))
     cfg = with_absolute_paths(cfg)  # Tune runs each trial in its own folder: relative paths would break

@@ -133,6 +133,11 @@ def tokens_stage(cfg: Config, run: RunDir) -> dict:
         if run.exists(folder, "_SUCCESS"):
             continue
         run.clear_stage(folder)
+        if not run.exists("cluster/assignments", folder.rsplit("/", 1)[1]):
+            from climb_ray.artifacts import StageChangedError
+
+            raise StageChangedError(f"cluster/assignments in {run.url()} has no {folder.rsplit('/', 1)[1]} "
+                                    "(made by an older climb-ray); rerun with --redo cluster")
         table = pq.read_table(run.path("cluster/assignments", folder.rsplit("/", 1)[1]), filesystem=run.fs,
                               columns=["doc_id", "super_cluster"])
         lookup = dict(zip(table.column("doc_id").to_pylist(), table.column("super_cluster").to_pylist()))

@@ -174,8 +174,9 @@ def _cache(fs, root: str, names: list[str]) -> str:
     for name in names:
         target = os.path.join(local, f"{name}.bin")
         if not os.path.exists(target) or os.path.getsize(target) != fs.size(posixpath.join(root, f"{name}.bin")):
-            fs.get(posixpath.join(root, f"{name}.bin"), target + ".part")
-            os.replace(target + ".part", target)
+            part = f"{target}.{os.getpid()}.part"  # trials on one node may fetch at the same time
+            fs.get(posixpath.join(root, f"{name}.bin"), part)
+            os.replace(part, target)
     return local
 
 

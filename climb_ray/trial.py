@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from climb_ray.config import Config, ConfigError
+from climb_ray.config import Config
 
 
 class ProxyRunner:
@@ -19,13 +19,11 @@ class ProxyRunner:
 
         import fsspec
 
-        from climb_ray.evaluate import load_target
+        from climb_ray.evaluate import check_targets, load_target
         from climb_ray.proxy import pick_device
         from climb_ray.tokens import Shards
 
-        if not cfg.target.paths:
-            raise ConfigError("target.paths=[]: name the target files the proxies are scored on "
-                              "(held-out documents or multiple-choice JSONL)")
+        check_targets(cfg.target)
         self.cfg = cfg
         self.shards = Shards(tokens_url)
         with fsspec.open(f"{tokens_url.rstrip('/')}/tokenizer.json", "r") as src:

@@ -136,3 +136,30 @@ def _final_state(path: str, search: ClimbSearch) -> tuple[ClimbSearch, dict]:
     return search, {int(k): v for k, v in state["trial_ids"].items()}
 
 
+
+def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, path: str):
+    """Optuna's TPE through Ray Tune's OptunaSearch over x_i in [0, 1] (weights = x / sum x), for the
+    whole budget; recorded as one generation, answered with the best seen."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    budget = sum(cfg.search.schedule)
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        space = {f"x{i}": tune.uniform(0.0, 1.0) for i in range(len(search.names))}
+        tuner = tune.Tuner(
+            trainable, param_space=space,
+            tune_config=tune.TuneConfig(search_alg=OptunaSearch(seed=cfg.seed), num_samples=budget, metric="score",
+                                        mode="max", max_concurrent_trials=cfg.search.max_concurrent_trials or None,
+                                        reuse_actors=True),
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1,
+                                      failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)))
+    grid = tuner.fit()
+    results = sorted((r for r in grid), key=lambda r: r.path)
+    search.generation, search.trials, ids = 0, [], {}  # one generation, its trials chosen by Optuna
+    for index, result in enumerate(results):
+        search.trials.append(Trial(np.array(weights_of(result.config)), 0, asked=True))
+        score = None if result.error or not result.metrics else result.metrics.get("score")
+        search.tell(index, score)
+        ids[index] = result.metrics.get("trial_id", "") if result.metrics else ""
+    return search, ids

@@ -63,3 +63,15 @@ def test_a_done_stage_with_other_settings_is_refused_then_redone_on_request(run)
         run_stage(run, "corpus", {"corpus": {"text_field": "body"}}, lambda: {"n": 2})
     redone = run_stage(run, "corpus", {"corpus": {"text_field": "body"}}, lambda: {"n": 2}, redo=True)
     assert not redone.skipped and redone.info == {"n": 2}
+
+
+def test_a_killed_stage_resumes_only_with_the_settings_it_started_with(run):
+    def killed():
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        run_stage(run, "search", {"proxy.steps": 40}, killed)
+    with pytest.raises(StageChangedError, match="started with other settings \\(proxy.steps\\).*--redo search"):
+        run_stage(run, "search", {"proxy.steps": 2000}, lambda: {"n": 1})
+    assert run_stage(run, "search", {"proxy.steps": 40}, lambda: {"n": 1}).info == {"n": 1}
+    assert run_stage(run, "search", {"proxy.steps": 2000}, lambda: {"n": 2}, redo=True).info == {"n": 2}

@@ -110,3 +110,13 @@ def test_a_target_without_text_is_a_clear_error(tmp_path):
         load_target(write_jsonl(tmp_path / "t.jsonl", [{"other": "x"}]), tok, TargetConfig())
     with pytest.raises(ValueError, match="holds no documents"):
         load_target(write_jsonl(tmp_path / "e.jsonl", []), tok, TargetConfig())
+
+
+def test_a_target_glob_over_several_files_reads_at_most_max_docs(tmp_path):
+    tok = tk.train_bpe(["some text here"] * 5, 300)
+    for part in range(3):
+        write_jsonl(tmp_path / f"held{part}.jsonl", [{"text": f"document {part} {i}"} for i in range(4)])
+    target = load_target(str(tmp_path / "held*.jsonl"), tok, TargetConfig(max_docs=6))
+    assert isinstance(target, TextTarget) and len(target.docs) == 6
+    with pytest.raises(ValueError, match="target path .*nothing.* matches no"):
+        load_target(str(tmp_path / "nothing*.jsonl"), tok, TargetConfig())
