@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from climb_ray.config import Config
-from climb_ray.pipeline import NOT_BUILT, PipelineReport, run_pipeline
+from climb_ray.pipeline import NOT_BUILT, ORDER, PipelineReport, run_pipeline
 
 EXIT_NOT_BUILT = 3
 DEMO_EXTRA_HINT = "install the demo extra: pip install 'climb-ray[demo]' (make demo does)"
@@ -61,6 +61,10 @@ def not_built(stage: str) -> int:
 def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool) -> int:
     """Run the stages up to `until`. A stage command (whole=False) for a stage not built yet exits 3;
     the whole pipeline (demo, run) succeeds with the stages built so far, and lists the others."""
+    if until in ORDER and ORDER.index(until) >= ORDER.index("search"):
+        from climb_ray.evaluate import check_targets
+
+        check_targets(cfg.target)  # before minutes of embedding, not after
     report = run_pipeline(cfg, until=until, redo=redo)
     print_summary(report)
     return EXIT_NOT_BUILT if not whole and until in report.not_built else 0

@@ -33,8 +33,12 @@ def search_stage(cfg: Config, run: RunDir) -> dict:
     from climb_ray.evaluate import check_targets, load_target
 
     tokenizer = Tokenizer.from_str(run.read_bytes("tokens/tokenizer.json").decode("utf-8"))
-    for path in check_targets(cfg.target):  # a bad target stops here, not in every trial
-        load_target(path, tokenizer, cfg.target)
+    try:
+        for path in check_targets(cfg.target):  # a bad target stops here, not in every trial
+            load_target(path, tokenizer, cfg.target)
+    except Exception:
+        run.clear_stage("search")  # nothing ran: the corrected command starts afresh
+        raise
     meta = run.read_json("tokens/meta.json")
     storage = absolute(run.url("search", "tune"))
     cfg = with_absolute_paths(cfg)  # Tune runs each trial in its own folder: relative paths would break

@@ -30,7 +30,7 @@ def test_bad_config_value_is_one_line_exit_2_and_starts_no_ray(tmp_path):
 def test_missing_text_field_is_one_line_exit_2(ray_session, tmp_path):
     (tmp_path / "d.jsonl").write_text('{"id": 1, "content": "hello"}\n')
     address = ray_session.get_runtime_context().gcs_address
-    proc = run_cli(["run", f"corpus.paths=[{tmp_path}/d.jsonl]", f"run_dir={tmp_path}/run"],
+    proc = run_cli(["corpus", "scan", f"corpus.paths=[{tmp_path}/d.jsonl]", f"run_dir={tmp_path}/run"],
                    env={"RAY_ADDRESS": address})
     assert_one_line_error(proc, "d.jsonl", "'text'", "corpus.text_field")
 
@@ -99,6 +99,13 @@ def test_proxy_trains_and_scores_one_mixture_and_refuses_bad_weights_in_one_line
         assert_one_line_error(run_cli(["proxy", "--weights", weights, *common], env=env), named)
     no_target = run_cli(["proxy", "--weights", "uniform", *common, "target.paths=[]"], env=env)
     assert_one_line_error(no_target, "target.paths=[]: name the target files")
+    # a target without text: refused on the driver before any trial, and the fixed command then runs
+    (tmp_path / "bad.jsonl").write_text('{"body": "no text field"}\n')
+    bad_target = run_cli(["search", *common, f"target.paths=[{tmp_path}/bad.jsonl]", "search.schedule=[2]"], env=env)
+    assert_one_line_error(bad_target, "bad.jsonl", "target.text_field")
+    assert not (tmp_path / "run" / "search").exists()
+    whole_run = run_cli(["run", *common, "target.paths=[]"], env=env)
+    assert_one_line_error(whole_run, "target.paths=[]")
 
 
 def test_a_killed_search_resumes_with_the_same_command_without_rerunning_finished_trials(ray_session, demo_corpus,
