@@ -121,9 +121,12 @@ def test_a_killed_search_resumes_with_the_same_command_without_rerunning_finishe
     target = demo_corpus.parent / "demo_target.jsonl"
     args = ["search", "--config", "demo", f"corpus.paths=[{demo_corpus}]", f"target.paths=[{target}]",
             f"run_dir={tmp_path}/run", "embed.max_tokens=64", "cluster.k_init=20", "cluster.n_super_clusters=4",
-            "tokens.vocab_size=1024", "search.schedule=[4,4]", "proxy.steps=8", "target.max_docs=20",
+            "tokens.vocab_size=1024", "search.schedule=[4,4]", "proxy.steps=30", "target.max_docs=20",
             "search.n_candidates=2000", "predictor.num_rounds=50"]
-    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    # Tune copies trial results into the run folder when it checkpoints the experiment (every few
+    # seconds by default); each second here, so that the kill below lands between two checkpoints
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address,
+           "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     experiment = tmp_path / "run" / "search" / "tune" / "climb"
 
     def finished():
@@ -141,7 +144,7 @@ def test_a_killed_search_resumes_with_the_same_command_without_rerunning_finishe
     assert 2 <= len(before) < 8, "the driver should be killed mid-search"
     time.sleep(3)  # Ray notices the dead driver and stops its trials
 
-    again = run_cli(args, env={"RAY_ADDRESS": env["RAY_ADDRESS"]}, timeout=600)
+    again = run_cli(args, env={"RAY_ADDRESS": env["RAY_ADDRESS"], "TUNE_GLOBAL_CHECKPOINT_S": "1"}, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "search    done: 8 proxy trials in 2 iteration(s)" in again.stdout
     after = finished()
