@@ -48,7 +48,7 @@ def test_climb_gets_closer_to_a_known_optimum_than_random_search_at_the_same_bud
             search = make(strategy, seed)
             run(search)
             out.append(objective(search.answer()["weights"]))
-    assert np.mean(climb) > np.mean(random) + 0.05, (climb, random)  # measured: -0.34 vs -0.47
+    assert np.mean(climb) > np.mean(random) + 0.05, (climb, random)  # measured: -0.32 vs -0.47, 7 of 8 wins
     assert sum(c > r for c, r in zip(climb, random)) >= 5
 
 
