@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 
-import ray
 from ray import tune
 from ray.tune.search import Searcher
 
