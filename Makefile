@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-climb-ray
 PYTEST_ARGS ?= -q
 
-.PHONY: setup demo test clean-runs
+.PHONY: setup demo serve test browser clean-runs
 
 setup: $(STAMP)
 
@@ -20,9 +20,22 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/climb-ray demo
 
+# The demo's predictor over HTTP (web page, API, docs) on 127.0.0.1:8000 until Ctrl-C.
+serve: $(STAMP)
+	$(BIN)/climb-ray serve --config demo
+
+# Debian's Chromium for the web page test (tests/e2e/test_web_page.py), installed when missing and we
+# are root with apt-get; elsewhere that test is skipped and says why.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the web page test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "could not install chromium: the web page test will be skipped"; \
+	fi
+
 # As root with unshare available, the tests run in a private network namespace with only
 # loopback up, so every Ray and HTTP server of the tests binds to 127.0.0.1.
-test: $(STAMP)
+test: $(STAMP) browser
 	@if [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1 && unshare -n true 2>/dev/null; then \
 		echo "running the tests in a loopback-only network namespace"; \
 		unshare -n sh -c 'ip link set lo up && exec $(BIN)/python -m pytest $(PYTEST_ARGS)'; \

@@ -13,10 +13,11 @@ from climb_ray.config import ConfigError
 from climb_ray.corpus import CorpusError
 from climb_ray.mixture import MixtureError
 from climb_ray.search import SearchFailed
+from climb_ray.served_model import NotServable
 
 EXIT_BAD_INPUT = 2
 PRESETS = ("demo", "paper")
-USER_ERRORS = (ConfigError, CorpusError, StageChangedError, MixtureError, SearchFailed)
+USER_ERRORS = (ConfigError, CorpusError, StageChangedError, MixtureError, SearchFailed, NotServable)
 
 DESCRIPTION = """\
 CLIMB data-mixture search on Ray: embed a corpus, cluster it into super-clusters, search
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Build the demo corpus (real text from installed packages) unless it "
                           "is there, then run every stage on it with the demo preset.")
     demo.add_argument("--docs-per-source", type=int, default=800, help="documents per demo source (default 800)")
+    demo.add_argument("--serve", action="store_true", help="then serve the predictor over HTTP until Ctrl-C")
     sub.add_parser("run", parents=[stage], help="run all stages on your corpus (finished stages are skipped)",
                    description="Run corpus -> embed -> cluster -> tokens -> search -> export; a stage "
                    "whose _DONE marker exists is skipped, so a killed run resumes with the same command.")
@@ -90,8 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--weight-columns", default=None,
                        help="comma-separated weight columns (default: all but index, loss_*, score_*)")
     bench.add_argument("--json", dest="json_out", metavar="PATH", help="also write the results as JSON")
-    sub.add_parser("serve", parents=[_config_options()], help="serve the fitted predictor over HTTP (Ray Serve)",
-                   description="Serve the predictor of a run folder over HTTP (binds serve.host:serve.port).")
+    serve = sub.add_parser("serve", parents=[_config_options()], help="serve the fitted predictor over HTTP (Ray Serve)",
+                           description="Serve the predictor of run_dir over HTTP with Ray Serve, bound to "
+                           "serve.host:serve.port (127.0.0.1:8000 by default): a web page at /, the API under /v1/, "
+                           "its OpenAPI docs at /docs. With a bearer token in $CLIMB_API_TOKEN (serve.token_env) "
+                           "every /v1/ call needs it. On a local Ray it serves until Ctrl-C; joined to a cluster "
+                           "(RAY_ADDRESS) it deploys and returns, the app staying up on the cluster. Running it "
+                           "again with another --predictor or --version hot-reloads the running app.")
+    serve.add_argument("--predictor", default="search/predictor.txt",
+                       help="predictor file inside the run folder (default search/predictor.txt)")
+    serve.add_argument("--version", dest="label", default="",
+                       help="version label reported by the API (default: a hash of the predictor file)")
+    serve.add_argument("--detach", action="store_true", help="deploy and return, also on a local Ray "
+                       "(the app stops with that Ray)")
     sub.add_parser("config", parents=[_config_options()], help="print the resolved config as YAML",
                    description="Print the config after defaults, --config and overrides, validated.")
     return parser
@@ -167,7 +180,7 @@ def _dispatch(args) -> int:
         print(to_yaml(cfg), end="")
         return 0
     if args.command == "serve":
-        return commands.not_built("serve")
+        return commands.serve(cfg, predictor=args.predictor, version=args.label, detach=args.detach)
     if args.command == "bench-search":
         return commands.bench_search(cfg, args)
     if args.command == "proxy":
@@ -176,7 +189,12 @@ def _dispatch(args) -> int:
     if args.command == "demo":
         commands.ensure_demo_corpus(cfg, args.docs_per_source)
     until = {"demo": "export", "run": "export", "corpus": "corpus"}.get(args.command, args.command)
-    return commands.run(cfg, until=until, redo=tuple(args.redo), whole=args.command in ("demo", "run"))
+    code = commands.run(cfg, until=until, redo=tuple(args.redo), whole=args.command in ("demo", "run"))
+    if code == 0 and args.command == "demo":
+        if args.serve:
+            return commands.serve(cfg, predictor="search/predictor.txt", version="", detach=False)
+        commands.print_serve_hint(cfg)
+    return code
 
 
 if __name__ == "__main__":

@@ -186,3 +186,97 @@ def bench_search(cfg: Config, args) -> int:
         write_json(report, args.json_out)
         print(f"results written to {args.json_out}")
     return 0
+
+
+def serve(cfg: Config, *, predictor: str, version: str, detach: bool) -> int:
+    """Serve run_dir's predictor with Ray Serve; on a Ray we started, until Ctrl-C (hot-reloading
+    the predictor file every serve.watch_s seconds when set)."""
+    import os
+    import time
+
+    from climb_ray.served_model import ServedModel
+
+    model = ServedModel.load(cfg.run_dir, predictor, version=version)  # a missing search fails here, before Ray
+    s = cfg.serve
+    joined = bool(os.environ.get("RAY_ADDRESS", "").strip())
+    if not joined:
+        _check_port_free(s.host, s.port)
+    from climb_ray.adapters.ray_runtime import ensure_ray
+    from climb_ray.adapters.ray_serve import start, user_config
+
+    print(f"climb-ray serve: {ensure_ray(cfg.resources)}")
+
+    def deploy(label: str) -> str:
+        config = user_config(cfg.run_dir, predictor=predictor, version=label, max_batch=s.max_batch,
+                             max_body_bytes=s.max_body_bytes, token_env=s.token_env)
+        return start(config, host=s.host, port=s.port, num_replicas=s.num_replicas, num_cpus=s.cpus_per_replica)
+
+    url = deploy(version)
+    print_serving(url, model, token=bool(os.environ.get(s.token_env)), token_env=s.token_env)
+    if joined or detach:
+        print("deployed; it keeps serving on the cluster (stop it with: serve shutdown -y)")
+        return 0
+    print("serving until Ctrl-C" + (f"; checking {predictor} for a new fit every {s.watch_s:g} s" if s.watch_s else ""),
+          flush=True)
+    from ray import serve as ray_serve
+
+    seen = model.info["version"]
+    try:
+        while True:
+            time.sleep(s.watch_s or 3600)
+            if s.watch_s and not version:
+                fresh = _predictor_version(cfg.run_dir, predictor)
+                if fresh and fresh != seen:
+                    deploy("")
+                    seen = fresh
+                    print(f"reloaded the predictor: version {fresh}", flush=True)
+    except KeyboardInterrupt:
+        print("\nstopping the server")
+        ray_serve.shutdown()
+    return 0
+
+
+def print_serving(url: str, model, *, token: bool, token_env: str) -> None:
+    info = model.info
+    quality = f"held-out Spearman {info['spearman']:.3f}" if info["spearman"] is not None else "no held-out figures"
+    auth = f' -H "Authorization: Bearer ${token_env}"' if token else ""
+    example = json.dumps({"weights": model.as_dict(model.prior), "normalize": True})
+    print(f"\npredictor {info['version']} ({info['trials']} trials, {quality}) served at {url}/")
+    print(f"  web page      {url}/")
+    print(f"  API docs      {url}/docs")
+    print(f"  bearer token  {'required: $' + token_env if token else 'none (set $' + token_env + ' to require one)'}")
+    print(f"  try           curl -s{auth} -X POST {url}/v1/predict -H 'Content-Type: application/json' "
+          f"-d '{example}'")
+    print(f"                curl -s{auth} '{url}/v1/best?k=3'")
+
+
+def _predictor_version(run_dir: str, predictor: str) -> str | None:
+    import hashlib
+
+    from climb_ray.artifacts import RunDir
+
+    run = RunDir(run_dir)
+    try:
+        return hashlib.sha256(run.read_bytes(predictor)).hexdigest()[:12]
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    from climb_ray.config import ConfigError
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ConfigError(f"serve.host={host} serve.port={port}: cannot listen there ({err.strerror}); "
+                              "choose another, e.g. serve.port=8001") from None
+
+
+def print_serve_hint(cfg: Config) -> None:
+    url = f"http://{cfg.serve.host}:{cfg.serve.port}"
+    body = '{"weights": {"sc00": 0.5, "sc02": 0.5}}'
+    print(f"\nexplore the predictor: climb-ray serve --config demo   (or: make serve), then open {url}/ or\n"
+          f"  curl -s -X POST {url}/v1/predict -H 'Content-Type: application/json' -d '{body}'")

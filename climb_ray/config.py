@@ -121,9 +121,12 @@ class PredictorConfig:
 class ServeConfig:
     host: str = "127.0.0.1"  # address the HTTP server binds to; loopback unless you mean otherwise
     port: int = 8000  # HTTP port
-    max_batch: int = 1024  # most mixtures in one /v1/predict request
-    max_body_bytes: int = 1_000_000  # larger request bodies are refused with 413
+    max_batch: int = 10_000  # most mixtures in one /v1/predict request (larger: 413)
+    max_body_bytes: int = 8_000_000  # larger request bodies are refused with 413
     token_env: str = "CLIMB_API_TOKEN"  # environment variable holding the optional bearer token
+    num_replicas: int = 1  # predictor replicas behind the HTTP proxy
+    cpus_per_replica: float = 1.0  # CPUs each replica reserves
+    watch_s: float = 0.0  # `climb-ray serve`: check the predictor file this often and hot-reload it when it changes (0 = never)
 
 
 @dataclass
@@ -250,6 +253,9 @@ _RULES = {
     "serve.port": _between(1, 65535),
     "serve.max_batch": _at_least(1),
     "serve.max_body_bytes": _at_least(1),
+    "serve.num_replicas": _at_least(1),
+    "serve.cpus_per_replica": _at_least(0),
+    "serve.watch_s": _at_least(0),
     "export.token_budget": _at_least(0),
     "export.shard_mb": _at_least(1),
     "resources.num_cpus": _at_least(0),

@@ -16,7 +16,7 @@ from climb_ray.search_stage import search_stage
 from climb_ray.config_io import to_yaml
 
 ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
-NOT_BUILT = {"export": 8, "serve": 6}
+NOT_BUILT = {"export": 8}
 
 
 @dataclass

@@ -40,6 +40,7 @@ class Predictor:
     names: list[str]
     direction: str = "higher_is_better"
     quality: dict = field(default_factory=dict)  # spearman, mae, n_train, n_valid, rounds
+    fitted_at: str = ""  # UTC time of the fit, ISO 8601
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, p: PredictorConfig, *, names: list[str], seed: int,
@@ -58,7 +59,7 @@ class Predictor:
             booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=p.num_rounds)
             quality = {"spearman": float("nan"), "mae": float("nan"), "n_train": len(x), "n_valid": 0,
                        "rounds": p.num_rounds}
-            return cls(booster, list(names), direction, quality)
+            return cls(booster, list(names), direction, quality, _now())
         valid, train = order[:n_valid], order[n_valid:]
         patience = min(p.early_stopping_max, n_valid)
         train_set = lgb.Dataset(x[train], y[train])
@@ -68,7 +69,7 @@ class Predictor:
         guess = booster.predict(x[valid], num_iteration=booster.best_iteration)
         quality = {"spearman": spearman(guess, y[valid]), "mae": float(np.mean(np.abs(guess - y[valid]))),
                    "n_train": len(train), "n_valid": n_valid, "rounds": int(booster.best_iteration or p.num_rounds)}
-        return cls(booster, list(names), direction, quality)
+        return cls(booster, list(names), direction, quality, _now())
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
@@ -79,7 +80,7 @@ class Predictor:
     def to_text(self) -> tuple[str, str]:
         """(LightGBM model text, JSON sidecar)."""
         sidecar = {"format_version": FORMAT_VERSION, "names": self.names, "direction": self.direction,
-                   "quality": self.quality}
+                   "quality": self.quality, "fitted_at": self.fitted_at}
         return self.booster.model_to_string(), json.dumps(sidecar, indent=2, allow_nan=True)
 
     @classmethod
@@ -90,4 +91,11 @@ class Predictor:
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"predictor sidecar has format_version {meta.get('format_version')!r}, "
                              f"this climb-ray reads {FORMAT_VERSION}")
-        return cls(lgb.Booster(model_str=model), meta["names"], meta["direction"], meta["quality"])
+        return cls(lgb.Booster(model_str=model), meta["names"], meta["direction"], meta["quality"],
+                   meta.get("fitted_at", ""))
+
+
+def _now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -84,3 +84,73 @@ def full_demo_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo_full") / "demo_corpus.jsonl"
     build_demo_corpus(out, docs_per_source=800, seed=0)
     return out
+
+
+SERVED_NAMES = ["sc00", "sc01", "sc02", "sc03"]
+
+
+def write_predictor(run: Path, optimum, *, seed: int = 0, n: int = 80, name: str = "search/predictor") -> None:
+    """Fit a real LightGBM predictor on n mixtures scored -L1(w, optimum) and write it (+ trials)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from climb_ray.config import PredictorConfig
+    from climb_ray.predictor import Predictor
+
+    rng = np.random.default_rng(seed)
+    x = rng.dirichlet(np.ones(len(SERVED_NAMES)), n)
+    y = -np.abs(x - np.asarray(optimum)).sum(axis=1)
+    model = Predictor.fit(x, y, PredictorConfig(num_rounds=200, min_child_samples=3), names=SERVED_NAMES, seed=seed)
+    text, sidecar = model.to_text()
+    (run / "search").mkdir(parents=True, exist_ok=True)
+    (run / f"{name}.txt").write_text(text)
+    (run / f"{name}.json").write_text(sidecar)
+    rows = [{"trial_id": f"t{i:03d}", "index": i, "iteration": i * 3 // n,
+             **{f"w_{c}": float(v) for c, v in zip(SERVED_NAMES, w)}, "score": float(s), "status": "done"}
+            for i, (w, s) in enumerate(zip(x, y))]
+    pq.write_table(pa.Table.from_pylist(rows), run / "search" / "trials.parquet")
+
+
+def make_served_run(run: Path, optimum=(0.1, 0.6, 0.2, 0.1)) -> Path:
+    """A run folder with what `climb-ray serve` reads, made without the pipeline: 4 super-clusters,
+    token counts, a cluster report, and a real predictor fitted on a known objective."""
+    import json
+
+    tokens = {"sc00": 400_000, "sc01": 300_000, "sc02": 200_000, "sc03": 100_000}
+    (run / "tokens").mkdir(parents=True, exist_ok=True)
+    (run / "cluster").mkdir(parents=True, exist_ok=True)
+    (run / "tokens" / "meta.json").write_text(json.dumps({
+        "clusters": SERVED_NAMES, "tokens": tokens, "documents": {n: t // 500 for n, t in tokens.items()}}))
+    terms = [["python", "function", "argument"], ["thou", "unto", "lord"], ["noun", "adj", "species"],
+             ["says", "minister", "police"]]
+    (run / "cluster" / "clusters.json").write_text(json.dumps({"super_clusters": [
+        {"id": i, "name": f"sc{i:02d}-{t[0]}-{t[1]}", "top_terms": t, "examples": [f"an example of {t[0]}"],
+         "mean_quality": 0.9} for i, t in enumerate(terms)]}))
+    (run / "config.yaml").write_text("search:\n  max_epochs: 4.0\n")
+    write_predictor(run, optimum)
+    (run / "search" / "best_mixture.json").write_text(json.dumps({
+        "answer": "best", "weights": dict(zip(SERVED_NAMES, optimum)), "predicted_score": 0.0}))
+    return run
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served(ray_session, tmp_path_factory):
+    """The predictor of a synthetic run folder (make_served_run) on Ray Serve, on a free loopback
+    port, for the whole session: (base URL, run folder). Tests that reconfigure it restore it."""
+    from ray import serve
+
+    from climb_ray.adapters.ray_serve import start, user_config
+
+    run = make_served_run(tmp_path_factory.mktemp("served") / "run")
+    url = start(user_config(str(run)), host="127.0.0.1", port=free_port())
+    yield url, run
+    serve.shutdown()

@@ -75,9 +75,56 @@ def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     assert "started a local Ray" not in again.stdout  # nothing to do: no Ray needed
 
 
-def test_stage_commands_not_built_yet_say_so_with_exit_3(tmp_path):
+def test_serve_on_a_run_without_a_search_is_one_line_exit_2_and_starts_no_ray(tmp_path):
     proc = run_cli(["serve", f"run_dir={tmp_path}/run"])
-    assert proc.returncode == 3 and "not built yet (issue #6)" in proc.stderr
+    assert_one_line_error(proc, "predictor.txt is missing", "climb-ray search")
+    assert "Ray" not in proc.stdout
+
+
+def test_serve_starts_a_local_ray_with_auth_on_serves_with_a_token_until_ctrl_c(tmp_path):
+    """As a user: `climb-ray serve` on a finished run, the printed curl line works, Ctrl-C stops it."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import requests
+
+    from tests.conftest import CLI, ROOT, free_port, make_served_run
+
+    run = make_served_run(tmp_path / "run")
+    port = free_port()
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "", "CLIMB_API_TOKEN": "t0ken"}
+    proc = subprocess.Popen(CLI + ["serve", f"run_dir={run}", f"serve.port={port}", "resources.include_dashboard=false"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    lines = []
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            lines.append(line)
+            if "serving until Ctrl-C" in line:
+                break
+        out = "".join(lines)
+        assert "serving until Ctrl-C" in out, out
+        url = f"http://127.0.0.1:{port}"
+        assert f"web page      {url}/" in out and "bearer token  required: $CLIMB_API_TOKEN" in out
+        assert f"curl -s -H \"Authorization: Bearer $CLIMB_API_TOKEN\" -X POST {url}/v1/predict" in out
+        body = {"weights": {"sc01": 1.0}}
+        assert requests.post(f"{url}/v1/predict", json=body, timeout=30).status_code == 401
+        r = requests.post(f"{url}/v1/predict", json=body, headers={"Authorization": "Bearer t0ken"}, timeout=30)
+        assert r.status_code == 200 and r.json()["weights"]["sc01"] == 1.0
+        assert "<html" in requests.get(f"{url}/", timeout=30).text.lower()
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, rest
+        assert "stopping the server" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_proxy_trains_and_scores_one_mixture_and_refuses_bad_weights_in_one_line(ray_session, demo_corpus, tmp_path):

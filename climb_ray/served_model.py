@@ -1,0 +1,231 @@
+"""What the HTTP API answers, with no web framework and no Ray inside: a run folder's predictor,
+clusters and measured trials loaded once, and the checks every request goes through.
+
+Requests name mixtures as {cluster: weight} (clusters left out weigh 0) or as a list in cluster
+order. Weights must be finite and >= 0 and sum to 1 within SUM_TOLERANCE, unless the request asks
+to normalise them. Every bad value raises RequestError naming it (the server answers 4xx).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from climb_ray.predictor import Predictor
+
+SUM_TOLERANCE = 1e-3
+PREDICTOR = "search/predictor.txt"
+TOP_PREDICTED = 100  # predicted-best candidates kept at load for /v1/best
+TOP_CANDIDATES = 20_000  # candidates scored at load to find them
+
+
+class RequestError(ValueError):
+    """A request the model cannot answer; the message names the bad value."""
+
+
+class NotServable(FileNotFoundError):
+    """The run folder has no finished search to serve; the message names the missing file."""
+
+
+def parse_mixture(item, names: list[str], *, normalize: bool, where: str = "weights") -> np.ndarray:
+    """One mixture from a request: a {cluster: weight} object or a list in cluster order."""
+    if isinstance(item, dict):
+        w = np.zeros(len(names))
+        for name, value in item.items():
+            if name not in names:
+                raise RequestError(f"{where}: unknown cluster {name!r}; clusters are {', '.join(names)}")
+            w[names.index(name)] = _weight(value, f"{where}[{name!r}]")
+    elif isinstance(item, (list, tuple)):
+        if len(item) != len(names):
+            raise RequestError(f"{where} has {len(item)} weights, clusters are {len(names)} ({', '.join(names)})")
+        w = np.array([_weight(v, f"{where}[{i}]") for i, v in enumerate(item)], dtype=np.float64)
+    else:
+        raise RequestError(f"{where} must be an object {{cluster: weight}} or a list of {len(names)} weights, "
+                           f"got {type(item).__name__}")
+    total = float(w.sum())
+    if total <= 0:
+        raise RequestError(f"{where}: the weights are all 0")
+    if not normalize and abs(total - 1.0) > SUM_TOLERANCE:
+        raise RequestError(f"{where}: the weights sum to {total:.6g}, not 1 (within {SUM_TOLERANCE:g}); "
+                           "send normalize: true to rescale them")
+    return w / total
+
+
+def _weight(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError(f"{where} = {value!r}: a weight must be a number")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise RequestError(f"{where} = {value!r}: a weight must be finite and >= 0")
+    return value
+
+
+def _finite(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+@dataclass
+class ServedModel:
+    predictor: Predictor
+    clusters: list[dict]  # one per super-cluster, in the predictor's order
+    measured: list[dict]  # finished trials, best first
+    answer: dict  # the search's answer (best_mixture.json)
+    info: dict  # version, fitted_at, trials, held-out quality, source
+    prior: np.ndarray  # token shares
+    max_epochs: float = 15.0  # the run's search.max_epochs: the default epoch cap of /v1/optimize
+    top_predicted: list[dict] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return self.predictor.names
+
+    @classmethod
+    def load(cls, run_dir: str, predictor: str = PREDICTOR, *, version: str = "", seed: int = 0) -> "ServedModel":
+        """Read a finished search from a run folder (local path or URI); raises NotServable naming
+        what is missing."""
+        from climb_ray.artifacts import RunDir
+
+        run = RunDir(run_dir)
+        sidecar_path = predictor[: -len(".txt")] + ".json" if predictor.endswith(".txt") else predictor + ".json"
+        for rel in (predictor, sidecar_path, "tokens/meta.json", "cluster/clusters.json"):
+            if not run.exists(rel):
+                raise NotServable(f"{run.url(rel)} is missing: serve needs a finished search "
+                                        "(climb-ray search) in this run folder")
+        text = run.read_bytes(predictor)
+        sidecar = json.loads(run.read_bytes(sidecar_path))
+        model = Predictor.from_text(text.decode("utf-8"), json.dumps(sidecar))
+        meta, report = run.read_json("tokens/meta.json"), run.read_json("cluster/clusters.json")
+        clusters = _clusters(model.names, meta, report)
+        prior = np.array([c["token_share"] for c in clusters])
+        measured = _measured(run, model) if run.exists("search/trials.parquet") else []
+        answer = run.read_json("search/best_mixture.json") if run.exists("search/best_mixture.json") else {}
+        quality = model.quality
+        info = {"version": version or hashlib.sha256(text).hexdigest()[:12], "source": run.url(predictor),
+                "fitted_at": sidecar.get("fitted_at") or _modified(run, predictor),
+                "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "trials": int(quality.get("n_train", 0)) + int(quality.get("n_valid", 0)),
+                "held_out": int(quality.get("n_valid", 0)), "spearman": _finite(quality.get("spearman")),
+                "mae": _finite(quality.get("mae")), "rounds": quality.get("rounds"),
+                "direction": model.direction, "clusters": model.names}
+        max_epochs = _run_setting(run, "search", "max_epochs", 15.0)
+        served = cls(model, clusters, measured, answer, info, prior, float(max_epochs))
+        served.top_predicted = served._top_candidates(np.random.default_rng(seed))
+        return served
+
+    # -- answers ----------------------------------------------------------------------------------
+    def mixtures(self, items: list, *, normalize: bool, where: str = "mixtures") -> np.ndarray:
+        if not items:
+            raise RequestError(f"{where} is empty: send at least one mixture")
+        k = len(self.names)
+        if all(isinstance(item, list) and len(item) == k for item in items):  # fast path for big batches
+            x = np.asarray(items, dtype=np.float64)
+            total = x.sum(axis=1)
+            good = np.isfinite(x).all(axis=1) & (x >= 0).all(axis=1) & (total > 0)
+            if not normalize:
+                good &= np.abs(total - 1.0) <= SUM_TOLERANCE
+            if good.all():
+                return x / total[:, None]
+        return np.stack([parse_mixture(item, self.names, normalize=normalize, where=f"{where}[{i}]")
+                         for i, item in enumerate(items)])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.predictor.predict(x)
+
+    def uncertainty(self) -> float | None:
+        return self.info["mae"]
+
+    def as_dict(self, w: np.ndarray) -> dict[str, float]:
+        return {n: round(float(v), 6) for n, v in zip(self.names, w)}
+
+    def best(self, k: int) -> dict:
+        measured = self.measured[:k]
+        if measured:
+            guesses = self.predict(np.array([[m["weights"][n] for n in self.names] for m in measured]))
+            measured = [{**m, "predicted": float(g)} for m, g in zip(measured, guesses)]
+        answer = ({"weights": self.answer.get("weights"), "predicted": self.answer.get("predicted_score"),
+                   "source": self.answer.get("answer")} if self.answer else None)
+        return {"direction": self.predictor.direction, "uncertainty": self.uncertainty(), "answer": answer,
+                "measured": measured, "predicted": self.top_predicted[:k]}
+
+    def optimize(self, *, minimum: dict | None = None, maximum: dict | None = None, exclude: list | None = None,
+                 token_budget: float | None = None, max_epochs: float | None = None, n_candidates: int = 20_000,
+                 seed: int = 0) -> dict:
+        """The best predicted mixture within the constraints (see climb_ray.optimize)."""
+        from climb_ray.optimize import ConstraintError, bounds, optimize
+
+        tokens = np.array([c["tokens"] for c in self.clusters], dtype=np.float64)
+        epochs = self.max_epochs if max_epochs is None else max_epochs
+        try:
+            b = bounds(self.names, minimum=minimum, maximum=maximum, exclude=exclude, tokens=tokens,
+                       token_budget=token_budget, max_epochs=epochs)
+        except ConstraintError as err:
+            raise RequestError(str(err)) from None
+        found = optimize(self.predict, self.prior, b, n_candidates=n_candidates, rng=np.random.default_rng(seed))
+        inside = [m for m in self.measured if all(b.lo[i] - 1e-6 <= m["weights"][n] <= b.hi[i] + 1e-6
+                                                  for i, n in enumerate(self.names))]
+        return {"weights": self.as_dict(found["weights"]), "predicted": found["predicted"],
+                "uncertainty": self.uncertainty(), "direction": self.predictor.direction,
+                "candidates_scored": found["candidates_scored"],
+                "bounds": {n: [round(float(lo), 6), round(float(hi), 6)] for n, lo, hi in zip(self.names, b.lo, b.hi)},
+                "at_min": [n for n, hit in zip(self.names, found["at_min"]) if hit],
+                "at_max": [n for n, hit in zip(self.names, found["at_max"]) if hit],
+                "best_measured_within": inside[0] if inside else None}
+
+    def _top_candidates(self, rng: np.random.Generator) -> list[dict]:
+        from climb_ray.samplers import RegMixSampler
+        from climb_ray.search import unique_rows
+
+        candidates = unique_rows(RegMixSampler(self.prior).candidates(TOP_CANDIDATES, rng))
+        scores = self.predict(candidates)
+        top = np.argsort(-scores, kind="stable")[:TOP_PREDICTED]
+        return [{"weights": self.as_dict(candidates[i]), "predicted": float(scores[i])} for i in top]
+
+
+def _clusters(names: list[str], meta: dict, report: dict) -> list[dict]:
+    by_name = {f"sc{s['id']:02d}": s for s in report.get("super_clusters", [])}
+    total = sum(meta["tokens"].values()) or 1
+    out = []
+    for name in names:
+        if name not in meta["tokens"]:
+            raise ValueError(f"the predictor's cluster {name} is not in tokens/meta.json ({', '.join(meta['tokens'])})")
+        s = by_name.get(name, {})
+        out.append({"name": name, "label": s.get("name", name), "documents": int(meta["documents"].get(name, 0)),
+                    "tokens": int(meta["tokens"][name]), "token_share": meta["tokens"][name] / total,
+                    "top_terms": s.get("top_terms", []), "examples": s.get("examples", []),
+                    "mean_quality": s.get("mean_quality")})
+    return out
+
+
+def _measured(run, model: Predictor) -> list[dict]:
+    import io
+
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(io.BytesIO(run.read_bytes("search/trials.parquet"))).to_pylist()
+    done = [r for r in rows if r.get("status") == "done" and _finite(r.get("score")) is not None]
+    done.sort(key=lambda r: -r["score"])
+    return [{"weights": {n: round(float(r.get(f"w_{n}", 0.0)), 6) for n in model.names}, "score": float(r["score"]),
+             "iteration": int(r.get("iteration", 0)), "trial_id": r.get("trial_id", "")} for r in done]
+
+
+def _run_setting(run, section: str, name: str, default):
+    """A value of the run's config.yaml, or the default when the run folder has none."""
+    import yaml
+
+    if not run.exists("config.yaml"):
+        return default
+    data = yaml.safe_load(run.read_bytes("config.yaml")) or {}
+    return (data.get(section) or {}).get(name, default)
+
+
+def _modified(run, rel: str) -> str | None:
+    try:
+        stamp = run.fs.modified(run.path(rel))
+    except Exception:  # not every filesystem reports times
+        return None
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")

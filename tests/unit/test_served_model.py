@@ -1,0 +1,111 @@
+"""What the HTTP API answers, without Ray or HTTP: request checks, the constrained optimiser, the
+loaded run folder."""
+
+import json
+
+import numpy as np
+import pytest
+
+from climb_ray.optimize import Bounds, ConstraintError, bounds, optimize, project
+from climb_ray.served_model import NotServable, RequestError, ServedModel, parse_mixture
+from tests.conftest import SERVED_NAMES, make_served_run
+
+NAMES = ["a", "b", "c"]
+
+
+def test_a_mixture_is_read_from_names_or_cluster_order_and_missing_names_weigh_zero():
+    assert parse_mixture({"b": 1.0}, NAMES, normalize=False).tolist() == [0, 1, 0]
+    assert parse_mixture([0.2, 0.3, 0.5], NAMES, normalize=False).tolist() == pytest.approx([0.2, 0.3, 0.5])
+    assert parse_mixture([2, 3, 5], NAMES, normalize=True).tolist() == pytest.approx([0.2, 0.3, 0.5])
+    assert parse_mixture([0.2, 0.3, 0.4995], NAMES, normalize=False).sum() == pytest.approx(1)  # within 1e-3
+
+
+@pytest.mark.parametrize("item, needle", [
+    ([0.5, 0.5], "has 2 weights, clusters are 3"),
+    ({"z": 1}, "unknown cluster 'z'"),
+    ([float("nan"), 0.5, 0.5], "weights[0] = nan"),
+    ([0.5, -0.1, 0.6], "weights[1] = -0.1"),
+    ([0.5, float("inf"), 0.5], "weights[1] = inf"),
+    ([0.5, 0.4, 0.0], "sum to 0.9"),
+    ([0, 0, 0], "all 0"),
+    ([True, 0, 0], "must be a number"),
+    ("uniform", "must be an object"),
+])
+def test_bad_mixtures_raise_request_errors_naming_the_value(item, needle):
+    with pytest.raises(RequestError) as err:
+        parse_mixture(item, NAMES, normalize=False)
+    assert needle in str(err.value)
+
+
+def test_projection_lands_on_the_simplex_within_the_bounds_and_keeps_feasible_points():
+    rng = np.random.default_rng(0)
+    b = Bounds(np.array([0.1, 0.0, 0.2]), np.array([0.5, 0.3, 1.0]))
+    w = project(rng.normal(size=(500, 3)) * 3, b)
+    assert np.allclose(w.sum(axis=1), 1) and np.all(w >= b.lo - 1e-9) and np.all(w <= b.hi + 1e-9)
+    inside = np.array([[0.3, 0.2, 0.5]])
+    assert np.allclose(project(inside, b), inside)
+
+
+def test_bounds_combine_min_max_exclusions_and_epoch_caps():
+    tokens = np.array([1000.0, 500.0, 100.0])
+    b = bounds(NAMES, minimum={"a": 0.2}, maximum={"a": 0.9}, exclude=["c"], tokens=tokens, token_budget=1000,
+               max_epochs=1.5)
+    assert b.lo.tolist() == [0.2, 0, 0] and b.hi.tolist() == pytest.approx([0.9, 0.75, 0.0])
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"minimum": {"a": 0.6, "b": 0.6}}, "minimums add up to 1.2"),
+    ({"exclude": NAMES}, "add up to 0"),
+    ({"minimum": {"a": 0.5}, "maximum": {"a": 0.3}}, "cluster a: minimum 0.5 is above its maximum 0.3"),
+    ({"maximum": {"q": 0.5}}, "max names cluster 'q'"),
+    ({"minimum": {"a": float("nan")}}, "min[a] = nan"),
+    ({"token_budget": 1e9, "tokens": np.ones(3), "max_epochs": 2}, "less than 1"),
+    ({"token_budget": 0, "tokens": np.ones(3), "max_epochs": 2}, "token_budget = 0"),
+])
+def test_impossible_constraints_are_refused_naming_them(kwargs, needle):
+    with pytest.raises(ConstraintError) as err:
+        bounds(NAMES, **kwargs)
+    assert needle in str(err.value)
+
+
+def test_optimize_finds_a_known_optimum_and_the_constrained_one():
+    target = np.array([0.1, 0.6, 0.3])
+
+    def predict(x):
+        return -np.abs(x - target).sum(axis=1)
+
+    free = optimize(predict, np.ones(3) / 3, bounds(NAMES), n_candidates=20_000, rng=np.random.default_rng(0))
+    assert np.abs(free["weights"] - target).sum() < 0.02
+    capped = optimize(predict, np.ones(3) / 3, bounds(NAMES, maximum={"b": 0.4}), n_candidates=20_000,
+                      rng=np.random.default_rng(0))
+    assert capped["weights"][1] == pytest.approx(0.4, abs=1e-6) and capped["at_max"][1]
+    assert capped["predicted"] == pytest.approx(-0.4, abs=0.02)  # best possible with b <= 0.4
+
+
+def test_served_model_reads_a_run_folder_and_answers_best_first(tmp_path):
+    run = make_served_run(tmp_path / "run")
+    model = ServedModel.load(str(run), seed=0)
+    assert model.names == SERVED_NAMES and model.max_epochs == 4.0
+    assert model.info["trials"] == 80 and model.info["version"] == ServedModel.load(str(run)).info["version"]
+    best = model.best(3)
+    assert [m["score"] for m in best["measured"]] == sorted([m["score"] for m in best["measured"]], reverse=True)
+    assert best["predicted"][0]["predicted"] >= best["predicted"][-1]["predicted"]
+    x = model.mixtures([[0.25] * 4, {"sc01": 2.0}], normalize=True)
+    assert x[1].tolist() == [0, 1, 0, 0]
+    with pytest.raises(RequestError, match=r"mixtures\[1\]: unknown cluster 'x'"):
+        model.mixtures([[0.25] * 4, {"x": 1.0}], normalize=False)
+    with pytest.raises(RequestError, match=r"mixtures\[0\]\[2\] = -1.0"):
+        model.mixtures([[0.5, 0.5, -1.0, 1.0]], normalize=False)
+
+
+def test_a_run_without_a_finished_search_is_not_servable_and_says_what_is_missing(tmp_path):
+    run = make_served_run(tmp_path / "run")
+    (run / "search" / "predictor.json").unlink()
+    with pytest.raises(NotServable, match="predictor.json is missing"):
+        ServedModel.load(str(run))
+
+
+def test_the_predictor_sidecar_records_when_it_was_fitted(tmp_path):
+    run = make_served_run(tmp_path / "run")
+    sidecar = json.loads((run / "search" / "predictor.json").read_text())
+    assert sidecar["fitted_at"].endswith("Z") and sidecar["format_version"] == 1
