@@ -42,7 +42,8 @@ def search_stage(cfg: Config, run: RunDir) -> dict:
     meta = run.read_json("tokens/meta.json")
     storage = absolute(run.url("search", "tune"))
     cfg = with_absolute_paths(cfg)  # Tune runs each trial in its own folder: relative paths would break
-    search, trial_ids = run_search(cfg, make_search(cfg, meta), absolute(run.url("tokens")), storage)
+    search, trial_ids = run_search(cfg, make_search(cfg, meta), absolute(run.url("tokens")), storage,
+                                   publish_to=absolute(run.url()))
     return write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"))
 
 

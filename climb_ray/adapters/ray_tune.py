@@ -25,16 +25,19 @@ _RUNNERS: dict[str, object] = {}  # one ProxyRunner per worker process (trials r
 class ClimbSearcher(Searcher):
     """Generation-aware: suggest() returns None while a generation still runs, FINISHED at the end."""
 
-    def __init__(self, search: ClimbSearch, metric: str = "score", mode: str = "max"):
+    def __init__(self, search: ClimbSearch, metric: str = "score", mode: str = "max", publish_to: str | None = None):
         super().__init__(metric=metric, mode=mode)
         self.search = search
         self.live: dict[str, int] = {}  # Tune trial id -> index in search.trials
         self.trial_ids: dict[int, str] = {}
+        self.publish_to = publish_to  # run folder: each new fit is written to its search/predictor.txt
+        self.published = 0  # fits written so far
 
     def suggest(self, trial_id: str):
         if self.search.finished:
             return Searcher.FINISHED
         batch = self.search.ask(1)
+        self._publish()
         if not batch:
             return None
         index, weights = batch[0]
@@ -50,6 +53,20 @@ class ClimbSearcher(Searcher):
                 return
         score = None if error or not result else result.get(self.metric)
         self.search.tell(index, score)
+
+    def _publish(self) -> None:
+        """Write each new fit (one per iteration) to <run>/search/predictor.txt + .json, so that a
+        running `climb-ray serve` with serve.watch_s reloads it while the search goes on."""
+        fits = len(self.search.fits)
+        if self.publish_to is None or self.search.predictor is None or fits == getattr(self, "published", 0):
+            return
+        from climb_ray.artifacts import RunDir
+
+        run = RunDir(self.publish_to)
+        model, sidecar = self.search.predictor.to_text()
+        run.write_text("search/predictor.json", sidecar)
+        run.write_text("search/predictor.txt", model)  # last: a watcher reloads when this file changes
+        self.published = fits
 
     def save(self, checkpoint_path: str) -> None:
         state = {"search": self.search.state(), "live": self.live,
@@ -96,9 +113,11 @@ def trial_resources(cfg: Config) -> dict:
     return {"cpu": task["num_cpus"], **({"gpu": task["num_gpus"]} if "num_gpus" in task else {})}
 
 
-def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str) -> tuple[ClimbSearch, dict]:
+def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str,
+               publish_to: str | None = None) -> tuple[ClimbSearch, dict]:
     """Run (or resume) the Tune experiment; returns the search with every result told, and the Tune
-    trial id of each search trial (by index)."""
+    trial id of each search trial (by index). With publish_to (a run folder), each iteration's
+    predictor is written there as soon as it is fitted."""
     trainable = tune.with_resources(tune.with_parameters(proxy_trial, cfg=cfg, tokens_url=tokens_url),
                                     trial_resources(cfg))
     path = os.path.join(storage, EXPERIMENT)
@@ -107,7 +126,7 @@ def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str) 
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
-        searcher = ClimbSearcher(search)
+        searcher = ClimbSearcher(search, publish_to=publish_to)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, metric="score", mode="max",

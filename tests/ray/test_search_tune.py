@@ -134,3 +134,32 @@ def test_searcher_save_restore_continue_suggests_what_the_uninterrupted_searcher
     log = drive(restored, 6, 40, log)
     assert list(log) == list(whole) and all(np.allclose(log[k], whole[k]) for k in whole)
     assert len(whole) == 9 and restored.suggest("t99") is Searcher.FINISHED
+
+
+def test_searcher_writes_each_iterations_predictor_into_the_run_folder_as_it_is_fitted(tmp_path):
+    """What `climb-ray serve` with serve.watch_s picks up while a search goes on."""
+    import json
+
+    from ray.tune.search import Searcher
+
+    from climb_ray.adapters.ray_tune import ClimbSearcher
+    from climb_ray.config import PredictorConfig, SearchConfig
+    from climb_ray.samplers import RegMixSampler
+
+    search = ClimbSearch(RegMixSampler(np.array([0.4, 0.3, 0.2, 0.1])), ["sc00", "sc01", "sc02", "sc03"],
+                         SearchConfig(schedule=[6, 3, 2], n_candidates=500), PredictorConfig(num_rounds=30), seed=1)
+    s = ClimbSearcher(search, publish_to=str(tmp_path / "run"))
+    sidecar = tmp_path / "run" / "search" / "predictor.json"
+    fitted_on = []
+    for n in range(30):
+        config = s.suggest(f"t{n}")
+        if config is None:
+            for trial_id in list(s.live):
+                s.on_trial_complete(trial_id, {"score": float(n)})
+            config = s.suggest(f"t{n}")
+        if config is Searcher.FINISHED:
+            break
+        if sidecar.exists():
+            quality = json.loads(sidecar.read_text())["quality"]
+            fitted_on.append(quality["n_train"] + quality["n_valid"])
+    assert sorted(set(fitted_on)) == [6, 9]  # after iteration 0 (6 results), then after iteration 1 (9)
