@@ -147,8 +147,11 @@ class ServedModel:
         if measured:
             guesses = self.predict(np.array([[m["weights"][n] for n in self.names] for m in measured]))
             measured = [{**m, "predicted": float(g)} for m, g in zip(measured, guesses)]
-        answer = ({"weights": self.answer.get("weights"), "predicted": self.answer.get("predicted_score"),
-                   "source": self.answer.get("answer")} if self.answer else None)
+        answer = None
+        if self.answer.get("weights"):  # re-predicted: the served model may be newer than the search's answer
+            w = np.array([[float(self.answer["weights"].get(n, 0.0)) for n in self.names]])
+            answer = {"weights": self.answer["weights"], "predicted": float(self.predict(w)[0]),
+                      "source": self.answer.get("answer")}
         return {"direction": self.predictor.direction, "uncertainty": self.uncertainty(), "answer": answer,
                 "measured": measured, "predicted": self.top_predicted[:k]}
 
