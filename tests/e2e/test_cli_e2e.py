@@ -58,6 +58,8 @@ def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     (tmp_path / "target.jsonl").symlink_to(tmp_path / "data" / "demo_target.jsonl")
     assert "started a local Ray" in out
     assert f"run folder {tmp_path}/runs/demo" in out
+    assert "explore the predictor: climb-ray serve --config demo" in out  # then the URL and a curl line
+    assert "curl -s -X POST http://127.0.0.1:8000/v1/predict" in out
     assert "embed     done: " in out and "cluster   done: 6 super-clusters from k=50" in out
     assert "tokens    done: " in out and (tmp_path / "run" / "tokens" / "meta.json").is_file()
     assert "search    done: 4 proxy trials in 2 iteration(s) (0 failed), strategy climb" in out
