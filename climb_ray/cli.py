@@ -97,14 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
                            "serve.host:serve.port (127.0.0.1:8000 by default): a web page at /, the API under /v1/, "
                            "its OpenAPI docs at /docs. With a bearer token in $CLIMB_API_TOKEN (serve.token_env) "
                            "every /v1/ call needs it. On a local Ray it serves until Ctrl-C; joined to a cluster "
-                           "(RAY_ADDRESS) it deploys and returns, the app staying up on the cluster. Running it "
-                           "again with another --predictor or --version hot-reloads the running app.")
+                           "(RAY_ADDRESS) it deploys and returns, the app staying up on the cluster; running it "
+                           "again there (new --predictor, --version, or a changed predictor file) reloads the "
+                           "running replicas in place. serve.watch_s=N reloads a changed predictor file on its own.")
     serve.add_argument("--predictor", default="search/predictor.txt",
                        help="predictor file inside the run folder (default search/predictor.txt)")
     serve.add_argument("--version", dest="label", default="",
                        help="version label reported by the API (default: a hash of the predictor file)")
     serve.add_argument("--detach", action="store_true", help="deploy and return, also on a local Ray "
                        "(the app stops with that Ray)")
+    serve.add_argument("--no-token", dest="drop_token", action="store_true",
+                       help="remove the bearer token of a running app (a redeploy otherwise keeps it)")
     sub.add_parser("config", parents=[_config_options()], help="print the resolved config as YAML",
                    description="Print the config after defaults, --config and overrides, validated.")
     return parser
@@ -180,7 +183,8 @@ def _dispatch(args) -> int:
         print(to_yaml(cfg), end="")
         return 0
     if args.command == "serve":
-        return commands.serve(cfg, predictor=args.predictor, version=args.label, detach=args.detach)
+        return commands.serve(cfg, predictor=args.predictor, version=args.label, detach=args.detach,
+                              drop_token=args.drop_token)
     if args.command == "bench-search":
         return commands.bench_search(cfg, args)
     if args.command == "proxy":

@@ -188,11 +188,10 @@ def bench_search(cfg: Config, args) -> int:
     return 0
 
 
-def serve(cfg: Config, *, predictor: str, version: str, detach: bool) -> int:
+def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token: bool = False) -> int:
     """Serve run_dir's predictor with Ray Serve; on a Ray we started, until Ctrl-C (hot-reloading
     the predictor file every serve.watch_s seconds when set)."""
     import os
-    import time
 
     from climb_ray.served_model import ServedModel
 
@@ -206,34 +205,40 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool) -> int:
 
     print(f"climb-ray serve: {ensure_ray(cfg.resources)}")
 
-    def deploy(label: str) -> str:
-        config = user_config(cfg.run_dir, predictor=predictor, version=label, max_batch=s.max_batch,
-                             max_body_bytes=s.max_body_bytes, token_env=s.token_env)
+    def deploy() -> str:
+        config = user_config(cfg.run_dir, predictor=predictor, version=version, max_batch=s.max_batch,
+                             max_body_bytes=s.max_body_bytes, token_env=s.token_env, drop_token=drop_token)
         return start(config, host=s.host, port=s.port, num_replicas=s.num_replicas, num_cpus=s.cpus_per_replica)
 
-    url = deploy(version)
+    url = deploy()
     print_serving(url, model, token=bool(os.environ.get(s.token_env)), token_env=s.token_env)
     if joined or detach:
         print("deployed; it keeps serving on the cluster (stop it with: serve shutdown -y)")
         return 0
-    print("serving until Ctrl-C" + (f"; checking {predictor} for a new fit every {s.watch_s:g} s" if s.watch_s else ""),
+    watching = s.watch_s > 0 and not version
+    print("serving until Ctrl-C" + (f"; checking {predictor} for a new fit every {s.watch_s:g} s" if watching else ""),
           flush=True)
+    _serve_until_interrupted(cfg, predictor, deploy, model.info["version"] if watching else None)
+    return 0
+
+
+def _serve_until_interrupted(cfg: Config, predictor: str, deploy, seen: str | None) -> None:
+    """Sleep until Ctrl-C; with `seen` (the served file's hash), redeploy when the file changes."""
+    import time
+
     from ray import serve as ray_serve
 
-    seen = model.info["version"]
     try:
         while True:
-            time.sleep(s.watch_s or 3600)
-            if s.watch_s and not version:
-                fresh = _predictor_version(cfg.run_dir, predictor)
-                if fresh and fresh != seen:
-                    deploy("")
-                    seen = fresh
-                    print(f"reloaded the predictor: version {fresh}", flush=True)
+            time.sleep(cfg.serve.watch_s if seen else 3600)
+            fresh = _predictor_version(cfg.run_dir, predictor) if seen else None
+            if fresh and fresh != seen:
+                deploy()  # the file's hash is in user_config: the replicas reconfigure
+                seen = fresh
+                print(f"reloaded the predictor: version {fresh}", flush=True)
     except KeyboardInterrupt:
         print("\nstopping the server")
         ray_serve.shutdown()
-    return 0
 
 
 def print_serving(url: str, model, *, token: bool, token_env: str) -> None:
@@ -276,7 +281,15 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def print_serve_hint(cfg: Config) -> None:
+    """How to explore the demo's predictor: the serve command, the URL and a curl line."""
+    import os
+
+    from climb_ray.artifacts import RunDir
+
+    run = RunDir(cfg.run_dir)
+    names = run.read_json("tokens/meta.json")["clusters"][:2] if run.exists("tokens/meta.json") else ["sc00", "sc01"]
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
-    body = '{"weights": {"sc00": 0.5, "sc02": 0.5}}'
+    body = json.dumps({"weights": {n: round(1 / len(names), 4) for n in names}})
+    auth = f' -H "Authorization: Bearer ${cfg.serve.token_env}"' if os.environ.get(cfg.serve.token_env) else ""
     print(f"\nexplore the predictor: climb-ray serve --config demo   (or: make serve), then open {url}/ or\n"
-          f"  curl -s -X POST {url}/v1/predict -H 'Content-Type: application/json' -d '{body}'")
+          f"  curl -s{auth} -X POST {url}/v1/predict -H 'Content-Type: application/json' -d '{body}'")

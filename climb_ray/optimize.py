@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BISECTION_STEPS = 60
+BISECTION_STEPS = 60  # halvings of the shift tau: far below float precision of the weights
 STRENGTHS = (0.3, 1.0, 3.0, 10.0)  # Dirichlet concentrations of the global candidates
 LOCAL_STRENGTHS = (30.0, 100.0, 300.0, 1000.0)  # concentrations around the elite (larger = closer)
 
@@ -25,8 +25,8 @@ class ConstraintError(ValueError):
 
 @dataclass
 class Bounds:
-    lo: np.ndarray
-    hi: np.ndarray
+    lo: np.ndarray  # lowest weight of each cluster
+    hi: np.ndarray  # highest weight of each cluster (0 = excluded)
 
 
 def bounds(names: list[str], *, minimum: dict | None = None, maximum: dict | None = None,
@@ -47,13 +47,13 @@ def bounds(names: list[str], *, minimum: dict | None = None, maximum: dict | Non
         if name not in names:
             raise ConstraintError(f"exclude names cluster {name!r}; clusters are {', '.join(names)}")
         hi[names.index(name)] = 0.0
+    if max_epochs is not None and (not np.isfinite(max_epochs) or max_epochs <= 0):
+        raise ConstraintError(f"max_epochs = {max_epochs!r}: must be positive")
     if token_budget is not None:
         if tokens is None or max_epochs is None:
             raise ConstraintError("token_budget needs the clusters' token counts and max_epochs")
         if not np.isfinite(token_budget) or token_budget <= 0:
             raise ConstraintError(f"token_budget = {token_budget!r}: must be a positive number of tokens")
-        if not np.isfinite(max_epochs) or max_epochs <= 0:
-            raise ConstraintError(f"max_epochs = {max_epochs!r}: must be positive")
         hi = np.minimum(hi, max_epochs * np.asarray(tokens, dtype=np.float64) / token_budget)
     for i, name in enumerate(names):
         if lo[i] > hi[i] + 1e-12:
@@ -77,8 +77,7 @@ def project(v: np.ndarray, b: Bounds) -> np.ndarray:
         tau = 0.5 * (low + high)
         over = np.clip(v - tau[:, None], b.lo, b.hi).sum(axis=1) > 1
         low, high = np.where(over, tau, low), np.where(over, high, tau)
-    w = np.clip(v - high[:, None], b.lo, b.hi)
-    return w / w.sum(axis=1, keepdims=True) if np.all(w.sum(axis=1) > 0) else w
+    return np.clip(v - high[:, None], b.lo, b.hi)  # sums to 1 within 1e-12 (or to sum(hi) if that is a hair short)
 
 
 def optimize(predict, prior: np.ndarray, b: Bounds, *, n_candidates: int, rng: np.random.Generator,

@@ -79,15 +79,24 @@ class Predictor:
 
     def to_text(self) -> tuple[str, str]:
         """(LightGBM model text, JSON sidecar)."""
+        import hashlib
+
+        model = self.booster.model_to_string()
         sidecar = {"format_version": FORMAT_VERSION, "names": self.names, "direction": self.direction,
-                   "quality": self.quality, "fitted_at": self.fitted_at}
-        return self.booster.model_to_string(), json.dumps(sidecar, indent=2, allow_nan=True)
+                   "quality": self.quality, "fitted_at": self.fitted_at,
+                   "model_sha256": hashlib.sha256(model.encode("utf-8")).hexdigest()}
+        return model, json.dumps(sidecar, indent=2, allow_nan=True)
 
     @classmethod
     def from_text(cls, model: str, sidecar: str) -> "Predictor":
         import lightgbm as lgb
 
+        import hashlib
+
         meta = json.loads(sidecar)
+        if meta.get("model_sha256") not in (None, hashlib.sha256(model.encode("utf-8")).hexdigest()):
+            raise ValueError("the predictor's model text and its JSON sidecar are from different fits "
+                             "(written while being read? try again)")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"predictor sidecar has format_version {meta.get('format_version')!r}, "
                              f"this climb-ray reads {FORMAT_VERSION}")

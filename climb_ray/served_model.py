@@ -18,8 +18,8 @@ import numpy as np
 
 from climb_ray.predictor import Predictor
 
-SUM_TOLERANCE = 1e-3
-PREDICTOR = "search/predictor.txt"
+SUM_TOLERANCE = 1e-3  # weights sent without normalize must sum to 1 within this
+PREDICTOR = "search/predictor.txt"  # the predictor served by default, inside the run folder
 TOP_PREDICTED = 100  # predicted-best candidates kept at load for /v1/best
 TOP_CANDIDATES = 20_000  # candidates scored at load to find them
 
@@ -50,6 +50,8 @@ def parse_mixture(item, names: list[str], *, normalize: bool, where: str = "weig
     total = float(w.sum())
     if total <= 0:
         raise RequestError(f"{where}: the weights are all 0")
+    if not math.isfinite(total):
+        raise RequestError(f"{where}: the weights sum to {total} (too large to rescale)")
     if not normalize and abs(total - 1.0) > SUM_TOLERANCE:
         raise RequestError(f"{where}: the weights sum to {total:.6g}, not 1 (within {SUM_TOLERANCE:g}); "
                            "send normalize: true to rescale them")
@@ -125,7 +127,7 @@ class ServedModel:
         if all(isinstance(item, list) and len(item) == k for item in items):  # fast path for big batches
             x = np.asarray(items, dtype=np.float64)
             total = x.sum(axis=1)
-            good = np.isfinite(x).all(axis=1) & (x >= 0).all(axis=1) & (total > 0)
+            good = np.isfinite(x).all(axis=1) & (x >= 0).all(axis=1) & (total > 0) & np.isfinite(total)
             if not normalize:
                 good &= np.abs(total - 1.0) <= SUM_TOLERANCE
             if good.all():
@@ -162,6 +164,9 @@ class ServedModel:
         from climb_ray.optimize import ConstraintError, bounds, optimize
 
         tokens = np.array([c["tokens"] for c in self.clusters], dtype=np.float64)
+        if max_epochs is not None and token_budget is None:
+            raise RequestError(f"max_epochs = {max_epochs!r} caps clusters only with token_budget (the training "
+                               "run's tokens): send both")
         epochs = self.max_epochs if max_epochs is None else max_epochs
         try:
             b = bounds(self.names, minimum=minimum, maximum=maximum, exclude=exclude, tokens=tokens,

@@ -16,62 +16,26 @@ import json
 import logging
 import os
 from importlib import resources
-from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from ray import serve
 
-from climb_ray import __version__
+from climb_ray import __version__, api_models
+from climb_ray.api_models import OptimizeRequest, PredictRequest, body_schema, validation_message
+from climb_ray.config import ServeConfig
 from climb_ray.served_model import PREDICTOR, RequestError, ServedModel, parse_mixture
 
 APP_NAME = "climb"
 WEB = resources.files("climb_ray") / "web"
 MAX_K = 100  # most mixtures /v1/best returns per list
-MAX_CANDIDATES = 200_000  # most candidates one /v1/optimize request may ask to score
 BATCH_SIZE, BATCH_WAIT_S = 64, 0.002  # @serve.batch: single-mixture calls grouped into one predict
+DEFAULTS = ServeConfig()
 log = logging.getLogger("ray.serve")
-
-Weight = Annotated[float, Strict()]
-Mixture = dict[str, Weight] | list[Weight]
-
-
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    weights: Mixture | None = Field(None, description="one mixture: {cluster: weight} (others 0) or a list in "
-                                    "cluster order", examples=[{"sc00": 0.5, "sc02": 0.5}])
-    mixtures: list[Mixture] | None = Field(None, description="a batch of mixtures (at most serve.max_batch)")
-    normalize: Annotated[bool, Strict()] = Field(False, description="rescale weights to sum to 1; otherwise they "
-                                                 "must sum to 1 within 0.001")
-
-
-class OptimizeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    min: dict[str, Weight] | None = Field(None, description="lowest weight per cluster", examples=[{"sc01": 0.1}])
-    max: dict[str, Weight] | None = Field(None, description="highest weight per cluster")
-    exclude: list[str] | None = Field(None, description="clusters given weight 0")
-    token_budget: Weight | None = Field(None, description="tokens of the training run: with max_epochs, caps "
-                                        "each cluster at max_epochs * its tokens / token_budget")
-    max_epochs: Weight | None = Field(None, description="passes over a cluster at most (default: the run's "
-                                      "search.max_epochs)")
-    n_candidates: Annotated[int, Strict()] = Field(20_000, description=f"mixtures scored, 100 to {MAX_CANDIDATES}")
-    seed: Annotated[int, Strict()] = Field(0, ge=0, le=2**63 - 1, description="seed of the candidate draws")
-
-
-def _body_schema(model: type[BaseModel]) -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
-
-
-def _validation_message(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors()[:5]:
-        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("dict[", "list[")))
-        parts.append(f"{where or 'body'}: {e['msg']}")
-    return "; ".join(dict.fromkeys(parts))
-
 
 app = FastAPI(title="climb-ray predictor", version=__version__,
               description="Predicted target score of data mixtures over the super-clusters of a CLIMB run "
@@ -81,6 +45,26 @@ app = FastAPI(title="climb-ray predictor", version=__version__,
 app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
 
 
+@app.middleware("http")
+async def bearer_token(request: Request, call_next):
+    """Every /v1/ call needs the token when the server has one (before any other check)."""
+    expected = api_models.TOKEN["sha256"]
+    if expected and request.url.path.startswith("/v1/"):
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        given = hashlib.sha256(token.strip().encode()).hexdigest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
+            return JSONResponse({"detail": "missing or wrong bearer token (send Authorization: Bearer <token>)"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    return await call_next(request)
+
+
+@app.exception_handler(RequestValidationError)
+async def flat_validation_error(request: Request, err: RequestValidationError):
+    """Query-parameter errors as one message, like every other 4xx of the API."""
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5]]
+    return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+
+
 @serve.deployment(name="predictor", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=256)
 @serve.ingress(app)
 class PredictorServer:
@@ -88,37 +72,34 @@ class PredictorServer:
         self.model: ServedModel | None = None
         self.settings: dict = {}
         self.reload_error: str | None = None
+        self.batches = {"calls": 0, "rows": 0, "largest": 0}  # what @serve.batch grouped so far
 
     async def reconfigure(self, config: dict) -> None:
-        """Load the predictor named by user_config; on failure keep serving the previous one."""
-        settings = {"max_batch": 10_000, "max_body_bytes": 8_000_000, "token_sha256": "", **config}
-        env_token = os.environ.get(settings.get("token_env") or "CLIMB_API_TOKEN", "")
+        """Load the predictor named by user_config; on failure keep serving the previous one (and
+        the previous settings)."""
+        settings = {"max_batch": DEFAULTS.max_batch, "max_body_bytes": DEFAULTS.max_body_bytes, "token_sha256": "",
+                    **config}
+        env_token = os.environ.get(settings.get("token_env") or DEFAULTS.token_env, "")
         if not settings["token_sha256"] and env_token:
             settings["token_sha256"] = hashlib.sha256(env_token.encode()).hexdigest()
+        if not settings["token_sha256"] and self.settings.get("token_sha256") and not settings.get("drop_token"):
+            settings["token_sha256"] = self.settings["token_sha256"]  # a redeploy from a shell without the token
         try:
             model = await asyncio.to_thread(ServedModel.load, settings["run_dir"], settings.get("predictor", PREDICTOR),
                                             version=str(settings.get("version") or ""))
         except Exception as err:
             if self.model is None:
                 raise
-            self.reload_error = f"{type(err).__name__}: {err}"
-            log.error("climb-ray: new predictor not loaded, still serving %s: %s", self.model.info["version"], err)
+            self.reload_error = (f"{type(err).__name__}: {err} (still serving {self.model.info['version']} "
+                                 "with the previous settings)")
+            log.error("climb-ray: new predictor not loaded: %s", self.reload_error)
             return
         self.model, self.settings, self.reload_error = model, settings, None
+        # through the module: Serve pickles this class by value, and a global here would be a copy
+        api_models.TOKEN["sha256"] = settings["token_sha256"]
 
     # -- plumbing ---------------------------------------------------------------------------------
-    def _check_token(self, request: Request) -> None:
-        expected = self.settings.get("token_sha256")
-        if not expected:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        given = hashlib.sha256(token.strip().encode()).hexdigest()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
-            raise HTTPException(401, "missing or wrong bearer token (send Authorization: Bearer <token>)",
-                                headers={"WWW-Authenticate": "Bearer"})
-
     async def _read(self, request: Request, model: type[BaseModel]):
-        self._check_token(request)
         limit = int(self.settings["max_body_bytes"])
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -131,20 +112,25 @@ class PredictorServer:
         try:
             return model.model_validate_json(bytes(body or b"{}"))
         except ValidationError as err:
-            raise HTTPException(422, _validation_message(err)) from None
+            raise HTTPException(422, validation_message(err)) from None
 
-    def _meta(self) -> dict:
-        return {"version": self.model.info["version"], "direction": self.model.predictor.direction,
-                "uncertainty": self.model.uncertainty()}
+    @staticmethod
+    def _meta(model: ServedModel) -> dict:
+        return {"version": model.info["version"], "direction": model.predictor.direction,
+                "uncertainty": model.uncertainty()}
 
     @serve.batch(max_batch_size=BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
-    async def _predict_one(self, rows: list[np.ndarray]) -> list[float | None]:
-        k = len(self.model.names)
-        ok = [i for i, r in enumerate(rows) if len(r) == k]  # rows parsed against a model since replaced
-        out: list[float | None] = [None] * len(rows)
-        if ok:
-            for i, value in zip(ok, self.model.predict(np.stack([rows[i] for i in ok]))):
+    async def _predict_one(self, items: list[tuple[ServedModel, np.ndarray]]) -> list[float]:
+        """Single-mixture calls grouped into one predict per model (a reload may fall mid-batch:
+        each row is scored by the model it was checked against)."""
+        out = [0.0] * len(items)
+        for model in {id(m): m for m, _ in items}.values():
+            rows = [i for i, (m, _) in enumerate(items) if m is model]
+            for i, value in zip(rows, model.predict(np.stack([items[i][1] for i in rows]))):
                 out[i] = float(value)
+        self.batches["calls"] += 1
+        self.batches["rows"] += len(items)
+        self.batches["largest"] = max(self.batches["largest"], len(items))
         return out
 
     # -- routes -----------------------------------------------------------------------------------
@@ -157,23 +143,20 @@ class PredictorServer:
         return {"status": "ok", "version": self.model.info["version"]}
 
     @app.get("/v1/model", summary="The served predictor: version, fit time, trials, held-out quality")
-    def model_info(self, request: Request):
-        self._check_token(request)
+    def model_info(self):
         return {**self.model.info, "reload_error": self.reload_error, "max_batch": self.settings["max_batch"],
-                "server": f"climb-ray {__version__}", "replica_pid": os.getpid()}
+                "server": f"climb-ray {__version__}", "replica_pid": os.getpid(), "batching": self.batches}
 
     @app.get("/v1/clusters", summary="Super-clusters: documents, tokens, top terms, examples")
-    def clusters(self, request: Request):
-        self._check_token(request)
+    def clusters(self):
         return {"clusters": self.model.clusters}
 
     @app.get("/v1/best", summary="The best mixtures found: measured by proxies, and predicted")
-    def best(self, request: Request, k: int = Query(10, ge=1, le=MAX_K, description="mixtures per list")):
-        self._check_token(request)
+    def best(self, k: int = Query(10, ge=1, le=MAX_K, description="mixtures per list")):
         return self.model.best(k)
 
     @app.post("/v1/predict", summary="Predicted score of one mixture (weights) or a batch (mixtures)",
-              openapi_extra=_body_schema(PredictRequest))
+              openapi_extra=body_schema(PredictRequest))
     async def predict(self, request: Request):
         req = await self._read(request, PredictRequest)
         model = self.model
@@ -182,42 +165,47 @@ class PredictorServer:
                 raise RequestError("send either weights (one mixture) or mixtures (a list of mixtures)")
             if req.weights is not None:
                 w = parse_mixture(req.weights, model.names, normalize=req.normalize)
-                score = await self._predict_one(w)
-                if score is None:
-                    raise HTTPException(409, "the predictor was replaced during the request; send it again")
-                return {"predicted": score, "weights": model.as_dict(w), **self._meta()}
+                score = await self._predict_one((model, w))
+                return {"predicted": score, "weights": model.as_dict(w), **self._meta(model)}
             if len(req.mixtures) > int(self.settings["max_batch"]):
                 raise HTTPException(413, f"mixtures has {len(req.mixtures)} entries, at most "
                                     f"{self.settings['max_batch']} per request")
             x = model.mixtures(req.mixtures, normalize=req.normalize)
-            body = {"predicted": model.predict(x).tolist(), "count": len(x), **self._meta()}
+            body = {"predicted": model.predict(x).tolist(), "count": len(x), **self._meta(model)}
             return Response(json.dumps(body), media_type="application/json")  # skips FastAPI's slow encoder
         except RequestError as err:
             return JSONResponse({"detail": str(err)}, status_code=400)
 
     @app.post("/v1/optimize", summary="The best predicted mixture under constraints (searches the predictor)",
-              openapi_extra=_body_schema(OptimizeRequest))
+              openapi_extra=body_schema(OptimizeRequest))
     async def optimize(self, request: Request):
         req = await self._read(request, OptimizeRequest)
-        if not 100 <= req.n_candidates <= MAX_CANDIDATES:
-            return JSONResponse({"detail": f"n_candidates = {req.n_candidates}: must be 100 to {MAX_CANDIDATES}"}, 400)
+        model = self.model
         try:
-            found = await asyncio.to_thread(self.model.optimize, minimum=req.min, maximum=req.max, exclude=req.exclude,
+            found = await asyncio.to_thread(model.optimize, minimum=req.min, maximum=req.max, exclude=req.exclude,
                                             token_budget=req.token_budget, max_epochs=req.max_epochs,
                                             n_candidates=req.n_candidates, seed=req.seed)
         except RequestError as err:
             return JSONResponse({"detail": str(err)}, status_code=400)
-        return {**found, "version": self.model.info["version"]}
+        return {**found, "version": model.info["version"]}
 
 
-def user_config(run_dir: str, *, predictor: str = PREDICTOR, version: str = "", max_batch: int = 10_000,
-                max_body_bytes: int = 8_000_000, token_env: str = "CLIMB_API_TOKEN") -> dict:
-    """The deployment's user_config. The token itself never goes in: only its SHA-256, read from the
-    environment variable `token_env` here (and in the replica, for `serve deploy` users)."""
+def user_config(run_dir: str, *, predictor: str = PREDICTOR, version: str = "", max_batch: int = DEFAULTS.max_batch,
+                max_body_bytes: int = DEFAULTS.max_body_bytes, token_env: str = DEFAULTS.token_env,
+                drop_token: bool = False) -> dict:
+    """The deployment's user_config. It holds the predictor file's SHA-256, so a redeploy after the
+    file changed reconfigures the replicas even with the same arguments. The token itself never goes
+    in, only its SHA-256, read from the environment variable `token_env` here (and in the replica, for
+    `serve deploy` users); a redeploy without one keeps the running token unless drop_token."""
+    from climb_ray.artifacts import RunDir
+
     token = os.environ.get(token_env, "")
-    return {"run_dir": run_dir if "://" in run_dir else os.path.abspath(run_dir), "predictor": predictor,
-            "version": version, "max_batch": max_batch, "max_body_bytes": max_body_bytes, "token_env": token_env,
-            "token_sha256": hashlib.sha256(token.encode()).hexdigest() if token else ""}
+    run_dir = run_dir if "://" in run_dir else os.path.abspath(run_dir)
+    run = RunDir(run_dir)
+    digest = hashlib.sha256(run.read_bytes(predictor)).hexdigest() if run.exists(predictor) else ""
+    return {"run_dir": run_dir, "predictor": predictor, "predictor_sha256": digest, "version": version,
+            "max_batch": max_batch, "max_body_bytes": max_body_bytes, "token_env": token_env,
+            "token_sha256": hashlib.sha256(token.encode()).hexdigest() if token else "", "drop_token": drop_token}
 
 
 def code_version() -> str:
@@ -225,10 +213,10 @@ def code_version() -> str:
     is a light update (reconfigure on the running replicas) rather than new replicas."""
     import sys
 
-    from climb_ray import optimize, predictor, served_model
+    from climb_ray import api_models, optimize, predictor, served_model
 
     digest = hashlib.sha256(__version__.encode())
-    for module in (sys.modules[__name__], served_model, predictor, optimize):
+    for module in (sys.modules[__name__], api_models, served_model, predictor, optimize):
         with open(module.__file__, "rb") as source:
             digest.update(source.read())
     return f"{__version__}-{digest.hexdigest()[:10]}"

@@ -1,6 +1,7 @@
 """The predictor API over real HTTP, through Ray Serve's proxy, on the synthetic run of the `served`
 fixture (4 clusters; a real LightGBM predictor fitted on score = -L1(w, (0.1, 0.6, 0.2, 0.1)))."""
 
+import hashlib
 import json
 import threading
 import time
@@ -78,6 +79,8 @@ def test_concurrent_single_calls_are_answered_each_with_its_own_score(served):
         got = list(pool.map(lambda r: requests.post(f"{url}/v1/predict", json={"weights": r.tolist()},
                                                     timeout=30).json()["predicted"], rows))
     assert np.allclose(got, expected)
+    batching = requests.get(f"{url}/v1/model", timeout=10).json()["batching"]
+    assert batching["largest"] >= 2 and batching["rows"] >= 32  # some calls were scored together
 
 
 @pytest.mark.parametrize("body, status, needle", [
@@ -88,6 +91,8 @@ def test_concurrent_single_calls_are_answered_each_with_its_own_score(served):
     ('{"weights": {"sc09": 1.0}}', 400, "unknown cluster 'sc09'"),
     ('{"weights": [0.5, 0.2, 0.1, 0.1]}', 400, "sum to 0.9"),
     ('{"weights": [0, 0, 0, 0], "normalize": true}', 400, "all 0"),
+    ('{"weights": [1e308, 1e308, 0, 0], "normalize": true}', 400, "too large to rescale"),
+    ('{"mixtures": [[1e308, 1e308, 0, 0]], "normalize": true}', 400, "too large to rescale"),
     ('{"mixtures": []}', 400, "mixtures is empty"),
     ('{"mixtures": [[0.25, 0.25, 0.25, 0.25], [1, 2]]}', 400, "mixtures[1] has 2 weights"),
     ('{"weights": [0.25, 0.25, 0.25, 0.25], "mixtures": [[1, 0, 0, 0]]}', 400, "either weights"),
@@ -116,7 +121,7 @@ def test_best_lists_measured_and_predicted_mixtures_best_first(served):
     assert set(best["measured"][0]["weights"]) == set(SERVED_NAMES) and best["answer"]["source"] == "best"
     for k in (0, 101, "x"):
         r = requests.get(f"{url}/v1/best", params={"k": k}, timeout=10)
-        assert r.status_code == 422, r.text
+        assert r.status_code == 422 and r.json()["detail"].startswith("query.k: "), r.text
 
 
 def test_optimize_finds_the_objectives_optimum_and_respects_constraints(served):
@@ -143,12 +148,15 @@ def test_optimize_finds_the_objectives_optimum_and_respects_constraints(served):
     ({"min": {"sc00": 1.5}}, "min[sc00] = 1.5"),
     ({"token_budget": -5}, "token_budget = -5"),
     ({"token_budget": 1e9, "max_epochs": 1}, "less than 1"),
-    ({"n_candidates": 5}, "n_candidates = 5"),
+    ({"max_epochs": 2}, "send both"),
+    ({"max_epochs": -3, "token_budget": 1e6}, "max_epochs = -3"),
+    ({"n_candidates": 5}, "n_candidates: Input should be greater than or equal to 100"),
+    ({"seed": -1}, "seed: Input should be greater than or equal to 0"),
 ])
-def test_impossible_constraints_get_a_400_naming_them(served, body, needle):
+def test_impossible_constraints_get_a_4xx_naming_them(served, body, needle):
     url, _ = served
     r = requests.post(f"{url}/v1/optimize", json=body, timeout=30)
-    assert r.status_code == 400, r.text
+    assert r.status_code == (422 if "Input should" in needle else 400), r.text
     assert needle in r.json()["detail"]
 
 
@@ -194,6 +202,7 @@ def test_token_limits_and_sizes_are_enforced_with_4xx(served):
         wrong = requests.post(f"{url}/v1/predict", json=one, headers={"Authorization": "Bearer nope"}, timeout=10)
         assert wrong.status_code == 401 and "bearer token" in wrong.json()["detail"]
         assert requests.get(f"{url}/v1/clusters", timeout=10).status_code == 401
+        assert requests.get(f"{url}/v1/best?k=x", timeout=10).status_code == 401  # the token before anything else
         assert requests.get(f"{url}/healthz", timeout=10).status_code == 200  # liveness stays open
         assert requests.post(f"{url}/v1/predict", json=one, headers=auth, timeout=10).status_code == 200
         many = requests.post(f"{url}/v1/predict", json={"mixtures": [[0.25] * 4] * 51}, headers=auth, timeout=10)
@@ -205,9 +214,13 @@ def test_token_limits_and_sizes_are_enforced_with_4xx(served):
         chunked = requests.post(f"{url}/v1/predict", data=iter([big[:15_000].encode(), big[15_000:].encode()]),
                                 headers={**auth, "Content-Type": "application/json"}, timeout=10)
         assert chunked.status_code == 413  # no Content-Length: counted while reading
+        os.environ.pop("CLIMB_TEST_TOKEN", None)
+        redeploy(run, _port=port, version="no-token-in-this-shell", token_env="CLIMB_TEST_TOKEN")
+        wait_for_version(url, "no-token-in-this-shell", headers=auth)
+        assert requests.get(f"{url}/v1/model", timeout=10).status_code == 401  # a redeploy keeps the token
     finally:
         os.environ.pop("CLIMB_TEST_TOKEN", None)
-        redeploy(run, _port=port, version="restored")
+        redeploy(run, _port=port, version="restored", drop_token=True)
         wait_for_version(url, "restored")
 
 
@@ -250,6 +263,27 @@ def test_a_new_predictor_is_put_in_service_without_a_failed_request(served):
     finally:
         redeploy(run, _port=port_of(url), version="restored-2")
         wait_for_version(url, "restored-2")
+
+
+def test_a_rewritten_predictor_file_is_served_after_a_redeploy_with_the_same_arguments(served):
+    """What `climb-ray serve serve.watch_s=N` does when the search writes a new fit."""
+    url, run = served
+    path = run / "search" / "predictor.txt"
+    original = {name: (run / "search" / name).read_text() for name in ("predictor.txt", "predictor.json")}
+    digest = lambda: hashlib.sha256(path.read_bytes()).hexdigest()[:12]  # noqa: E731 (the default version label)
+    try:
+        redeploy(run, _port=port_of(url))
+        wait_for_version(url, digest())
+        write_predictor(run, (0.25, 0.25, 0.25, 0.25), seed=7, name="search/predictor_new")
+        for name in ("predictor.json", "predictor.txt"):
+            (run / "search" / name).write_text((run / "search" / name.replace("predictor", "predictor_new")).read_text())
+        redeploy(run, _port=port_of(url))  # the same arguments as the deploy before
+        wait_for_version(url, digest())
+    finally:
+        for name, text in original.items():
+            (run / "search" / name).write_text(text)
+        redeploy(run, _port=port_of(url), version="restored-w")
+        wait_for_version(url, "restored-w")
 
 
 def test_a_broken_predictor_file_is_refused_and_the_old_one_keeps_serving(served):
