@@ -226,7 +226,7 @@ def _serve_until_interrupted(cfg: Config, predictor: str, deploy, seen: str | No
     """Sleep until Ctrl-C; with `seen` (the served file's hash), redeploy when the file changes."""
     import time
 
-    from ray import serve as ray_serve
+    from climb_ray.adapters.ray_serve import stop
 
     try:
         while True:
@@ -238,7 +238,7 @@ def _serve_until_interrupted(cfg: Config, predictor: str, deploy, seen: str | No
                 print(f"reloaded the predictor: version {fresh}", flush=True)
     except KeyboardInterrupt:
         print("\nstopping the server")
-        ray_serve.shutdown()
+        stop()
 
 
 def print_serving(url: str, model, *, token: bool, token_env: str) -> None:

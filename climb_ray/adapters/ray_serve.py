@@ -250,3 +250,8 @@ def start(config: dict, *, host: str, port: int, num_replicas: int = 1, num_cpus
     serve.start(http_options={"host": host, "port": port})
     serve.run(application(config, num_replicas=num_replicas, num_cpus=num_cpus), name=APP_NAME, route_prefix="/")
     return f"http://{host}:{port}"
+
+
+def stop() -> None:
+    """Shut Serve down on the connected Ray (every application, the HTTP proxy)."""
+    serve.shutdown()
