@@ -115,6 +115,7 @@ class PredictorConfig:
     reg_lambda: float = 1.0  # L2 regularisation
     valid_fraction: float = 0.1  # share of results held out for early stopping and quality figures
     early_stopping_max: int = 20  # patience = min(this, validation size)
+    standardize: bool = False  # fit on z-scored scores, so reg_alpha/reg_lambda act alike at any score scale (paper: off)
 
 
 @dataclass

@@ -41,6 +41,7 @@ class Predictor:
     direction: str = "higher_is_better"
     quality: dict = field(default_factory=dict)  # spearman, mae, n_train, n_valid, rounds
     fitted_at: str = ""  # UTC time of the fit, ISO 8601
+    target: tuple[float, float] = (0.0, 1.0)  # (shift, scale): the booster predicts (score - shift) / scale
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, p: PredictorConfig, *, names: list[str], seed: int,
@@ -55,27 +56,30 @@ class Predictor:
         order = np.random.default_rng(seed).permutation(len(x))
         n_valid = int(round(p.valid_fraction * len(x)))
         params = lgb_params(p, seed, threads)
+        target = (float(y.mean()), float(y.std())) if p.standardize and y.std() > 0 else (0.0, 1.0)
+        z = (y - target[0]) / target[1]
         if n_valid < MIN_VALID:
-            booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=p.num_rounds)
+            booster = lgb.train(params, lgb.Dataset(x, z), num_boost_round=p.num_rounds)
             quality = {"spearman": float("nan"), "mae": float("nan"), "n_train": len(x), "n_valid": 0,
                        "rounds": p.num_rounds}
-            return cls(booster, list(names), direction, quality, _now())
+            return cls(booster, list(names), direction, quality, _now(), target)
         valid, train = order[:n_valid], order[n_valid:]
         patience = min(p.early_stopping_max, n_valid)
-        train_set = lgb.Dataset(x[train], y[train])
+        train_set = lgb.Dataset(x[train], z[train])
         booster = lgb.train(params, train_set, num_boost_round=p.num_rounds,
-                            valid_sets=[lgb.Dataset(x[valid], y[valid], reference=train_set)],
+                            valid_sets=[lgb.Dataset(x[valid], z[valid], reference=train_set)],
                             callbacks=[lgb.early_stopping(patience, verbose=False)])
-        guess = booster.predict(x[valid], num_iteration=booster.best_iteration)
+        guess = booster.predict(x[valid], num_iteration=booster.best_iteration) * target[1] + target[0]
         quality = {"spearman": spearman(guess, y[valid]), "mae": float(np.mean(np.abs(guess - y[valid]))),
                    "n_train": len(train), "n_valid": n_valid, "rounds": int(booster.best_iteration or p.num_rounds)}
-        return cls(booster, list(names), direction, quality, _now())
+        return cls(booster, list(names), direction, quality, _now(), target)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         if x.shape[1] != len(self.names):
             raise ValueError(f"mixture has {x.shape[1]} weights, clusters are {len(self.names)}")
-        return self.booster.predict(x, num_iteration=self.quality.get("rounds") or None)
+        raw = self.booster.predict(x, num_iteration=self.quality.get("rounds") or None)
+        return raw * self.target[1] + self.target[0]
 
     def to_text(self) -> tuple[str, str]:
         """(LightGBM model text, JSON sidecar)."""
@@ -83,7 +87,7 @@ class Predictor:
 
         model = self.booster.model_to_string()
         sidecar = {"format_version": FORMAT_VERSION, "names": self.names, "direction": self.direction,
-                   "quality": self.quality, "fitted_at": self.fitted_at,
+                   "quality": self.quality, "fitted_at": self.fitted_at, "target": list(self.target),
                    "model_sha256": hashlib.sha256(model.encode("utf-8")).hexdigest()}
         return model, json.dumps(sidecar, indent=2, allow_nan=True)
 
@@ -101,7 +105,7 @@ class Predictor:
             raise ValueError(f"predictor sidecar has format_version {meta.get('format_version')!r}, "
                              f"this climb-ray reads {FORMAT_VERSION}")
         return cls(lgb.Booster(model_str=model), meta["names"], meta["direction"], meta["quality"],
-                   meta.get("fitted_at", ""))
+                   meta.get("fitted_at", ""), tuple(meta.get("target", (0.0, 1.0))))
 
 
 def _now() -> str:

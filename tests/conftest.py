@@ -145,15 +145,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def served(ray_session, tmp_path_factory):
     """The predictor of a synthetic run folder (make_served_run) on Ray Serve, on a free loopback
-    port, for the whole session: (base URL, run folder). Tests that reconfigure it restore it."""
-    from ray import serve
-
-    from climb_ray.adapters.ray_serve import start, user_config
+    port, for one test module: (base URL, run folder). Tests that reconfigure it restore it. The
+    replica reserves no CPU and Serve is shut down after the module, so the shared Ray keeps both
+    CPUs for the tests after it."""
+    from climb_ray.adapters.ray_serve import start, stop, user_config
 
     run = make_served_run(tmp_path_factory.mktemp("served") / "run")
-    url = start(user_config(str(run)), host="127.0.0.1", port=free_port())
+    url = start(user_config(str(run)), host="127.0.0.1", port=free_port(), num_cpus=0)
     yield url, run
-    serve.shutdown()
+    stop()

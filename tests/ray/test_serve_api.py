@@ -20,7 +20,7 @@ def redeploy(run, **settings) -> None:
     from climb_ray.adapters.ray_serve import start, user_config
 
     url_port = settings.pop("_port")
-    start(user_config(str(run), **settings), host="127.0.0.1", port=url_port)
+    start(user_config(str(run), **settings), host="127.0.0.1", port=url_port, num_cpus=0)
 
 
 def port_of(url: str) -> int:
