@@ -1,0 +1,20 @@
+"""Clustering as a Ray job: k-means on a sample, assignment of every document, pruning and
+merging into super-clusters; earlier stages run first when not done.
+
+    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-num-cpus 1 -- \
+        python jobs/cluster.py --config jobs/configs/paper.yaml \
+        corpus.paths=[s3://my-bucket/corpus/] run_dir=s3://my-bucket/runs/climb-1
+
+Arguments are those of `climb-ray cluster` (see `climb-ray cluster --help`). The runtime
+environment, token authentication and resources are as for jobs/pipeline.py (its docstring).
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working dir, for `import climb_ray`
+
+from climb_ray.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["cluster", *sys.argv[1:]]))

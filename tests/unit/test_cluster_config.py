@@ -1,0 +1,77 @@
+"""cluster.yaml checked by Ray's own cluster-launcher schema, the KubeRay RayJob manifest against
+the operator's field names, and the job scripts against the CLI they call."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+# Field names of KubeRay's ray.io/v1 API (ray-operator/apis/ray/v1/rayjob_types.go and
+# raycluster_types.go, json tags), for the parts the manifest uses.
+RAYJOB_SPEC = {"activeDeadlineSeconds", "backoffLimit", "clusterSelector", "deletionStrategy", "deletionPolicy",
+               "entrypoint", "entrypointNumCpus", "entrypointNumGpus", "entrypointResources", "jobId", "managedBy",
+               "metadata", "rayClusterSpec", "runtimeEnvYAML", "shutdownAfterJobFinishes", "submissionMode",
+               "submitterConfig", "submitterPodTemplate", "suspend", "ttlSecondsAfterFinished"}
+RAYCLUSTER_SPEC = {"autoscalerOptions", "enableInTreeAutoscaling", "gcsFaultToleranceOptions", "headGroupSpec",
+                   "headServiceAnnotations", "managedBy", "rayVersion", "suspend", "workerGroupSpecs", "upgradeStrategy"}
+HEAD_GROUP = {"enableIngress", "headService", "rayStartParams", "serviceType", "template", "resources", "labels"}
+WORKER_GROUP = {"groupName", "idleTimeoutSeconds", "maxReplicas", "minReplicas", "numOfHosts", "rayStartParams",
+                "replicas", "scaleStrategy", "suspend", "template", "resources", "labels"}
+
+
+def launcher_config() -> dict:
+    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
+
+
+def test_cluster_yaml_passes_rays_cluster_launcher_schema_and_says_what_we_need():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = launcher_config()
+    validate_config(prepare_config(copy.deepcopy(config)))  # what `ray up` runs first
+    types = config["available_node_types"]
+    head = types[config["head_node_type"]]
+    assert head["resources"].get("GPU", 0) == 0 and "GPU" not in head["resources"]
+    assert types["worker.gpu"]["min_workers"] == 0 and types["worker.cpu"]["min_workers"] == 0
+    assert "2.60.0" in config["docker"]["image"] and config["docker"]["image"].endswith("-gpu")
+    setup = " ".join(config["setup_commands"])
+    assert "torch==2.13.0" in setup and "climb_ray[s3]" in setup  # torch first, then this project with s3fs
+    assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
+
+
+def test_the_schema_check_above_would_catch_a_misspelt_field():
+    import jsonschema
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = launcher_config()
+    config["available_node_types"]["worker.gpu"]["min_wrkers"] = 0
+    with pytest.raises(jsonschema.ValidationError, match="min_wrkers"):
+        validate_config(prepare_config(config))
+
+
+def test_the_rayjob_manifest_uses_kuberay_field_names_and_runs_the_pipeline_job():
+    job = yaml.safe_load((ROOT / "jobs" / "k8s" / "rayjob.yaml").read_text())
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    spec = job["spec"]
+    assert set(spec) <= RAYJOB_SPEC, set(spec) - RAYJOB_SPEC
+    cluster = spec["rayClusterSpec"]
+    assert set(cluster) <= RAYCLUSTER_SPEC, set(cluster) - RAYCLUSTER_SPEC
+    assert set(cluster["headGroupSpec"]) <= HEAD_GROUP
+    for group in cluster["workerGroupSpecs"]:
+        assert set(group) <= WORKER_GROUP, set(group) - WORKER_GROUP
+        assert group["minReplicas"] == 0
+    assert cluster["rayVersion"] == "2.60.0" and spec["entrypoint"].startswith("python jobs/pipeline.py")
+    assert yaml.safe_load(spec["runtimeEnvYAML"])["pip"][0] == "torch==2.13.0"
+
+
+@pytest.mark.parametrize("stage", ["pipeline", "embed", "cluster", "tokens", "search", "serve"])
+def test_each_job_script_documents_its_submit_line_and_reaches_the_cli(stage):
+    script = ROOT / "jobs" / f"{stage}.py"
+    doc = script.read_text().split('"""')[1]
+    assert "ray job submit" in doc and f"python jobs/{stage}.py" in doc and "--entrypoint-num-cpus 1" in doc
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd="/", timeout=60)
+    command = "run" if stage == "pipeline" else stage
+    assert proc.returncode == 0 and f"usage: climb-ray {command}" in proc.stdout, proc.stderr
