@@ -47,7 +47,8 @@ app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
 
 @app.middleware("http")
 async def bearer_token(request: Request, call_next):
-    """Every /v1/ call needs the token when the server has one (before any other check)."""
+    """Every /v1/ call needs the token when the server has one (before any other check); the page's
+    files are served with Cache-Control: no-cache."""
     expected = api_models.TOKEN["sha256"]
     if expected and request.url.path.startswith("/v1/"):
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -55,7 +56,10 @@ async def bearer_token(request: Request, call_next):
         if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
             return JSONResponse({"detail": "missing or wrong bearer token (send Authorization: Bearer <token>)"},
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
-    return await call_next(request)
+    response = await call_next(request)
+    if not request.url.path.startswith("/v1/"):  # the page: revalidated, so an upgrade is seen at once
+        response.headers.setdefault("Cache-Control", "no-cache")
+    return response
 
 
 @app.exception_handler(RequestValidationError)

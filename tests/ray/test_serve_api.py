@@ -50,6 +50,10 @@ def test_health_model_clusters_and_docs_describe_the_served_run(served):
     schema = requests.get(f"{url}/openapi.json", timeout=10).json()
     assert {"/v1/predict", "/v1/best", "/v1/clusters", "/v1/optimize", "/v1/model", "/healthz"} <= set(schema["paths"])
     assert requests.get(f"{url}/docs", timeout=10).status_code == 200
+    page = requests.get(f"{url}/", timeout=10)
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-cache"
+    script = requests.get(f"{url}/static/app.js", timeout=10)
+    assert script.status_code == 200 and script.headers["cache-control"] == "no-cache"
 
 
 def test_predict_ranks_mixtures_like_the_objective_and_batches_agree_with_singles(served):
