@@ -18,9 +18,10 @@ import os
 from importlib import resources
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from ray import serve
@@ -37,7 +38,7 @@ BATCH_SIZE, BATCH_WAIT_S = 64, 0.002  # @serve.batch: single-mixture calls group
 DEFAULTS = ServeConfig()
 log = logging.getLogger("ray.serve")
 
-app = FastAPI(title="climb-ray predictor", version=__version__,
+app = FastAPIOffline(title="climb-ray predictor", version=__version__,
               description="Predicted target score of data mixtures over the super-clusters of a CLIMB run "
                           "(higher is better), the best mixtures found, the clusters, and constrained "
                           "optimisation over the predictor. Send `Authorization: Bearer <token>` when the "

@@ -214,3 +214,16 @@ def test_a_401_asks_for_the_token_and_the_typed_token_is_sent(page, served):
     page.reload()  # the token is kept for the session
     expect(page.locator("#score")).to_have_text(NUMBER)
     expect(page.locator("#token")).to_have_value("s3cret")
+
+
+def test_the_api_docs_page_renders_every_operation_with_no_outside_network(page, served):
+    """/docs draws Swagger UI from files the app serves itself: this machine has no internet."""
+    url, _ = served
+    outside = []
+    page.on("request", lambda r: None if r.url.startswith(url) else outside.append(r.url))
+    page.goto(f"{url}/docs")
+    operations = page.locator(".swagger-ui .opblock")
+    expect(operations.first).to_be_visible()
+    assert operations.count() >= 6  # predict, optimize, best, clusters, model, healthz
+    expect(page.locator(".swagger-ui")).to_contain_text("/v1/predict")
+    assert outside == []

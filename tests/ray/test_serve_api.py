@@ -49,7 +49,9 @@ def test_health_model_clusters_and_docs_describe_the_served_run(served):
     assert abs(sum(c["token_share"] for c in clusters) - 1) < 1e-9
     schema = requests.get(f"{url}/openapi.json", timeout=10).json()
     assert {"/v1/predict", "/v1/best", "/v1/clusters", "/v1/optimize", "/v1/model", "/healthz"} <= set(schema["paths"])
-    assert requests.get(f"{url}/docs", timeout=10).status_code == 200
+    docs = requests.get(f"{url}/docs", timeout=10)
+    assert docs.status_code == 200 and "cdn." not in docs.text  # Swagger UI from the app itself
+    assert requests.get(f"{url}/static-offline-docs/swagger-ui-bundle.js", timeout=10).status_code == 200
     page = requests.get(f"{url}/", timeout=10)
     assert page.status_code == 200 and page.headers["cache-control"] == "no-cache"
     script = requests.get(f"{url}/static/app.js", timeout=10)
