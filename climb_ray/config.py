@@ -143,6 +143,10 @@ class ResourcesConfig:
     num_cpus: int = 0  # CPUs of a Ray started locally on demand; 0 = all (ignored when joining a cluster)
     num_gpus: int = -1  # GPUs of a Ray started locally; -1 = detect (ignored when joining a cluster)
     include_dashboard: bool = True  # start the Ray dashboard with a local Ray
+    # where embedding actors and proxy trials run: auto = on GPUs when the cluster has GPU nodes or its
+    # autoscaler can add some (GPU worker types at min 0), else CPU; gpu = always (an error when the
+    # cluster has no GPU and cannot get one); cpu = never
+    device: str = "auto"
 
 
 @dataclass
@@ -261,6 +265,7 @@ _RULES = {
     "export.shard_mb": _at_least(1),
     "resources.num_cpus": _at_least(0),
     "resources.num_gpus": _at_least(-1),
+    "resources.device": _one_of("auto", "gpu", "cpu"),
 }
 
 

@@ -74,7 +74,7 @@ def embed_stage(cfg: Config, run: RunDir) -> dict:
             continue
         run.clear_stage(folder)  # a chunk killed half-way starts again from nothing
         files = [(f["file"], f["name"]) for f in chunk]
-        embed_files(files, cfg.corpus, cfg.embed, cfg.cluster.quality_scorer, run.url(folder))
+        embed_files(files, cfg.corpus, cfg.embed, cfg.cluster.quality_scorer, run.url(folder), cfg.resources.device)
         run.write_text(f"{folder}/_SUCCESS", "done\n")
     documents = sum(f["documents"] for chunk in chunks for f in chunk)
     return {"documents": documents, "chunks": len(chunks), "chunks_reused": reused,

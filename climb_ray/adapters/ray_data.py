@@ -95,25 +95,32 @@ class EncodeActor:
         })
 
 
-def encoder_pool(embed: EmbedConfig) -> dict:
-    """map_batches arguments placing the encoder actors: one per GPU, or CPU actors on CPU clusters."""
-    resources = ray.cluster_resources()
-    gpus = float(resources.get("GPU", 0))
-    if gpus > 0 and embed.gpus_per_actor > 0:
-        size = embed.num_actors or max(1, int(gpus // embed.gpus_per_actor))
-        return {"compute": ActorPoolStrategy(size=size), "num_gpus": embed.gpus_per_actor,
-                "num_cpus": embed.cpus_per_actor}
-    cpus = float(resources.get("CPU", 1))
+def encoder_pool(embed: EmbedConfig, device: str = "auto") -> dict:
+    """map_batches arguments placing the encoder actors: one per GPU, or CPU actors on CPU clusters.
+
+    On a cluster whose GPU workers are all scaled down (min 0), the pool starts with one GPU actor,
+    which makes the autoscaler bring up a GPU node, and grows to one per GPU it can add."""
+    from climb_ray.adapters.ray_runtime import cluster_gpus, use_gpus
+
+    gpu, reachable = use_gpus(device)
+    if gpu and embed.gpus_per_actor > 0:
+        size = embed.num_actors or max(1, int(reachable // embed.gpus_per_actor))
+        if cluster_gpus() >= embed.gpus_per_actor * size:
+            compute = ActorPoolStrategy(size=size)
+        else:
+            compute = ActorPoolStrategy(min_size=1, max_size=size)
+        return {"compute": compute, "num_gpus": embed.gpus_per_actor, "num_cpus": embed.cpus_per_actor}
+    cpus = float(ray.cluster_resources().get("CPU", 1))
     size = embed.num_actors or max(1, int((cpus - 1) // max(embed.cpus_per_actor, 1e-3)))  # room for I/O
     return {"compute": ActorPoolStrategy(size=size), "num_cpus": embed.cpus_per_actor}
 
 
 def embed_files(files: list[tuple[str, str]], corpus: CorpusConfig, embed: EmbedConfig, scorer: str,
-                out_url: str) -> None:
+                out_url: str, device: str = "auto") -> None:
     """Embed every document of `files` and write Parquet files (doc_id, embedding, ...) under out_url."""
     import dataclasses
 
     ds = read_documents(files, corpus)
     ds = ds.map_batches(EncodeActor, fn_constructor_kwargs={"embed": dataclasses.asdict(embed), "scorer": scorer},
-                        batch_size=max(embed.batch_size, 256), batch_format="numpy", **encoder_pool(embed))
+                        batch_size=max(embed.batch_size, 256), batch_format="numpy", **encoder_pool(embed, device))
     ds.write_parquet(out_url)

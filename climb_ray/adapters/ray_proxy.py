@@ -8,10 +8,13 @@ from climb_ray.config import Config
 
 
 def trial_resources(cfg: Config) -> dict:
-    """Resources of one proxy trial: proxy.gpus_per_trial GPUs when the cluster has any."""
-    gpus = float(ray.cluster_resources().get("GPU", 0))
+    """Resources of one proxy trial: proxy.gpus_per_trial GPUs when the cluster has GPUs or its
+    autoscaler can add some (resources.device)."""
+    from climb_ray.adapters.ray_runtime import use_gpus
+
+    gpu, _ = use_gpus(cfg.resources.device)
     options = {"num_cpus": cfg.proxy.cpus_per_trial}
-    if gpus > 0 and cfg.proxy.gpus_per_trial > 0:
+    if gpu and cfg.proxy.gpus_per_trial > 0:
         options["num_gpus"] = cfg.proxy.gpus_per_trial
     return options
 

@@ -6,7 +6,7 @@ import os
 
 import ray
 
-from climb_ray.config import ResourcesConfig
+from climb_ray.config import ConfigError, ResourcesConfig
 
 
 def ensure_ray(resources: ResourcesConfig) -> str:
@@ -33,5 +33,38 @@ def ensure_ray(resources: ResourcesConfig) -> str:
 
 
 def cluster_gpus() -> float:
-    """GPUs in the connected cluster (0 on CPU-only clusters)."""
+    """GPUs in the connected cluster now (0 on CPU-only clusters)."""
     return float(ray.cluster_resources().get("GPU", 0))
+
+
+def autoscaler_max_gpus() -> float:
+    """The most GPUs the cluster's autoscaler can bring up (its node types x max workers, as the head
+    reports them to the GCS; Ray Data and Train read the same), or 0 without an autoscaler."""
+    try:
+        from ray._private.state import state
+
+        limits = state.get_max_resources_from_cluster_config() or {}
+    except Exception:  # a private API of Ray: treat a change there as "no autoscaler"
+        return 0.0
+    return float(limits.get("GPU", 0) or 0)
+
+
+class DeviceError(ConfigError):
+    """resources.device=gpu on a cluster that has no GPU and cannot get one."""
+
+
+def gpu_plan(device: str, gpus_now: float, gpus_max: float) -> tuple[bool, float]:
+    """Whether the GPU work (encoder actors, proxy trials) asks for GPUs, and how many GPUs it can
+    count on: those present, else those the autoscaler can add (GPU worker types at min 0)."""
+    reachable = max(gpus_now, gpus_max)
+    if device == "cpu":
+        return False, 0.0
+    if device == "gpu" and reachable <= 0:
+        raise DeviceError("resources.device=gpu: the Ray cluster has no GPU and its autoscaler cannot add one "
+                          "(use resources.device=auto or cpu, or add a GPU worker type)")
+    return reachable > 0, reachable
+
+
+def use_gpus(device: str) -> tuple[bool, float]:
+    """gpu_plan for the connected cluster."""
+    return gpu_plan(device, cluster_gpus(), autoscaler_max_gpus())
