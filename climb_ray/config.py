@@ -28,7 +28,8 @@ class EmbedConfig:
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16 or float16
     num_actors: int = 0  # encoder actors in the Ray Data pool; 0 = one per GPU, or one per 2 CPUs
     gpus_per_actor: float = 1.0  # GPUs each encoder actor reserves when the cluster has GPUs
-    cpus_per_actor: float = 1.0  # CPUs each encoder actor reserves in Ray's accounting
+    cpus_per_actor: float = 1.0  # CPUs each encoder actor reserves in Ray's accounting (on CPU: less when
+    # fewer are free, so that a reader always fits beside the pool)
     threads: int = 0  # torch CPU threads per encoder actor on CPU; 0 = its cpus_per_actor (at least 1)
     chunk_docs: int = 200_000  # documents per resumable chunk (whole files): a killed run redoes one chunk
 

@@ -1,7 +1,7 @@
 """Clustering as a Ray job: k-means on a sample, assignment of every document, pruning and
 merging into super-clusters; earlier stages run first when not done.
 
-    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-num-cpus 1 -- \
+    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-resources '{"climb_driver": 1}' -- \
         python jobs/cluster.py --config jobs/configs/paper.yaml \
         corpus.paths=[s3://my-bucket/corpus/] run_dir=s3://my-bucket/runs/climb-1
 

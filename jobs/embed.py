@@ -1,7 +1,7 @@
 """Embedding as a Ray job: read the corpus and encode every document (Ray Data actors on GPU
 workers where the cluster has them); the corpus stage runs first when not done.
 
-    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-num-cpus 1 -- \
+    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-resources '{"climb_driver": 1}' -- \
         python jobs/embed.py --config jobs/configs/paper.yaml \
         corpus.paths=[s3://my-bucket/corpus/] run_dir=s3://my-bucket/runs/climb-1
 

@@ -3,7 +3,7 @@ has GPUs), the LightGBM predictor refitted after each iteration; earlier stages 
 when not done. Resubmitting after a kill restores the Tune experiment: finished trials are
 not run again.
 
-    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-num-cpus 1 -- \
+    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-resources '{"climb_driver": 1}' -- \
         python jobs/search.py --config jobs/configs/paper.yaml \
         corpus.paths=[s3://my-bucket/corpus/] run_dir=s3://my-bucket/runs/climb-1
 

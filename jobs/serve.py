@@ -3,7 +3,7 @@ returns, the app staying up on the cluster (`serve shutdown -y` stops it). Reach
 head's port 8000 (serve.host=0.0.0.0 to listen beyond the head's loopback; set a token first:
 `--runtime-env-json '{"env_vars": {"CLIMB_API_TOKEN": "..."}}'`).
 
-    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-num-cpus 1 -- \
+    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-resources '{"climb_driver": 1}' -- \
         python jobs/serve.py --config jobs/configs/paper.yaml \
         corpus.paths=[s3://my-bucket/corpus/] run_dir=s3://my-bucket/runs/climb-1
 

@@ -137,6 +137,33 @@ def make_served_run(run: Path, optimum=(0.1, 0.6, 0.2, 0.1)) -> Path:
     return run
 
 
+@pytest.fixture(scope="module")
+def s3_bucket():
+    """A fresh bucket "climb" on moto's S3 server bound to 127.0.0.1, reached through AWS_ENDPOINT_URL
+    (set in this process while the module runs); yields {"url": "s3://climb", "env": the AWS_* variables}."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is missing (the test extra)")
+    pytest.importorskip("s3fs", reason="s3fs is missing (the s3 extra)")
+    import boto3
+    import fsspec
+
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    boto3.client("s3").create_bucket(Bucket="climb")
+    fsspec.filesystem("s3").invalidate_cache()
+    yield {"url": "s3://climb", "env": env}
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def free_port() -> int:
     import socket
 

@@ -110,9 +110,12 @@ def encoder_pool(embed: EmbedConfig, device: str = "auto") -> dict:
         else:
             compute = ActorPoolStrategy(min_size=1, max_size=size)
         return {"compute": compute, "num_gpus": embed.gpus_per_actor, "num_cpus": embed.cpus_per_actor}
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    size = embed.num_actors or max(1, int((cpus - 1) // max(embed.cpus_per_actor, 1e-3)))  # room for I/O
-    return {"compute": ActorPoolStrategy(size=size), "num_cpus": embed.cpus_per_actor}
+    # CPU actors: sized by the CPUs free now (a job's driver may hold some: --entrypoint-num-cpus),
+    # always leaving room for a reader, or the pool would wait forever for blocks no reader can make
+    free = float(ray.available_resources().get("CPU", 0))
+    size = embed.num_actors or max(1, int((free - 1) // max(embed.cpus_per_actor, 1e-3)))
+    per_actor = min(embed.cpus_per_actor, max(free - READ_CPUS, 0.0) / size)
+    return {"compute": ActorPoolStrategy(size=size), "num_cpus": int(per_actor * 1000) / 1000}
 
 
 def embed_files(files: list[tuple[str, str]], corpus: CorpusConfig, embed: EmbedConfig, scorer: str,

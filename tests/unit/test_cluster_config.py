@@ -1,6 +1,7 @@
 """cluster.yaml checked by Ray's own cluster-launcher schema, the KubeRay RayJob manifest against
 the operator's field names, and the job scripts against the CLI they call."""
 
+import json
 import copy
 import subprocess
 import sys
@@ -71,7 +72,21 @@ def test_the_rayjob_manifest_uses_kuberay_field_names_and_runs_the_pipeline_job(
 def test_each_job_script_documents_its_submit_line_and_reaches_the_cli(stage):
     script = ROOT / "jobs" / f"{stage}.py"
     doc = script.read_text().split('"""')[1]
-    assert "ray job submit" in doc and f"python jobs/{stage}.py" in doc and "--entrypoint-num-cpus 1" in doc
+    assert "ray job submit" in doc and f"python jobs/{stage}.py" in doc and "--entrypoint-resources '{\"climb_driver\": 1}'" in doc
     proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd="/", timeout=60)
     command = "run" if stage == "pipeline" else stage
     assert proc.returncode == 0 and f"usage: climb-ray {command}" in proc.stdout, proc.stderr
+
+
+def test_job_drivers_ask_for_a_resource_only_the_head_declares():
+    """`--entrypoint-resources '{"climb_driver": 1}'` keeps a driver on the head only if no other node
+    type has climb_driver (with entrypoint resources Ray may place a driver on any node)."""
+    launcher = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    types = launcher["available_node_types"]
+    assert types[launcher["head_node_type"]]["resources"]["climb_driver"] >= 1
+    assert all("climb_driver" not in t["resources"] for name, t in types.items() if name != launcher["head_node_type"])
+    spec = yaml.safe_load((ROOT / "jobs" / "k8s" / "rayjob.yaml").read_text())["spec"]
+    assert json.loads(spec["entrypointResources"]) == {"climb_driver": 1}
+    head_resources = spec["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["resources"]
+    assert json.loads(json.loads(head_resources))["climb_driver"] >= 1  # KubeRay's quoted-JSON form
+    assert all("resources" not in g["rayStartParams"] for g in spec["rayClusterSpec"]["workerGroupSpecs"])

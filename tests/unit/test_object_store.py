@@ -1,42 +1,17 @@
 """The run folder on an S3-compatible object store: moto's S3 server on loopback, reached through
-s3fs with AWS_ENDPOINT_URL, as a user's run_dir=s3://bucket/... is. No Ray here (issue #7 adds
-Ray Data and Tune on the same server)."""
+s3fs with AWS_ENDPOINT_URL, as a user's run_dir=s3://bucket/... is. No Ray here: the whole
+pipeline as a Ray job on the same server is in tests/e2e/test_ray_cluster.py."""
 
 import json
 
 import pytest
 
-from tests.conftest import free_port, make_served_run
-
-moto_server = pytest.importorskip("moto.server", reason="moto[server] is missing (the test extra)")
-pytest.importorskip("s3fs", reason="s3fs is missing (the s3 extra)")
+from tests.conftest import make_served_run
 
 
 @pytest.fixture(scope="module")
-def bucket():
-    """A fresh bucket on a moto S3 server bound to 127.0.0.1; yields its s3:// URL."""
-    import os
-
-    import boto3
-
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                                             "AWS_ENDPOINT_URL")}
-    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
-    boto3.client("s3").create_bucket(Bucket="climb")
-    import fsspec
-
-    fsspec.filesystem("s3").invalidate_cache()
-    yield "s3://climb"
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+def bucket(s3_bucket):
+    return s3_bucket["url"]
 
 
 def test_the_run_folder_writes_reads_lists_and_clears_stages_on_s3(bucket):
