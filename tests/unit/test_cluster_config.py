@@ -85,6 +85,10 @@ def test_job_drivers_ask_for_a_resource_only_the_head_declares():
     types = launcher["available_node_types"]
     assert types[launcher["head_node_type"]]["resources"]["climb_driver"] >= 1
     assert all("climb_driver" not in t["resources"] for name, t in types.items() if name != launcher["head_node_type"])
+    # Ray's token authentication on every node, with the token made on the user's machine
+    assert launcher["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
+    starts = launcher["head_start_ray_commands"][-1], launcher["worker_start_ray_commands"][-1]
+    assert all("RAY_AUTH_MODE=token ray start" in command for command in starts)
     spec = yaml.safe_load((ROOT / "jobs" / "k8s" / "rayjob.yaml").read_text())["spec"]
     assert json.loads(spec["entrypointResources"]) == {"climb_driver": 1}
     head_resources = spec["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["resources"]
