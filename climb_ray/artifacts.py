@@ -117,7 +117,8 @@ def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = Fals
             changed = sorted(k for k in set(old) | set(depends) if old.get(k) != depends.get(k))
             raise StageChangedError(
                 f"stage {stage!r} in {run.url()} was made with other settings ({', '.join(changed)}); "
-                f"use a new run_dir, or --redo {stage} to rebuild it"
+                + ("use --overwrite to replace it" if stage == "export" else
+                   f"use a new run_dir, or --redo {stage} to rebuild it")
             )
         return StageResult(stage, True, marker.get("info", {}))
     if run.exists(stage, STARTED):  # a killed run: resume it only with the settings it started with

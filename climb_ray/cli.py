@@ -11,13 +11,14 @@ from climb_ray import __version__
 from climb_ray.artifacts import StageChangedError
 from climb_ray.config import ConfigError
 from climb_ray.corpus import CorpusError
+from climb_ray.export import ExportError
 from climb_ray.mixture import MixtureError
 from climb_ray.search import SearchFailed
 from climb_ray.served_model import NotServable
 
 EXIT_BAD_INPUT = 2
 PRESETS = ("demo", "paper")
-USER_ERRORS = (ConfigError, CorpusError, StageChangedError, MixtureError, SearchFailed, NotServable)
+USER_ERRORS = (ConfigError, CorpusError, StageChangedError, MixtureError, SearchFailed, NotServable, ExportError)
 
 DESCRIPTION = """\
 CLIMB data-mixture search on Ray: embed a corpus, cluster it into super-clusters, search
@@ -63,10 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in [("embed", "embed every document with the encoder (Ray Data)"),
                        ("cluster", "k-means, quality pruning and merging into super-clusters"),
                        ("tokens", "train the tokenizer and write per-super-cluster token shards"),
-                       ("search", "the bootstrapped mixture search with proxy LMs (Ray Tune)"),
-                       ("export", "write the chosen mixture as a training dataset")]:
+                       ("search", "the bootstrapped mixture search with proxy LMs (Ray Tune)")]:
         sub.add_parser(name, parents=[stage], help=what,
                        description=f"{what[0].upper() + what[1:]}; earlier stages run first when not done.")
+    export = sub.add_parser("export", parents=[stage], help="write the chosen mixture as a training dataset",
+                            description="Sample documents from each super-cluster in proportion to the mixture, "
+                            "up to export.token_budget tokens (a cluster repeated at most export.max_epochs "
+                            "times), shuffle them across clusters with export.seed and write <run>/export/: "
+                            "part-*.parquet (text, cluster, doc_id), tokens-*.bin/.idx with "
+                            "export.write_token_ids=true, and manifest.json. Earlier stages run first when not done.")
+    export.add_argument("--weights", default=None, help="the mixture: best (the search's answer, default), uniform, "
+                        "prior, 0.5,0.3,..., sc00=0.7,sc03=0.3, JSON, or a .json file (as export.weights)")
+    export.add_argument("--overwrite", action="store_true", help="replace an export made with other settings")
     proxy = sub.add_parser("proxy", parents=[stage], help="train and score one proxy LM on one mixture",
                            description="Train a proxy LM on one mixture of the super-clusters and score it "
                            "on target.paths (earlier stages run first when not done). Weights: uniform, "
@@ -177,6 +186,9 @@ def _dispatch(args) -> int:
     if args.command == "demo" and args.config is None:
         args.config = "demo"
     cfg = load(args)
+    if args.command == "export":
+        cfg.export.weights = args.weights or cfg.export.weights
+        cfg.export.overwrite = cfg.export.overwrite or args.overwrite
     if args.command == "config":
         from climb_ray.config_io import to_yaml
 

@@ -65,7 +65,9 @@ def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool) -> int:
         from climb_ray.evaluate import check_targets
 
         check_targets(cfg.target)  # before minutes of embedding, not after
-    report = run_pipeline(cfg, until=until, redo=redo)
+    # `climb-ray export` of given weights needs no search; the whole pipeline runs it all the same
+    skip = ("search",) if until == "export" and not whole and cfg.export.weights.strip() != "best" else ()
+    report = run_pipeline(cfg, until=until, redo=redo, skip=skip)
     print_summary(report)
     return EXIT_NOT_BUILT if not whole and until in report.not_built else 0
 
@@ -105,6 +107,10 @@ def _describe(stage: str, info: dict) -> str:
     if stage == "tokens":
         return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} shards "
                 f"({info['dtype']}), tokenizer {info['tokenizer']} with {info['vocab_size']} ids -> tokens/")
+    if stage == "export":
+        ids = ", tokens-*.bin/.idx" if info["token_ids"] else ""
+        return (f"{info['rows']} rows, {info['tokens']} tokens (budget {info['budget']}) in {info['shards']} "
+                f"shard(s) ({info['shards_reused']} reused) -> export/part-*.parquet{ids}, manifest.json")
     return json.dumps(info)
 
 

@@ -133,10 +133,13 @@ class ServeConfig:
 
 @dataclass
 class ExportConfig:
-    token_budget: int = 0  # tokens in the exported dataset; 0 = the proxy budget of the chosen mixture
-    shard_mb: int = 256  # target size of each Parquet shard
-    write_token_ids: bool = False  # also write token-ID shards made with the run's tokenizer
-    overwrite: bool = False  # allow exporting over an existing export folder
+    weights: str = "best"  # best (the search's answer), uniform, prior, 0.5,0.3,..., sc00=0.7,..., JSON or a .json file
+    token_budget: int = 0  # tokens in the exported dataset (end-of-text included); 0 = the most the epoch caps allow
+    max_epochs: float = 0.0  # passes over a cluster at most; 0 = search.max_epochs (paper: 15)
+    seed: int = 0  # which documents fill a partial pass, and the shuffle across clusters
+    shard_mb: float = 256.0  # target size of each Parquet shard (text bytes, MiB)
+    write_token_ids: bool = False  # also write token-ID shards (tokens-*.bin/.idx) with the run's tokenizer
+    overwrite: bool = False  # replace an export made with other settings (as --overwrite)
 
 
 @dataclass
@@ -144,10 +147,7 @@ class ResourcesConfig:
     num_cpus: int = 0  # CPUs of a Ray started locally on demand; 0 = all (ignored when joining a cluster)
     num_gpus: int = -1  # GPUs of a Ray started locally; -1 = detect (ignored when joining a cluster)
     include_dashboard: bool = True  # start the Ray dashboard with a local Ray
-    # where embedding actors and proxy trials run: auto = on GPUs when the cluster has GPU nodes or its
-    # autoscaler can add some (GPU worker types at min 0), else CPU; gpu = always (an error when the
-    # cluster has no GPU and cannot get one); cpu = never
-    device: str = "auto"
+    device: str = "auto"  # GPU work (encoders, proxies): auto = on GPUs present or addable by the autoscaler, gpu, cpu
 
 
 @dataclass
@@ -263,7 +263,9 @@ _RULES = {
     "serve.cpus_per_replica": _at_least(0),
     "serve.watch_s": _at_least(0),
     "export.token_budget": _at_least(0),
-    "export.shard_mb": _at_least(1),
+    "export.shard_mb": _at_least(0.001),
+    "export.max_epochs": _at_least(0),
+    "export.seed": _at_least(0),
     "resources.num_cpus": _at_least(0),
     "resources.num_gpus": _at_least(-1),
     "resources.device": _one_of("auto", "gpu", "cpu"),

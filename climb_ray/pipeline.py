@@ -13,10 +13,11 @@ from climb_ray.artifacts import RunDir, StageResult, run_stage
 from climb_ray.config import Config
 from climb_ray import stages
 from climb_ray.search_stage import search_stage
+from climb_ray.export_stage import export_stage
 from climb_ray.config_io import to_yaml
 
 ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
-NOT_BUILT = {"export": 8}
+NOT_BUILT: dict[str, int] = {}  # stage -> the issue that builds it
 
 
 @dataclass
@@ -29,7 +30,7 @@ class PipelineReport:
 
 
 STAGE_FUNCS = {"corpus": stages.corpus_stage, "embed": stages.embed_stage, "cluster": stages.cluster_stage,
-               "tokens": stages.tokens_stage, "search": search_stage}
+               "tokens": stages.tokens_stage, "search": search_stage, "export": export_stage}
 # proxy settings that change a proxy's score (not the resources it runs on)
 PROXY_RESULT_FIELDS = [f"proxy.{name}" for name in (
     "hidden_size", "num_layers", "num_heads", "intermediate_size", "context", "batch_size", "steps", "lr",
@@ -47,6 +48,8 @@ DEPENDS = {
                "search.strength_min", "search.strength_max", "search.max_epochs", "search.min_weight",
                "search.n_candidates", "search.top_pool_min", "search.answer", "search.answer_top_k", "predictor"],
 }
+DEPENDS["export"] = [*DEPENDS["search"], *(f"export.{name}" for name in (
+    "weights", "token_budget", "max_epochs", "seed", "shard_mb", "write_token_ids"))]
 
 
 def stage_depends(cfg: Config, stage: str) -> dict:
@@ -59,17 +62,22 @@ def stage_depends(cfg: Config, stage: str) -> dict:
     return out
 
 
-def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = ()) -> PipelineReport:
-    """Run every built stage up to and including `until`; list the ones not built yet."""
+def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = (),
+                 skip: tuple[str, ...] = ()) -> PipelineReport:
+    """Run every built stage up to and including `until`, but those in `skip`; list the ones not built yet."""
     from climb_ray.adapters.ray_runtime import ensure_ray
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
     run.write_text("config.yaml", to_yaml(cfg))
+    if cfg.export.overwrite:
+        redo = (*redo, "export")
     report = PipelineReport(run_url=run.url())
     for stage in ORDER[: ORDER.index(until) + 1]:
         if stage in NOT_BUILT:
             report.not_built.append(stage)
+            continue
+        if stage in skip:
             continue
 
         def work(stage=stage):  # Ray starts only when a stage really has work to do

@@ -149,6 +149,9 @@ def tokens_stage(cfg: Config, run: RunDir) -> dict:
                 run.fs.put(os.path.join(tmp, name), run.path(folder, name))
         run.write_text(f"{folder}/_SUCCESS", "done\n")
     shards = tk.concat_parts(run.fs, [run.path(f) for f in folders], run.path("tokens"), names, dtype)
+    run.fs.makedirs(run.path("tokens/docs"), exist_ok=True)
+    for folder in folders:  # doc_id, super_cluster, n_tokens per chunk: the export plans with them
+        run.fs.mv(run.path(folder, "docs.parquet"), run.path("tokens/docs", f"{folder.rsplit('/', 1)[1]}.parquet"))
     meta = tk.write_meta(run.fs, run.path("tokens"), dtype=dtype, eot=eot, vocab_size=vocab,
                          tokenizer=cfg.tokens.tokenizer, shards=shards, names=names)
     run.clear_stage("tokens/parts")

@@ -144,8 +144,9 @@ def s3_bucket():
     moto_server = pytest.importorskip("moto.server", reason="moto[server] is missing (the test extra)")
     pytest.importorskip("s3fs", reason="s3fs is missing (the s3 extra)")
     import boto3
-    import fsspec
+    import s3fs
 
+    s3fs.S3FileSystem.clear_instance_cache()  # a cached instance keeps the endpoint of an earlier server
     port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -154,9 +155,9 @@ def s3_bucket():
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     boto3.client("s3").create_bucket(Bucket="climb")
-    fsspec.filesystem("s3").invalidate_cache()
     yield {"url": "s3://climb", "env": env}
     server.stop()
+    s3fs.S3FileSystem.clear_instance_cache()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -184,3 +185,36 @@ def served(ray_session, tmp_path_factory):
     url = start(user_config(str(run)), host="127.0.0.1", port=free_port(), num_cpus=0)
     yield url, run
     stop()
+
+
+@pytest.fixture(scope="session")
+def three_files(demo_corpus, tmp_path_factory):
+    """The small demo corpus split into 3 files of 100 documents: 3 chunks of the tokens stage."""
+    folder = tmp_path_factory.mktemp("split")
+    lines = open(demo_corpus).read().splitlines()
+    for part in range(3):
+        (folder / f"part{part}.jsonl").write_text("\n".join(lines[part * 100:(part + 1) * 100]) + "\n")
+    return folder
+
+
+def tokens_overrides(folder, run):
+    return [f"corpus.paths=[{folder}]", f"run_dir={run}", "embed.chunk_docs=100", "embed.max_tokens=64",
+            "embed.threads=2", "cluster.k_init=20", "cluster.n_super_clusters=4", "cluster.prune_threshold=0.99",
+            "tokens.vocab_size=1024", "tokens.train_docs=150"]
+
+
+def tokens_config(folder, run, *more):
+    from climb_ray.config_io import load_config
+
+    return load_config(ROOT / "climb_ray" / "configs" / "demo.yaml", [*tokens_overrides(folder, run), *more])
+
+
+@pytest.fixture(scope="session")
+def finished(ray_session, three_files, tmp_path_factory):
+    """A run folder with every stage up to tokens done (3 files, 4 super-clusters), and the tokens
+    stage's summary; tests copy it before changing anything."""
+    from climb_ray.pipeline import run_pipeline
+
+    run = tmp_path_factory.mktemp("tokens_run") / "run"
+    report = run_pipeline(tokens_config(three_files, run), until="tokens")
+    return run, report.results[-1].info

@@ -44,7 +44,8 @@ def _tokenizer(json_ref):
 def tokenize_chunk(files: list[tuple[str, str]], corpus: CorpusConfig, assignment: dict[str, int],
                    tokenizer_json: str, *, eot: int, dtype: np.dtype, out_dir: str) -> dict:
     """Tokenize the documents of `files` into `<out_dir>/<cluster>.bin/.idx` (local folder), in
-    file order; documents of pruned clusters (-1) are left out. Returns the counts."""
+    file order; documents of pruned clusters (-1) are left out, and `<out_dir>/docs.parquet` (doc_id,
+    super_cluster, n_tokens of every document kept: what the export plans with). Returns the counts."""
     lookup_ref, tok_ref = ray.put(assignment), ray.put(tokenizer_json)
     dtype = np.dtype(dtype)
 
@@ -57,18 +58,28 @@ def tokenize_chunk(files: list[tuple[str, str]], corpus: CorpusConfig, assignmen
         lengths = np.array([len(d) for d in docs], dtype=np.int64)
         values = np.concatenate(docs) if docs else np.zeros(0, dtype)
         offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int64())
-        return pa.table({"super_cluster": pa.array(supers[keep], pa.int32()),
+        return pa.table({"doc_id": pa.array([str(d) for d, k in zip(batch["doc_id"], keep) if k], pa.string()),
+                         "super_cluster": pa.array(supers[keep], pa.int32()),
                          "ids": pa.LargeListArray.from_arrays(offsets, pa.array(values))})
 
     ds = read_documents(files, corpus).map_batches(tokenize, batch_size=TOKENIZE_BATCH, batch_format="numpy")
     ds.context.execution_options.preserve_order = True  # shards in file order: the same bytes every run
     writer = ShardWriter(out_dir, dtype)
+    docs = []
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         supers = batch.column("super_cluster").to_numpy()
         lists = batch.column("ids").combine_chunks()
         offsets, values = lists.offsets.to_numpy(), lists.values.to_numpy()
+        docs.append(pa.table({"doc_id": batch.column("doc_id"), "super_cluster": batch.column("super_cluster"),
+                              "n_tokens": pa.array(np.diff(offsets), pa.int64())}))
         for s in np.unique(supers):
             rows = np.flatnonzero(supers == s)
             writer.add(cluster_name(int(s)), [values[offsets[r]:offsets[r + 1]] for r in rows])
     shards = writer.close()
+    import os
+
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("doc_id", pa.string()), ("super_cluster", pa.int32()), ("n_tokens", pa.int64())])
+    pq.write_table(pa.concat_tables(docs) if docs else schema.empty_table(), os.path.join(out_dir, "docs.parquet"))
     return {name: {"tokens": s.tokens, "documents": s.documents} for name, s in shards.items()}

@@ -46,6 +46,18 @@ def finished_trials(run: Path) -> dict[str, str]:
     return {path: open(path).read() for path in glob.glob(pattern) if os.path.getsize(path) > 0}
 
 
+def restore_session_kv() -> None:
+    """Starting a node in this process points Ray's internal key-value client (a process global) at
+    that node's GCS; point it back at the test session's Ray, which later tests use."""
+    import ray
+    from ray.experimental import internal_kv
+
+    if ray.is_initialized():
+        internal_kv._initialize_internal_kv(ray._private.worker.global_worker.gcs_client)
+    else:
+        internal_kv._internal_kv_reset()
+
+
 @pytest.fixture(scope="module")
 def nodes():
     """A head (no CPU for work; the job server; `climb_driver` for job drivers, as in cluster.yaml)
@@ -61,8 +73,10 @@ def nodes():
         "num_cpus": 0, "resources": {"climb_driver": 2}, "include_dashboard": True, "dashboard_host": "127.0.0.1",
         "dashboard_port": dashboard, "dashboard_agent_listen_port": free_port()})
     workers = [cluster.add_node(num_cpus=2), cluster.add_node(num_cpus=2)]
+    restore_session_kv()
     yield SimpleNamespace(cluster=cluster, workers=workers, dashboard=f"http://127.0.0.1:{dashboard}")
     cluster.shutdown()
+    restore_session_kv()
     os.environ.clear()
     os.environ.update(saved)
     (Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster").unlink(missing_ok=True)  # Cluster wrote it
@@ -110,6 +124,7 @@ def test_a_worker_node_removed_mid_search_has_its_trial_retried_elsewhere_and_ev
     time.sleep(1.5)  # into its training
     nodes.cluster.remove_node(lost)  # as a pre-empted spot node goes
     nodes.workers[1] = nodes.cluster.add_node(num_cpus=2)  # and the autoscaler replaces it
+    restore_session_kv()
     out, _ = driver.communicate(timeout=600)
     assert driver.returncode == 0, out[-3000:]
     assert "search    done: 8 proxy trials in 2 iteration(s) (0 failed)" in out
@@ -226,10 +241,12 @@ def test_ray_job_submit_runs_the_demo_pipeline_with_auth_on_and_its_run_folder_o
     logs = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "succeeded" in logs, logs[-4000:]
     for line in ("ray       joined the Ray cluster at", "embed     done: 300 documents embedded",
-                 "tokens    done: ", "search    done: 4 proxy trials in 2 iteration(s) (0 failed)", "best mixture:"):
+                 "tokens    done: ", "search    done: 4 proxy trials in 2 iteration(s) (0 failed)", "best mixture:",
+                 "export    done: "):
         assert line in logs, line
     fs = fsspec.filesystem("s3")
     fs.invalidate_cache()
     best = json.loads(fs.cat(f"{run_dir}/search/best_mixture.json"))
     assert len(best["weights"]) == 4 and abs(sum(best["weights"].values()) - 1) < 1e-6
     assert fs.glob(f"{run_dir}/embed/**/*.parquet") and fs.glob(f"{run_dir}/search/tune/climb/experiment_state-*")
+    assert fs.glob(f"{run_dir}/export/part-*.parquet") and fs.exists(f"{run_dir}/export/manifest.json")

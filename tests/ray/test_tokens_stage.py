@@ -7,39 +7,10 @@ import pytest
 from tokenizers import Tokenizer
 
 from climb_ray.adapters import ray_tokens
-from climb_ray.config_io import load_config
 from climb_ray.pipeline import run_pipeline
-from tests.conftest import ROOT
+from tests.conftest import tokens_config as config
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def three_files(demo_corpus, tmp_path_factory):
-    """The small demo corpus split into 3 files of 100 documents: 3 chunks of the tokens stage."""
-    folder = tmp_path_factory.mktemp("split")
-    lines = open(demo_corpus).read().splitlines()
-    for part in range(3):
-        (folder / f"part{part}.jsonl").write_text("\n".join(lines[part * 100:(part + 1) * 100]) + "\n")
-    return folder
-
-
-def overrides(folder, run):
-    return [f"corpus.paths=[{folder}]", f"run_dir={run}", "embed.chunk_docs=100", "embed.max_tokens=64",
-            "embed.threads=2", "cluster.k_init=20", "cluster.n_super_clusters=4", "cluster.prune_threshold=0.99",
-            "tokens.vocab_size=1024", "tokens.train_docs=150"]
-
-
-def config(folder, run):
-    return load_config(ROOT / "climb_ray" / "configs" / "demo.yaml", overrides(folder, run))
-
-
-@pytest.fixture(scope="module")
-def finished(ray_session, three_files, tmp_path_factory):
-    """A run folder with every stage up to tokens done, and the tokens stage's summary."""
-    run = tmp_path_factory.mktemp("tokens_run") / "run"
-    report = run_pipeline(config(three_files, run), until="tokens")
-    return run, report.results[-1].info
 
 
 class Killed(Exception):
