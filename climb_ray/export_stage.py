@@ -47,23 +47,29 @@ def read_docs(run: RunDir):
     return pq.read_table(files, filesystem=run.fs, columns=["doc_id", "super_cluster", "n_tokens"])
 
 
+def check_export(cfg: Config, run: RunDir):
+    """Everything the export is asked for, checked (mixture, budget, epoch caps) without writing:
+    (meta, names, (doc ids, clusters, tokens), weights, budget, max_epochs). Run before an
+    --overwrite removes the old export, so a bad request loses nothing."""
+    meta = run.read_json("tokens/meta.json")
+    names = list(meta["clusters"])
+    docs = read_docs(run)
+    supers, n_tokens = docs.column("super_cluster").to_numpy(), docs.column("n_tokens").to_numpy()
+    available = np.array([n_tokens[supers == i].sum() for i in range(len(names))], dtype=np.float64)
+    weights = chosen_weights(cfg, run, names, available / available.sum())
+    max_epochs = cfg.export.max_epochs or cfg.search.max_epochs
+    budget = cfg.export.token_budget or largest_budget(weights, available, max_epochs)
+    check_caps(names, weights, available, budget, max_epochs)
+    return meta, names, (docs.column("doc_id").to_pylist(), supers, n_tokens), weights, budget, max_epochs
+
+
 def export_stage(cfg: Config, run: RunDir) -> dict:
     from climb_ray.adapters.ray_export import export_rows
     from climb_ray.export_writer import ShardedWriter
     from climb_ray.stages import corpus_files
 
     e = cfg.export
-    meta = run.read_json("tokens/meta.json")
-    names = list(meta["clusters"])
-    docs = read_docs(run)
-    doc_ids = docs.column("doc_id").to_pylist()
-    supers = docs.column("super_cluster").to_numpy()
-    n_tokens = docs.column("n_tokens").to_numpy()
-    available = np.array([n_tokens[supers == i].sum() for i in range(len(names))], dtype=np.float64)
-    weights = chosen_weights(cfg, run, names, available / available.sum())
-    max_epochs = e.max_epochs or cfg.search.max_epochs
-    budget = e.token_budget or largest_budget(weights, available, max_epochs)
-    check_caps(names, weights, available, budget, max_epochs)
+    meta, names, (doc_ids, supers, n_tokens), weights, budget, max_epochs = check_export(cfg, run)
     keys = np.array([doc_key(d, e.seed) for d in doc_ids])
     plans, chosen, wanted = [], {}, targets(weights, budget)
     for i, name in enumerate(names):

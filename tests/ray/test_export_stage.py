@@ -88,6 +88,11 @@ def test_an_export_made_with_other_settings_is_refused_unless_overwrite(finished
                          "export.overwrite=true")
     assert not replaced.skipped and replaced.info["budget"] == 30000
     assert json.loads((run / "export" / "manifest.json").read_text())["token_budget"] == 30000
+    with pytest.raises(ExportError, match="more than export.max_epochs=1"):  # refused before anything is removed
+        export(finished, three_files, tmp_path, "export.weights=sc00=1", "export.token_budget=10000000",
+               "export.max_epochs=1", "export.overwrite=true")
+    assert json.loads((run / "export" / "manifest.json").read_text())["token_budget"] == 30000
+    assert (run / "export" / "_DONE").exists() and list((run / "export").glob("part-*.parquet"))
 
 
 class Killed(Exception):
