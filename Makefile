@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-climb-ray
 PYTEST_ARGS ?= -q
 
-.PHONY: setup demo serve test browser clean-runs
+.PHONY: setup demo compare serve test browser clean-runs
 
 setup: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/climb-ray demo
+
+# CLIMB, RegMix, random and DoReMi on the demo's clusters and target, each answer scored by 5
+# evaluation proxies (runs the demo's stages first when they are not done).
+compare: $(STAMP)
+	$(BIN)/climb-ray compare --config demo
 
 # The demo's predictor over HTTP (web page, API, docs) on 127.0.0.1:8000 until Ctrl-C.
 serve: $(STAMP)

@@ -85,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--weights", required=True, help="the mixture (see above)")
     proxy.add_argument("--seed", type=int, default=None, help="seed of the proxy (default: the config's seed)")
     proxy.add_argument("--json", dest="json_out", metavar="PATH", help="also write the result as JSON here")
+    sub.add_parser("doremi", parents=[stage], help="DoReMi's domain weights for the super-clusters (a baseline)",
+                   description="DoReMi (Xie et al. 2023): train a reference proxy on doremi.reference, then a "
+                   "proxy with Group DRO whose domain weights follow each cluster's excess loss over the "
+                   "reference; the answer (the weights averaged over training) goes to <run>/doremi/weights.json. "
+                   "Each proxy trains doremi.steps steps (0: the two together as many tokens as the search). "
+                   "Earlier stages run first when not done; export it with export.weights=<run>/doremi/weights.json.")
+    sub.add_parser("compare", parents=[stage], help="CLIMB, RegMix, random and DoReMi side by side on the target",
+                   description="Run each method of compare.methods on the run's clusters, target and proxy "
+                   "budget (the run's own search is reused), then train compare.seeds evaluation proxies on "
+                   "each answer and on compare.references, and print their target scores with 95%% intervals "
+                   "and the proxy compute each method spent; written to <run>/compare/table.md and "
+                   "results.json. Finished searches and evaluation proxies are kept: rerun to resume.")
     bench = sub.add_parser("bench-search", parents=[_config_options()],
                            help="compare search strategies on a pool of measured runs (e.g. RegMix's)",
                            description="Pool benchmark: each strategy may evaluate only rows of the CSV files "
@@ -202,6 +214,8 @@ def _dispatch(args) -> int:
     if args.command == "proxy":
         return commands.proxy(cfg, weights=args.weights, seed=args.seed, redo=tuple(args.redo),
                               json_out=args.json_out)
+    if args.command in ("doremi", "compare"):
+        return getattr(commands, args.command)(cfg, redo=tuple(args.redo))
     if args.command == "demo":
         commands.ensure_demo_corpus(cfg, args.docs_per_source)
     until = {"demo": "export", "run": "export", "corpus": "corpus"}.get(args.command, args.command)

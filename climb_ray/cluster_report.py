@@ -33,8 +33,9 @@ def top_terms(texts_by_group: list[list[str]], n: int = N_TERMS) -> list[list[st
 
 
 def build_report(stats: ClusterStats, super_of: np.ndarray, threshold: float,
-                 samples: dict[int, list[str]]) -> dict:
-    """clusters.json content. `samples` holds some document texts of each super-cluster."""
+                 samples: dict[int, list[str]], labels: list | None = None) -> dict:
+    """clusters.json content. `samples` holds some document texts of each super-cluster; `labels`, the
+    given label of each super-cluster of a pre-clustered corpus (it names the cluster)."""
     n_super = int(super_of.max()) + 1 if (super_of >= 0).any() else 0
     terms = top_terms([samples.get(s, []) for s in range(n_super)])
     total_tokens = max(int(stats.tokens[super_of >= 0].sum()), 1)
@@ -42,13 +43,16 @@ def build_report(stats: ClusterStats, super_of: np.ndarray, threshold: float,
     for s in range(n_super):
         members = np.flatnonzero(super_of == s)
         tokens = int(stats.tokens[members].sum())
+        given = {"label": labels[s]} if labels is not None else {}
+        suffix = str(labels[s]) if labels is not None else "-".join(terms[s][:2])
         supers.append({
-            "id": s,
-            "name": f"sc{s:02d}" + (f"-{'-'.join(terms[s][:2])}" if terms[s] else ""),
+            "id": s, **given,
+            "name": f"sc{s:02d}" + (f"-{suffix}" if suffix else ""),
             "documents": int(stats.documents[members].sum()),
             "tokens": tokens,
             "token_share": round(tokens / total_tokens, 6),
-            "mean_quality": round(float(stats.quality_sum[members].sum() / max(stats.documents[members].sum(), 1)), 4),
+            "mean_quality": (round(float(stats.quality_sum[members].sum() / max(stats.documents[members].sum(), 1)), 4)
+                             if samples or labels is None else None),  # a token-ID corpus has no text to score
             "clusters": [int(c) for c in members],
             "top_terms": terms[s],
             "examples": [_snippet(t) for t in samples.get(s, [])[:N_EXAMPLES]],

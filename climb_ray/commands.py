@@ -90,6 +90,11 @@ def _describe(stage: str, info: dict) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in info["skipped_by_reason"].items() if v) or "none"
         return (f"{info['documents']} documents in {info['files']} file(s); {info['skipped']} rows "
                 f"skipped ({reasons}) -> corpus/stats.json, corpus/files.parquet")
+    if stage == "embed" and info.get("label_field"):
+        return f"not needed: the corpus is pre-clustered (corpus.label_field={info['label_field']!r})"
+    if stage == "cluster" and info.get("label_field"):
+        return (f"{info['super_clusters']} super-clusters, one per label of corpus.label_field="
+                f"{info['label_field']!r} -> cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
     if stage == "embed":
         return (f"{info['documents']} documents embedded with {info['model']} ({info['chunks']} chunk(s), "
                 f"{info['chunks_reused']} reused) -> embed/")
@@ -165,6 +170,28 @@ def print_proxy(result: dict, clusters: dict) -> None:
     for name, weight in result["weights"].items():
         print(f"  {name:<7} {weight:7.4f} {result['sequences'][name]:10d} {result['epochs'][name]:7.2f}  "
               f"{labels.get(name, '')}")
+
+
+def doremi(cfg: Config, *, redo: tuple[str, ...]) -> int:
+    from climb_ray.compare_stage import doremi as run_doremi
+
+    run, result = run_doremi(cfg, redo)
+    info = result.info
+    state = "already done, skipped" if result.skipped else "done"
+    print(f"\nclimb-ray doremi: {state}: {info['steps']} steps per proxy, {info['tokens']} tokens in "
+          f"{info['seconds']:.1f} s on {info['device']} -> {run.url('doremi', 'weights.json')}")
+    for name, weight in sorted(info["weights"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name}  {weight:6.3f}")
+    print(f"  export it: climb-ray export --weights {run.url('doremi', 'weights.json')}")
+    return 0
+
+
+def compare(cfg: Config, *, redo: tuple[str, ...]) -> int:
+    from climb_ray.compare_stage import compare as run_compare
+
+    result = run_compare(cfg, redo)
+    print(f"\n{result['text']}\nwritten to {result['run']}/compare/table.md and results.json")
+    return 0
 
 
 def bench_search(cfg: Config, args) -> int:

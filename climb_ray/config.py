@@ -18,6 +18,10 @@ class CorpusConfig:
     id_field: str = "id"  # key holding a stable document id; missing or "" -> "<file>:<row>"
     min_chars: int = 1  # rows with fewer non-blank characters are skipped (counted as empty)
     max_chars: int = 200_000  # rows with more characters are skipped (counted as too long)
+    label_field: str = ""  # key / column holding each document's cluster or domain label (ClimbLab, Nemotron-CC
+    # style): embedding and clustering are skipped and the labels are the super-clusters; "" = cluster the text
+    token_ids_field: str = ""  # column holding each document's token IDs (a list of ints) made with
+    # tokens.tokenizer: they go to the token shards as they are (needs label_field); "" = the corpus is text
 
 
 @dataclass
@@ -107,6 +111,25 @@ class SearchConfig:
 
 
 @dataclass
+class DoReMiConfig:
+    """DoReMi (Xie et al., NeurIPS 2023, arXiv 2305.10429): domain weights learned online by Group DRO."""
+
+    reference: str = "uniform"  # mixture the reference proxy trains on: uniform or prior (token shares); paper: uniform
+    step_size: float = 1.0  # eta of the exponentiated-gradient update of the domain weights (paper: 1)
+    smoothing: float = 1e-3  # c: weights mixed with uniform as (1 - c) w + c / k after each update (paper: 1e-3)
+    steps: int = 0  # optimizer steps of each of the two proxies; 0 = half the search's proxy budget each
+
+
+@dataclass
+class CompareConfig:
+    methods: list[str] = field(default_factory=lambda: ["climb", "regmix", "random", "doremi"])  # `climb-ray
+    # compare`: the methods run on the same clusters, target and proxy-token budget (climb, regmix, random, optuna, doremi)
+    references: list[str] = field(default_factory=lambda: ["uniform", "prior"])  # fixed mixtures evaluated beside them
+    seeds: int = 3  # evaluation proxies per mixture, one per seed (seeds 1000, 1001, ...: none the search used)
+    eval_steps: int = 0  # optimizer steps of each evaluation proxy; 0 = proxy.steps (the search's proxy)
+
+
+@dataclass
 class PredictorConfig:
     learning_rate: float = 0.01  # LightGBM learning rate
     num_rounds: int = 1000  # boosting rounds at most
@@ -162,6 +185,8 @@ class Config:
     target: TargetConfig = field(default_factory=TargetConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    doremi: DoReMiConfig = field(default_factory=DoReMiConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -248,6 +273,15 @@ _RULES = {
     "search.answer_top_k": _at_least(1),
     "search.max_concurrent_trials": _at_least(0),
     "search.max_failures": _at_least(0),
+    "doremi.reference": _one_of("uniform", "prior"),
+    "doremi.step_size": _at_least(0),
+    "doremi.smoothing": _between(0, 1),
+    "doremi.steps": _at_least(0),
+    "compare.methods": lambda v: None if v and all(m in ("climb", "regmix", "random", "optuna", "doremi") for m in v)
+    else "must be a non-empty list of climb, regmix, random, optuna, doremi",
+    "compare.references": lambda v: None if all(r in ("uniform", "prior") for r in v) else "may hold uniform and prior",
+    "compare.seeds": _at_least(1),
+    "compare.eval_steps": _at_least(0),
     "predictor.learning_rate": _at_least(1e-9),
     "predictor.num_rounds": _at_least(1),
     "predictor.max_depth": _at_least(1),
@@ -303,6 +337,15 @@ def validate(cfg: Config) -> Config:
                           f"{len(cfg.target.paths)} target.paths")
     if any(w < 0 for w in cfg.target.weights) or (cfg.target.weights and sum(cfg.target.weights) <= 0):
         raise ConfigError(f"target.weights={cfg.target.weights!r}: must be >= 0 with a positive sum")
+    c = cfg.corpus
+    if c.token_ids_field and not c.label_field:
+        raise ConfigError(f"corpus.token_ids_field={c.token_ids_field!r}: token-ID corpora are not embedded, so "
+                          "they need their clusters given: set corpus.label_field")
+    if c.token_ids_field and cfg.tokens.tokenizer == "bpe":
+        raise ConfigError(f"corpus.token_ids_field={c.token_ids_field!r}: set tokens.tokenizer to the tokenizer "
+                          "the IDs were made with (a path or name), not 'bpe'")
+    if c.label_field and c.label_field in (c.text_field if not c.token_ids_field else c.token_ids_field, c.id_field):
+        raise ConfigError(f"corpus.label_field={c.label_field!r}: the same field as the document's text or id")
     if not cfg.run_dir:
         raise ConfigError("run_dir='': a run folder is needed")
     return cfg

@@ -38,6 +38,9 @@ class SkipCounts:
     too_long: int = 0  # more than corpus.max_chars characters
     bad_json: int = 0  # a JSONL line that does not parse as a JSON object
     missing_field: int = 0  # a row without the text field (in a file where other rows have it)
+    missing_label: int = 0  # corpus.label_field set, and the row has no label (missing, null, NaN or "")
+    bad_label: int = 0  # a label that is not an integer or a string (a list, a fraction, true/false...)
+    bad_token_ids: int = 0  # corpus.token_ids_field set, and the row's value is not a non-empty list of ids >= 0
 
     @property
     def total(self) -> int:
@@ -96,24 +99,79 @@ def _stable_name(path: str, root: str, fs) -> str:
     return posixpath.relpath(path, base) if base else posixpath.basename(path)
 
 
-def iter_file(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts) -> Iterator[tuple[str, str]]:
-    """Yield (doc_id, text) for every good row of one file, counting the rest into `skips`.
+def iter_file(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts) -> Iterator[tuple[str, object]]:
+    """Yield (doc_id, text) for every good row of one file, counting the rest into `skips`
+    (token IDs as an int64 array instead of text when corpus.token_ids_field is set).
 
     doc_id is the row's id field, or "<file name>:<row number>" (0-based) when it has none.
     """
+    for doc_id, value, _ in iter_records(url, name, cfg, skips):
+        yield doc_id, value
+
+
+def iter_records(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts, labels: "LabelKind | None" = None):
+    """Yield (doc_id, text or token ids, label) for every good row; label is None unless
+    corpus.label_field is set, and then an int or a str (one kind per file, else CorpusError)."""
     fmt = format_of(url, cfg.format)
     if fmt == "jsonl":
         rows = _jsonl_rows(url, name, cfg, skips)
     elif fmt == "parquet":
         rows = _parquet_rows(url, name, cfg)
     elif fmt == "text":
-        rows = _text_rows(url, name)
+        if cfg.label_field or cfg.token_ids_field:
+            raise CorpusError(f"corpus file {url!r} is a .txt file: corpus.label_field and corpus.token_ids_field "
+                              "need JSONL or Parquet rows")
+        rows = ((i, d, v, None) for i, d, v in _text_rows(url, name))
     else:
         raise CorpusError(f"corpus file {url!r}: format {cfg.format!r} cannot read it")
-    for index, doc_id, value in rows:
-        text = _check_text(value, cfg, skips)
-        if text is not None:
-            yield (str(doc_id) if doc_id not in (None, "") else f"{name}:{index}"), text
+    labels = labels or LabelKind(url, cfg.label_field)
+    for index, doc_id, value, label in rows:
+        value = _check_ids(value, skips) if cfg.token_ids_field else _check_text(value, cfg, skips)
+        if value is None:
+            continue
+        if cfg.label_field:
+            label = labels.check(label, skips)
+            if label is None:
+                continue
+        yield (str(doc_id) if doc_id not in (None, "") else f"{name}:{index}"), value, label
+
+
+class LabelKind:
+    """Checks the labels of one file: integers (integral floats count, as pandas writes integer
+    columns with nulls) or strings, never both."""
+
+    def __init__(self, url: str, field: str):
+        self.url, self.field, self.kind, self.example = url, field, "", None
+
+    def check(self, value, skips: SkipCounts):
+        if value is None or value is _MISSING or value == "" or (isinstance(value, float) and value != value):
+            skips.missing_label += 1
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            skips.bad_label += 1
+            return None
+        kind = "integer" if isinstance(value, int) else "string"
+        if self.kind and kind != self.kind:
+            raise CorpusError(f"corpus file {self.url!r}: corpus.label_field={self.field!r} holds {self.kind} labels "
+                              f"(e.g. {self.example!r}) and {kind} labels (e.g. {value!r}); labels must be all "
+                              "integers or all strings")
+        self.kind, self.example = kind, self.example if self.kind else value
+        return value
+
+
+def _check_ids(value, skips: SkipCounts):
+    import numpy as np
+
+    try:
+        ids = np.asarray(value)
+    except (TypeError, ValueError):
+        ids = None
+    if ids is None or ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu" or ids.min() < 0:
+        skips.bad_token_ids += 1
+        return None
+    return ids.astype(np.int64, copy=False)
 
 
 def _check_text(value, cfg: CorpusConfig, skips: SkipCounts) -> str | None:
@@ -139,26 +197,33 @@ def _check_text(value, cfg: CorpusConfig, skips: SkipCounts) -> str | None:
 
 
 _NO_ROW = object()
+_MISSING = object()  # a JSONL row without the label key
 
 
 def _jsonl_rows(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts):
-    seen_field, missing_here, last_row = False, 0, None
+    seen_field, seen_label, missing_here, last_row = False, False, 0, None
+    field, setting = (cfg.token_ids_field, "token_ids_field") if cfg.token_ids_field else (cfg.text_field, "text_field")
     with fsspec.open(url, "rb", compression="infer") as src:
         for index, raw in enumerate(src):
             row = _parse_json_line(raw, skips)
             if row is _NO_ROW:
                 continue
             last_row = row
-            if cfg.text_field not in row:
+            if field not in row:
                 skips.missing_field += 1
                 missing_here += 1
                 if not seen_field and missing_here >= PROBE_ROWS:
-                    raise _missing_field(url, cfg.text_field, row)
+                    raise _missing_field(url, field, row, setting)
                 continue
             seen_field = True
-            yield index, row.get(cfg.id_field) if cfg.id_field else None, row[cfg.text_field]
+            label = row.get(cfg.label_field, _MISSING) if cfg.label_field else None
+            seen_label = seen_label or label is not _MISSING
+            yield index, row.get(cfg.id_field) if cfg.id_field else None, row[field], label
     if not seen_field and missing_here:
-        raise _missing_field(url, cfg.text_field, last_row)
+        raise _missing_field(url, field, last_row, setting)
+    if cfg.label_field and seen_field and not seen_label:
+        raise CorpusError(f"corpus file {url!r} has no label field {cfg.label_field!r} in any row; set "
+                          "corpus.label_field")
 
 
 def _parse_json_line(raw: bytes, skips: SkipCounts):
@@ -180,9 +245,10 @@ def _parse_json_line(raw: bytes, skips: SkipCounts):
     return row
 
 
-def _missing_field(url: str, field: str, row: dict | None) -> CorpusError:
+def _missing_field(url: str, field: str, row: dict | None, setting: str = "text_field") -> CorpusError:
     keys = f" (its rows have: {', '.join(sorted(map(str, row))[:10])})" if row else ""
-    return CorpusError(f"corpus file {url!r} has no text field {field!r}{keys}; set corpus.text_field")
+    what = "text field" if setting == "text_field" else "token-ID field"
+    return CorpusError(f"corpus file {url!r} has no {what} {field!r}{keys}; set corpus.{setting}")
 
 
 def _parquet_rows(url: str, name: str, cfg: CorpusConfig):
@@ -191,18 +257,21 @@ def _parquet_rows(url: str, name: str, cfg: CorpusConfig):
     with fsspec.open(url, "rb") as src:
         pfile = pq.ParquetFile(src)
         columns = pfile.schema_arrow.names
-        if cfg.text_field not in columns:
-            raise CorpusError(
-                f"corpus file {url!r} has no text field {cfg.text_field!r} (its columns: "
-                f"{', '.join(columns[:10])}); set corpus.text_field"
-            )
-        wanted = [cfg.text_field] + ([cfg.id_field] if cfg.id_field in columns else [])
+        field, setting = (cfg.token_ids_field, "token_ids_field") if cfg.token_ids_field else (cfg.text_field, "text_field")
+        for want, what, key in [(field, "text field" if setting == "text_field" else "token-ID field", setting),
+                                (cfg.label_field, "label field", "label_field")]:
+            if want and want not in columns:
+                raise CorpusError(f"corpus file {url!r} has no {what} {want!r} (its columns: "
+                                  f"{', '.join(columns[:10])}); set corpus.{key}")
+        extra = [c for c in (cfg.id_field, cfg.label_field) if c and c in columns and c != field]
         start = 0
-        for batch in pfile.iter_batches(batch_size=4096, columns=wanted):
-            texts = batch.column(cfg.text_field).to_pylist()
-            ids = batch.column(cfg.id_field).to_pylist() if len(wanted) == 2 else [None] * len(texts)
-            yield from zip(range(start, start + len(texts)), ids, texts)
-            start += len(texts)
+        for batch in pfile.iter_batches(batch_size=4096, columns=[field, *extra]):
+            values = batch.column(field).to_pylist()
+            none = [None] * len(values)
+            ids = batch.column(cfg.id_field).to_pylist() if cfg.id_field in extra else none
+            labels = batch.column(cfg.label_field).to_pylist() if cfg.label_field else none
+            yield from zip(range(start, start + len(values)), ids, values, labels)
+            start += len(values)
 
 
 def _text_rows(url: str, name: str):
@@ -213,10 +282,14 @@ def _text_rows(url: str, name: str):
 
 def scan_file(url: str, name: str, cfg: CorpusConfig) -> dict:
     """Read one file through and summarise it: documents, characters, and skipped rows by reason."""
-    skips = SkipCounts()
+    skips, labels = SkipCounts(), LabelKind(url, cfg.label_field)
     documents = chars = 0
-    for _, text in iter_file(url, name, cfg, skips):
+    per_label: dict = {}
+    for _, value, label in iter_records(url, name, cfg, skips, labels):
         documents += 1
-        chars += len(text)
+        chars += len(value)  # token ids for a token-ID corpus
+        if label is not None:
+            per_label[label] = per_label.get(label, 0) + 1
     return {"file": url, "name": name, "documents": documents, "chars": chars,
+            "label_kind": labels.kind, "labels": json.dumps([[k, v] for k, v in per_label.items()]),
             **{f"skipped_{k}": v for k, v in asdict(skips).items()}}

@@ -79,9 +79,10 @@ def export_stage(cfg: Config, run: RunDir) -> dict:
         for m in members:
             if (times := copies(plan, keys[m])) > 0:
                 chosen[doc_ids[m]] = (name, times)
-    tokenizer = run.read_bytes("tokens/tokenizer.json").decode("utf-8") if e.write_token_ids else None
+    token_ids = e.write_token_ids or bool(cfg.corpus.token_ids_field)  # a token-ID corpus exports its ids
+    tokenizer = run.read_bytes("tokens/tokenizer.json").decode("utf-8") if token_ids else None
     writer = ShardedWriter(run.fs, run.path("export"), e.shard_mb * 2**20,
-                           np.dtype(meta["dtype"]) if e.write_token_ids else None)
+                           np.dtype(meta["dtype"]) if token_ids else None)
     rows = {name: 0 for name in names}
     files = [(f["file"], f["name"]) for f in corpus_files(run)]
     for batch in export_rows(files, cfg.corpus, chosen, e.seed, tokenizer, int(meta["eot_id"])):
@@ -94,5 +95,5 @@ def export_stage(cfg: Config, run: RunDir) -> dict:
     run.write_json("export/manifest.json", manifest(plans, rows, budget=budget, seed=e.seed, max_epochs=max_epochs,
                                                     source=source, shards=shards))
     return {"rows": sum(rows.values()), "tokens": int(sum(p.tokens for p in plans)), "budget": budget,
-            "shards": len(shards), "shards_reused": writer.reused, "token_ids": e.write_token_ids,
+            "shards": len(shards), "shards_reused": writer.reused, "token_ids": token_ids,
             "weights": {p.name: p.weight for p in plans}}

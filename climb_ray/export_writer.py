@@ -32,7 +32,11 @@ class ShardedWriter:
     def add(self, table: pa.Table) -> None:
         """Rows in final order; `ids` (a list column) is their token ids when token shards are written.
         A shard is cut after the row that brings it to shard_bytes of text."""
-        sizes = pa.compute.binary_length(table.column("text")).to_numpy(zero_copy_only=False)
+        if "text" in table.column_names:
+            sizes = pa.compute.binary_length(table.column("text")).to_numpy(zero_copy_only=False)
+        else:  # a token-ID corpus: the size of the ids
+            ids = pa.compute.list_value_length(table.column("ids")).to_numpy(zero_copy_only=False)
+            sizes = ids * (self.token_dtype.itemsize if self.token_dtype is not None else 8)
         start = 0
         while start < table.num_rows:
             room = self.shard_bytes - self.pending_bytes
@@ -65,7 +69,8 @@ class ShardedWriter:
             if self.token_dtype is not None:
                 self._write_tokens(index, table.column("ids"))
             buffer = io.BytesIO()
-            pq.write_table(table.select(COLUMNS), buffer, compression="zstd")
+            columns = COLUMNS if "text" in table.column_names else ["ids", *COLUMNS[1:]]
+            pq.write_table(table.select(columns), buffer, compression="zstd")
             self._put(name, buffer.getvalue())  # the Parquet file last: its presence means the shard is whole
         self.shards.append(entry)
 

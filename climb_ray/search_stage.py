@@ -25,8 +25,12 @@ def make_search(cfg: Config, meta: dict) -> ClimbSearch:
     return ClimbSearch(sampler, names, s, cfg.predictor, seed=cfg.seed, strategy=s.method)
 
 
-def search_stage(cfg: Config, run: RunDir) -> dict:
-    from climb_ray.adapters.ray_tune import run_search
+def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
+    """The search into <run>/<out>/ (`climb-ray compare` runs other methods into compare/<method>/;
+    only the run's own search publishes each new predictor to search/predictor.txt as it goes)."""
+    import time
+
+    from climb_ray.adapters.ray_tune import proxy_seconds, run_search
 
     from tokenizers import Tokenizer
 
@@ -37,14 +41,20 @@ def search_stage(cfg: Config, run: RunDir) -> dict:
         for path in check_targets(cfg.target):  # a bad target stops here, not in every trial
             load_target(path, tokenizer, cfg.target)
     except Exception:
-        run.clear_stage("search")  # nothing ran: the corrected command starts afresh
+        run.clear_stage(out)  # nothing ran: the corrected command starts afresh
         raise
     meta = run.read_json("tokens/meta.json")
-    storage = absolute(run.url("search", "tune"))
+    storage = absolute(run.url(out, "tune"))
     cfg = with_absolute_paths(cfg)  # Tune runs each trial in its own folder: relative paths would break
+    start = time.perf_counter()
     search, trial_ids = run_search(cfg, make_search(cfg, meta), absolute(run.url("tokens")), storage,
-                                   publish_to=absolute(run.url()))
-    return write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"))
+                                   publish_to=absolute(run.url()) if out == "search" else None)
+    info = write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"), out=out)
+    p = cfg.proxy
+    done = sum(t.status == "done" for t in search.trials)
+    return {**info, "wall_seconds": round(time.perf_counter() - start, 1), "proxy_runs": len(search.trials),
+            "proxy_tokens": len(search.trials) * p.steps * p.batch_size * p.context,
+            "proxy_seconds": round(proxy_seconds(storage), 1), "proxies_done": done}
 
 
 def absolute(url: str) -> str:
@@ -63,7 +73,7 @@ def with_absolute_paths(cfg: Config) -> Config:
     return dataclasses.replace(cfg, target=target, proxy=proxy)
 
 
-def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: dict) -> dict:
+def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: dict, out: str = "search") -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -74,16 +84,16 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
             for i, t in enumerate(search.trials)]
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buffer)
-    run.write_bytes("search/trials.parquet", buffer.getvalue())
+    run.write_bytes(f"{out}/trials.parquet", buffer.getvalue())
     answer = search.answer()
     if search.predictor is not None:
         model, sidecar = search.predictor.to_text()
-        run.write_text("search/predictor.txt", model)
-        run.write_text("search/predictor.json", sidecar)
+        run.write_text(f"{out}/predictor.txt", model)
+        run.write_text(f"{out}/predictor.json", sidecar)
     best = best_mixture(search, answer, clusters)
-    run.write_json("search/best_mixture.json", best)
+    run.write_json(f"{out}/best_mixture.json", best)
     for name, png in report_pngs(search, answer).items():
-        run.write_bytes(f"search/{name}", png)
+        run.write_bytes(f"{out}/{name}", png)
     failed = sum(t.status == "failed" for t in search.trials)
     return {"strategy": search.strategy, "trials": len(search.trials), "failed": failed,
             "generations": search.generation + 1, "predicted": best["predicted_score"],

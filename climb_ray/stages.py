@@ -26,6 +26,8 @@ def corpus_stage(cfg: Config, run: RunDir) -> dict:
     skips = SkipCounts()
     for row in rows:
         skips.add(SkipCounts(**{k: row[f"skipped_{k}"] for k in dataclasses.asdict(skips)}))
+    if cfg.corpus.label_field:
+        run.write_json("corpus/labels.json", gather_labels(rows, cfg.corpus.label_field))
     stats = {
         "files": len(rows),
         "documents": sum(r["documents"] for r in rows),
@@ -35,6 +37,26 @@ def corpus_stage(cfg: Config, run: RunDir) -> dict:
     }
     run.write_json("corpus/stats.json", stats)
     return stats
+
+
+def gather_labels(rows: list[dict], field: str) -> dict:
+    """corpus/labels.json: every label with its documents, sorted (numbers as numbers); CorpusError when
+    one file has integer labels and another string labels, or no file has any."""
+    import json
+
+    from climb_ray.corpus import CorpusError
+
+    kinds = {r["label_kind"]: r["file"] for r in rows if r["label_kind"]}
+    if len(kinds) > 1:
+        raise CorpusError(f"corpus.label_field={field!r}: {kinds['integer']!r} has integer labels and "
+                          f"{kinds['string']!r} string labels; labels must be all integers or all strings")
+    if not kinds:
+        raise CorpusError(f"corpus.label_field={field!r}: no document has a label")
+    counts: dict = {}
+    for row in rows:
+        for label, documents in json.loads(row["labels"]):
+            counts[label] = counts.get(label, 0) + documents
+    return {"field": field, "kind": next(iter(kinds)), "labels": [[k, counts[k]] for k in sorted(counts)]}
 
 
 def plan_chunks(files: list[dict], chunk_docs: int) -> list[list[dict]]:
@@ -65,6 +87,9 @@ def embed_stage(cfg: Config, run: RunDir) -> dict:
     """Embed every document, one chunk of files at a time; a chunk with _SUCCESS is never redone."""
     from climb_ray.adapters.ray_data import embed_files
 
+    if cfg.corpus.label_field:  # pre-clustered: the labels are the clusters
+        return {"documents": 0, "chunks": 0, "chunks_reused": 0, "model": "", "max_tokens": 0,
+                "label_field": cfg.corpus.label_field}
     chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
     reused = 0
     for index, chunk in enumerate(chunks):
@@ -87,6 +112,8 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
     from climb_ray.cluster import merge, prune
     from climb_ray.cluster_report import build_report, report_png
 
+    if cfg.corpus.label_field:
+        return label_cluster_stage(cfg, run)
     c, embed_url = cfg.cluster, run.url("embed")
     n_docs = run.read_json("corpus/stats.json")["documents"]
     sample = rc.sample_embeddings(embed_url, n_docs, c.fit_sample, cfg.seed)
@@ -110,6 +137,37 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
     return {"k_init": c.k_init, "fit_documents": int(len(sample)), "clusters_pruned": int((super_of < 0).sum()),
             "documents_pruned": pruned_docs, "super_clusters": n_super,
             "names": [s["name"] for s in report["super_clusters"]]}
+
+
+MAX_LABELS = 1000  # a pre-clustered corpus with more labels than this is more likely labelled by document
+
+
+def label_cluster_stage(cfg: Config, run: RunDir) -> dict:
+    """A pre-clustered corpus (corpus.label_field): each label, in sorted order, is a super-cluster;
+    the assignments and the report are written as the k-means path writes them."""
+    from climb_ray.adapters import ray_cluster as rc
+    from climb_ray.adapters import ray_labels as rl
+    from climb_ray.cluster_report import build_report, report_png
+    from climb_ray.corpus import CorpusError
+
+    labels = [label for label, _ in run.read_json("corpus/labels.json")["labels"]]
+    if len(labels) > MAX_LABELS:
+        raise CorpusError(f"corpus.label_field={cfg.corpus.label_field!r} has {len(labels)} different labels "
+                          f"(e.g. {labels[:3]!r}), more than {MAX_LABELS} super-clusters: is it a per-document field?")
+    index_of = {str(label): i for i, label in enumerate(labels)}
+    run.clear_stage("cluster/assignments")
+    for index, chunk in enumerate(plan_chunks(corpus_files(run), cfg.embed.chunk_docs)):
+        rl.write_label_assignments([(f["file"], f["name"]) for f in chunk], cfg.corpus, index_of,
+                                   cfg.cluster.quality_scorer, run.url("cluster/assignments", f"chunk-{index:05d}"))
+    k, n_docs = len(labels), run.read_json("corpus/stats.json")["documents"]
+    stats = rl.label_statistics(run.url("cluster/assignments"), k)
+    samples = {} if cfg.corpus.token_ids_field else rc.sample_texts(
+        run.url("cluster/assignments"), k, cfg.cluster.report_docs, n_docs, cfg.seed)
+    report = build_report(stats, np.arange(k), 0.0, samples, labels=labels)
+    run.write_json("cluster/clusters.json", report)
+    run.write_bytes("cluster/clusters.png", report_png(report))
+    return {"k_init": 0, "fit_documents": 0, "clusters_pruned": 0, "documents_pruned": 0, "super_clusters": k,
+            "names": [s["name"] for s in report["super_clusters"]], "label_field": cfg.corpus.label_field}
 
 
 def tokens_stage(cfg: Config, run: RunDir) -> dict:
@@ -144,7 +202,7 @@ def tokens_stage(cfg: Config, run: RunDir) -> dict:
         run.fs.makedirs(run.path(folder), exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             rt.tokenize_chunk([(f["file"], f["name"]) for f in chunk], cfg.corpus, lookup, tok_json,
-                              eot=eot, dtype=dtype, out_dir=tmp)
+                              eot=eot, dtype=dtype, out_dir=tmp, vocab_size=vocab)
             for name in os.listdir(tmp):
                 run.fs.put(os.path.join(tmp, name), run.path(folder, name))
         run.write_text(f"{folder}/_SUCCESS", "done\n")

@@ -12,7 +12,7 @@ import ray
 from ray.data import ActorPoolStrategy
 
 from climb_ray.config import CorpusConfig, EmbedConfig
-from climb_ray.corpus import CorpusError, SkipCounts, iter_file, scan_file
+from climb_ray.corpus import CorpusError, SkipCounts, iter_records, scan_file
 
 READ_ROWS = 1024  # documents per block coming out of the readers
 HEAD_CHARS = 600  # the start of each document kept for the cluster report
@@ -25,7 +25,8 @@ def _scan_or_report(url: str, name: str, cfg: CorpusConfig) -> dict:
         return {**scan_file(url, name, cfg), "error": ""}
     except CorpusError as err:
         zeros = {f"skipped_{k}": 0 for k in SkipCounts().__dict__}
-        return {"file": url, "name": name, "documents": 0, "chars": 0, **zeros, "error": str(err)}
+        return {"file": url, "name": name, "documents": 0, "chars": 0, "label_kind": "", "labels": "[]", **zeros,
+                "error": str(err)}
 
 
 def scan_corpus(files: list[tuple[str, str]], cfg: CorpusConfig) -> list[dict]:
@@ -44,21 +45,33 @@ def scan_corpus(files: list[tuple[str, str]], cfg: CorpusConfig) -> list[dict]:
     return rows
 
 
+def _objects(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)  # never a 2-D array, also for token-ID lists of one length
+    out[:] = values
+    return out
+
+
 def read_documents(files: list[tuple[str, str]], cfg: CorpusConfig) -> ray.data.Dataset:
     """A dataset of (doc_id, text) streamed from the files; broken rows are skipped (the corpus
-    stage has counted them)."""
+    stage has counted them). A token-ID corpus has `ids` (int64 arrays) instead of text; with
+    corpus.label_field, `label` holds each document's label as a string."""
+    column = "ids" if cfg.token_ids_field else "text"
 
     def read(batch: dict) -> dict:
         for url, name in zip(batch["file"], batch["name"]):
-            ids, texts = [], []
-            for doc_id, text in iter_file(str(url), str(name), cfg, SkipCounts()):
-                ids.append(doc_id)
-                texts.append(text)
-                if len(ids) == READ_ROWS:
-                    yield {"doc_id": np.array(ids, dtype=object), "text": np.array(texts, dtype=object)}
-                    ids, texts = [], []
-            if ids:
-                yield {"doc_id": np.array(ids, dtype=object), "text": np.array(texts, dtype=object)}
+            rows: dict[str, list] = {"doc_id": [], column: [], "label": []}
+            for doc_id, value, label in iter_records(str(url), str(name), cfg, SkipCounts()):
+                rows["doc_id"].append(doc_id)
+                rows[column].append(value)
+                rows["label"].append(str(label))
+                if len(rows["doc_id"]) == READ_ROWS:
+                    yield _block(rows, bool(cfg.label_field))
+                    rows = {key: [] for key in rows}
+            if rows["doc_id"]:
+                yield _block(rows, bool(cfg.label_field))
+
+    def _block(rows: dict, labelled: bool) -> dict:
+        return {key: _objects(values) for key, values in rows.items() if key != "label" or labelled}
 
     items = [{"file": url, "name": name} for url, name in files]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))

@@ -24,18 +24,21 @@ def export_rows(files: list[tuple[str, str]], corpus: CorpusConfig, chosen: dict
 
     def expand(batch: dict) -> pa.Table:
         chosen = ray.get(chosen_ref)
-        rows = {"key": [], "text": [], "cluster": [], "doc_id": []}
-        for doc_id, text in zip(batch["doc_id"], batch["text"]):
+        column = "ids" if "ids" in batch else "text"  # a token-ID corpus has ids, not text
+        rows = {"key": [], column: [], "cluster": [], "doc_id": []}
+        for doc_id, value in zip(batch["doc_id"], batch[column]):
             doc_id = str(doc_id)
             cluster, times = chosen.get(doc_id, ("", 0))
             for copy in range(times):
                 rows["key"].append(doc_key(doc_id, seed, copy))
-                rows["text"].append(str(text))
+                rows[column].append(str(value) if column == "text" else np.append(value, eot))
                 rows["cluster"].append(cluster)
                 rows["doc_id"].append(doc_id)
-        table = pa.table({"key": pa.array(rows["key"], pa.float64()), "text": pa.array(rows["text"], pa.string()),
-                          "cluster": pa.array(rows["cluster"], pa.string()),
+        table = pa.table({"key": pa.array(rows["key"], pa.float64()), "cluster": pa.array(rows["cluster"], pa.string()),
                           "doc_id": pa.array(rows["doc_id"], pa.string())})
+        if column == "ids":
+            return table.append_column("ids", _large_lists(rows["ids"]))
+        table = table.append_column("text", pa.array(rows["text"], pa.string()))
         if tok_ref is not None:
             table = table.append_column("ids", _token_ids(tok_ref, rows["text"], eot))
         return table
@@ -56,7 +59,10 @@ def _token_ids(tok_ref, texts: list[str], eot: int) -> pa.Array:
         _TOKENIZER.clear()
         _TOKENIZER[tok_ref.hex()] = Tokenizer.from_str(ray.get(tok_ref))
     encodings = _TOKENIZER[tok_ref.hex()].encode_batch(texts, add_special_tokens=False) if texts else []
-    ids = [e.ids + [eot] for e in encodings]
+    return _large_lists([e.ids + [eot] for e in encodings])
+
+
+def _large_lists(ids: list) -> pa.Array:
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     values = np.concatenate([np.array(x, dtype=np.int64) for x in ids]) if ids else np.zeros(0, np.int64)

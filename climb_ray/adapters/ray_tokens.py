@@ -42,10 +42,11 @@ def _tokenizer(json_ref):
 
 
 def tokenize_chunk(files: list[tuple[str, str]], corpus: CorpusConfig, assignment: dict[str, int],
-                   tokenizer_json: str, *, eot: int, dtype: np.dtype, out_dir: str) -> dict:
+                   tokenizer_json: str, *, eot: int, dtype: np.dtype, out_dir: str, vocab_size: int = 0) -> dict:
     """Tokenize the documents of `files` into `<out_dir>/<cluster>.bin/.idx` (local folder), in
     file order; documents of pruned clusters (-1) are left out, and `<out_dir>/docs.parquet` (doc_id,
-    super_cluster, n_tokens of every document kept: what the export plans with). Returns the counts."""
+    super_cluster, n_tokens of every document kept: what the export plans with). Returns the counts.
+    A token-ID corpus is not tokenized: its ids (checked against vocab_size) get the end-of-text id."""
     lookup_ref, tok_ref = ray.put(assignment), ray.put(tokenizer_json)
     dtype = np.dtype(dtype)
 
@@ -53,8 +54,11 @@ def tokenize_chunk(files: list[tuple[str, str]], corpus: CorpusConfig, assignmen
         lookup = ray.get(lookup_ref)
         supers = np.array([lookup.get(str(d), -1) for d in batch["doc_id"]], dtype=np.int32)
         keep = supers >= 0
-        texts = [str(t) for t, k in zip(batch["text"], keep) if k]
-        docs = encode_docs(_tokenizer(tok_ref), texts, eot, dtype) if texts else []
+        if "ids" in batch:
+            docs = [np.append(np.asarray(ids, dtype=np.int64), eot) for ids, k in zip(batch["ids"], keep) if k]
+        else:
+            texts = [str(t) for t, k in zip(batch["text"], keep) if k]
+            docs = encode_docs(_tokenizer(tok_ref), texts, eot, dtype) if texts else []
         lengths = np.array([len(d) for d in docs], dtype=np.int64)
         values = np.concatenate(docs) if docs else np.zeros(0, dtype)
         offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int64())
@@ -70,6 +74,8 @@ def tokenize_chunk(files: list[tuple[str, str]], corpus: CorpusConfig, assignmen
         supers = batch.column("super_cluster").to_numpy()
         lists = batch.column("ids").combine_chunks()
         offsets, values = lists.offsets.to_numpy(), lists.values.to_numpy()
+        if corpus.token_ids_field and len(values) and values.max() >= vocab_size:
+            raise _outside_vocabulary(batch, offsets, values, vocab_size, corpus.token_ids_field)
         docs.append(pa.table({"doc_id": batch.column("doc_id"), "super_cluster": batch.column("super_cluster"),
                               "n_tokens": pa.array(np.diff(offsets), pa.int64())}))
         for s in np.unique(supers):
@@ -83,3 +89,13 @@ def tokenize_chunk(files: list[tuple[str, str]], corpus: CorpusConfig, assignmen
     schema = pa.schema([("doc_id", pa.string()), ("super_cluster", pa.int32()), ("n_tokens", pa.int64())])
     pq.write_table(pa.concat_tables(docs) if docs else schema.empty_table(), os.path.join(out_dir, "docs.parquet"))
     return {name: {"tokens": s.tokens, "documents": s.documents} for name, s in shards.items()}
+
+
+def _outside_vocabulary(batch: pa.Table, offsets: np.ndarray, values: np.ndarray, vocab_size: int, field: str):
+    from climb_ray.corpus import CorpusError
+
+    row = int(np.searchsorted(offsets, int(np.argmax(values >= vocab_size)), side="right") - 1)
+    doc = values[offsets[row]:offsets[row + 1]]
+    return CorpusError(f"document {batch.column('doc_id')[row].as_py()!r} has token id {int(doc.max())} in "
+                       f"corpus.token_ids_field={field!r}, outside the vocabulary of tokens.tokenizer "
+                       f"({vocab_size} ids): were the ids made with another tokenizer?")

@@ -139,6 +139,20 @@ def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str,
     return _final_state(path, search)
 
 
+def proxy_seconds(storage: str) -> float:
+    """Seconds the experiment's proxies spent training and scoring, summed over its trials' results."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(os.path.join(storage, EXPERIMENT))
+    total = 0.0
+    for path in fs.glob(f"{root}/*/result.json"):
+        with fs.open(path, "r") as src:
+            for line in src:
+                if line.strip():
+                    total += float(json.loads(line).get("seconds", 0.0))
+    return total
+
+
 def _final_state(path: str, search: ClimbSearch) -> tuple[ClimbSearch, dict]:
     """The searcher's last checkpoint (Tune writes it when the experiment ends), restored into `search`;
     `path` may be local or an object-store URI."""

@@ -1,0 +1,41 @@
+"""DoReMi and the evaluation proxies of `climb-ray compare` as Ray tasks: each on a GPU when the cluster
+has GPUs (resources.device), else on proxy.cpus_per_trial CPUs. The maths is climb_ray.baselines.doremi
+and climb_ray.trial."""
+
+from __future__ import annotations
+
+import ray
+
+from climb_ray.adapters.ray_proxy import _train_and_score, trial_resources
+from climb_ray.config import Config
+
+
+def _doremi(cfg: Config, tokens_url: str) -> dict:
+    import torch
+
+    from climb_ray.baselines.doremi import run_doremi
+    from climb_ray.proxy import pick_device
+    from climb_ray.tokens import Shards
+
+    device = pick_device("auto")
+    if device == "cpu":
+        torch.set_num_threads(cfg.proxy.threads or max(1, int(cfg.proxy.cpus_per_trial)))
+    shards = Shards(tokens_url)
+    result = run_doremi(shards.arrays, shards.names, cfg, int(shards.meta["vocab_size"]), device=device)
+    return {**result.to_json(), "device": device}
+
+
+def run_doremi_task(cfg: Config, tokens_url: str) -> dict:
+    """DoReMi's domain weights for the run's token shards (DoReMiResult.to_json())."""
+    return ray.get(ray.remote(max_retries=0, **trial_resources(cfg))(_doremi).remote(cfg, tokens_url))
+
+
+def evaluate(cfg: Config, tokens_url: str, jobs: list[tuple[str, list[float], int]], done):
+    """Train and score one proxy per (key, weights, seed), all queued at once; done(key, result) is
+    called as each finishes, so a killed compare keeps the proxies already trained."""
+    task = ray.remote(max_retries=1, **trial_resources(cfg))(_train_and_score)
+    pending = {task.remote(cfg, tokens_url, list(weights), seed): key for key, weights, seed in jobs}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(ready[0])
+        done(key, ray.get(ready[0]))

@@ -1,0 +1,1 @@
+"""Mixture methods compared with CLIMB (no Ray inside)."""
