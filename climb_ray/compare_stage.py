@@ -142,7 +142,12 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
     run_pipeline(cfg, until="tokens", redo=redo)
     run = RunDir(cfg.run_dir)
     ensure_ray(cfg.resources)
-    mixtures = {m: method_mixture(cfg, run, m, redo) for m in cfg.compare.methods}
+    mixtures = {}
+    for method in cfg.compare.methods:
+        print(f"compare: {method} ...", flush=True)
+        mixtures[method] = method_mixture(cfg, run, method, redo)
+        top = sorted(mixtures[method]["weights"].items(), key=lambda kv: -kv[1])[:3]
+        print(f"compare: {method} answers " + ", ".join(f"{n} {w:.3f}" for n, w in top), flush=True)
     meta = run.read_json("tokens/meta.json")
     mixtures.update({r: reference_mixture(r, meta) for r in cfg.compare.references if r not in mixtures})
     scores = evaluate_all(cfg, run, mixtures)

@@ -104,7 +104,8 @@ class SearchConfig:
     min_weight: float = 2e-4  # weights below this are set to 0; weights are rounded to this step
     n_candidates: int = 100_000  # candidate mixtures scored by the predictor at each iteration
     top_pool_min: int = 128  # the next M mixtures are drawn from the top max(M**2, this) candidates
-    answer: str = "best"  # best (best predicted candidate, the paper), topk_mean (mean of the top answer_top_k) or best_seen
+    answer: str = "best"  # CLIMB's answer: best (best predicted candidate, the paper), topk_mean (mean of the top
+    # answer_top_k) or best_seen; regmix always answers with its own rule (top-k mean), random and optuna best seen
     answer_top_k: int = 128  # candidates averaged when answer = topk_mean
     max_concurrent_trials: int = 0  # proxy trainings at once; 0 = as many as resources allow
     max_failures: int = 1  # retries of a failing proxy trial before it is recorded as failed

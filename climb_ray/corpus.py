@@ -266,7 +266,8 @@ def _parquet_rows(url: str, name: str, cfg: CorpusConfig):
         extra = [c for c in (cfg.id_field, cfg.label_field) if c and c in columns and c != field]
         start = 0
         for batch in pfile.iter_batches(batch_size=4096, columns=[field, *extra]):
-            values = batch.column(field).to_pylist()
+            column = batch.column(field)  # token-ID lists as numpy arrays: no Python int per token
+            values = column.to_numpy(zero_copy_only=False) if cfg.token_ids_field else column.to_pylist()
             none = [None] * len(values)
             ids = batch.column(cfg.id_field).to_pylist() if cfg.id_field in extra else none
             labels = batch.column(cfg.label_field).to_pylist() if cfg.label_field else none

@@ -144,7 +144,7 @@ class ClimbSearch:
                                "error is in search/tune/climb/*/error.txt")
         if self.strategy in ("random", "optuna") or self.refit() is None:
             return {"weights": best.weights, "predicted": best.score, "source": "best_seen"}
-        if self.search.answer == "best_seen":
+        if self.search.answer == "best_seen" and self.strategy == "climb":  # RegMix keeps its own rule
             return {"weights": best.weights, "predicted": float(self.predictor.predict(best.weights[None])[0]),
                     "source": "best_seen"}
         candidates = unique_rows(np.vstack([self.sampler.candidates(self.search.n_candidates, self.rng),

@@ -20,8 +20,20 @@ def _doremi(cfg: Config, tokens_url: str) -> dict:
     device = pick_device("auto")
     if device == "cpu":
         torch.set_num_threads(cfg.proxy.threads or max(1, int(cfg.proxy.cpus_per_trial)))
-    shards = Shards(tokens_url)
-    result = run_doremi(shards.arrays, shards.names, cfg, int(shards.meta["vocab_size"]), device=device)
+    from climb_ray.baselines.doremi import doremi_steps
+
+    shards, steps = Shards(tokens_url), doremi_steps(cfg)
+    every = max(1, steps // 10)
+
+    def progress(step: int, weights) -> None:  # to the job's log, ten times in all
+        if (step + 1) % every == 0 or step + 1 == steps:
+            top = sorted(zip(shards.names, weights), key=lambda kv: -kv[1])[:3]
+            print(f"doremi: step {step + 1}/{steps}, domain weights now " + ", ".join(f"{n} {w:.3f}" for n, w in top),
+                  flush=True)
+
+    print(f"doremi: training the reference proxy ({steps} steps on {cfg.doremi.reference})", flush=True)
+    result = run_doremi(shards.arrays, shards.names, cfg, int(shards.meta["vocab_size"]), device=device,
+                        progress=progress)
     return {**result.to_json(), "device": device}
 
 

@@ -35,6 +35,21 @@ def test_missing_text_field_is_one_line_exit_2(ray_session, tmp_path):
     assert_one_line_error(proc, "d.jsonl", "'text'", "corpus.text_field")
 
 
+def test_compare_with_an_unknown_method_is_one_line_exit_2_and_starts_no_ray(tmp_path):
+    proc = run_cli(["compare", "--config", "demo", "compare.methods=[climb,doremi,magic]", f"run_dir={tmp_path}/run"])
+    assert_one_line_error(proc, "compare.methods=['climb', 'doremi', 'magic']", "climb, regmix, random, optuna, doremi")
+    assert "Ray" not in proc.stdout + proc.stderr
+
+
+def test_a_corpus_mixing_integer_and_string_labels_is_one_line_exit_2(ray_session, tmp_path):
+    rows = [{"text": "first", "domain": 3}, {"text": "second", "domain": "news"}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    address = ray_session.get_runtime_context().gcs_address
+    proc = run_cli(["corpus", "scan", f"corpus.paths=[{tmp_path}/d.jsonl]", "corpus.label_field=domain",
+                    f"run_dir={tmp_path}/run"], env={"RAY_ADDRESS": address})
+    assert_one_line_error(proc, "d.jsonl", "integer labels (e.g. 3)", "string labels (e.g. 'news')")
+
+
 def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     """Run from a user's folder with the demo's relative paths (data/..., runs/demo), as `make demo` does."""
     env = {"RAY_ADDRESS": "", "RAY_AUTH_MODE": ""}  # as a user's shell: auth on, no cluster

@@ -2,7 +2,7 @@ import pytest
 
 from climb_ray.cli import build_parser, main
 
-COMMANDS = ["demo", "run", "corpus", "embed", "cluster", "search", "serve", "export", "config"]
+COMMANDS = ["demo", "run", "corpus", "embed", "cluster", "search", "serve", "export", "doremi", "compare", "config"]
 
 
 def help_text(argv, capsys):

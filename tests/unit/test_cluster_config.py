@@ -68,7 +68,8 @@ def test_the_rayjob_manifest_uses_kuberay_field_names_and_runs_the_pipeline_job(
     assert yaml.safe_load(spec["runtimeEnvYAML"])["pip"][0] == "torch==2.13.0"
 
 
-@pytest.mark.parametrize("stage", ["pipeline", "embed", "cluster", "tokens", "search", "export", "serve"])
+@pytest.mark.parametrize("stage", ["pipeline", "embed", "cluster", "tokens", "search", "export", "serve", "doremi",
+                                   "compare"])
 def test_each_job_script_documents_its_submit_line_and_reaches_the_cli(stage):
     script = ROOT / "jobs" / f"{stage}.py"
     doc = script.read_text().split('"""')[1]

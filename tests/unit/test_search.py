@@ -97,6 +97,12 @@ def test_regmix_spends_the_whole_budget_at_once_and_answers_with_a_top_k_mean():
     assert answer["weights"].sum() == pytest.approx(1.0)
 
 
+def test_regmix_keeps_its_own_answer_rule_when_climbs_answer_is_best_seen():
+    search = make(search=dataclasses.replace(SEARCH, answer="best_seen"), strategy="regmix")
+    run(search)
+    assert search.answer()["source"].startswith("mean_of_top_")
+
+
 def test_answer_best_seen_is_the_best_measured_mixture():
     search = make(search=dataclasses.replace(SEARCH, answer="best_seen"))
     run(search)
