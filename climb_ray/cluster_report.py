@@ -33,9 +33,10 @@ def top_terms(texts_by_group: list[list[str]], n: int = N_TERMS) -> list[list[st
 
 
 def build_report(stats: ClusterStats, super_of: np.ndarray, threshold: float,
-                 samples: dict[int, list[str]], labels: list | None = None) -> dict:
+                 samples: dict[int, list[str]], labels: list | None = None, quality: bool = True) -> dict:
     """clusters.json content. `samples` holds some document texts of each super-cluster; `labels`, the
-    given label of each super-cluster of a pre-clustered corpus (it names the cluster)."""
+    given label of each super-cluster of a pre-clustered corpus (it names the cluster); quality=False
+    when there was no text to score (a token-ID corpus: mean_quality is null)."""
     n_super = int(super_of.max()) + 1 if (super_of >= 0).any() else 0
     terms = top_terms([samples.get(s, []) for s in range(n_super)])
     total_tokens = max(int(stats.tokens[super_of >= 0].sum()), 1)
@@ -52,7 +53,7 @@ def build_report(stats: ClusterStats, super_of: np.ndarray, threshold: float,
             "tokens": tokens,
             "token_share": round(tokens / total_tokens, 6),
             "mean_quality": (round(float(stats.quality_sum[members].sum() / max(stats.documents[members].sum(), 1)), 4)
-                             if samples or labels is None else None),  # a token-ID corpus has no text to score
+                             if quality else None),
             "clusters": [int(c) for c in members],
             "top_terms": terms[s],
             "examples": [_snippet(t) for t in samples.get(s, [])[:N_EXAMPLES]],

@@ -155,15 +155,20 @@ def label_cluster_stage(cfg: Config, run: RunDir) -> dict:
         raise CorpusError(f"corpus.label_field={cfg.corpus.label_field!r} has {len(labels)} different labels "
                           f"(e.g. {labels[:3]!r}), more than {MAX_LABELS} super-clusters: is it a per-document field?")
     index_of = {str(label): i for i, label in enumerate(labels)}
+    tokenizer = None
+    if cfg.corpus.token_ids_field:  # the report shows token-ID documents decoded (their first ids only)
+        from climb_ray.tokens import pretrained_tokenizer
+
+        tokenizer = pretrained_tokenizer(cfg.tokens.tokenizer)[0].to_str()
     run.clear_stage("cluster/assignments")
     for index, chunk in enumerate(plan_chunks(corpus_files(run), cfg.embed.chunk_docs)):
         rl.write_label_assignments([(f["file"], f["name"]) for f in chunk], cfg.corpus, index_of,
-                                   cfg.cluster.quality_scorer, run.url("cluster/assignments", f"chunk-{index:05d}"))
+                                   cfg.cluster.quality_scorer, run.url("cluster/assignments", f"chunk-{index:05d}"),
+                                   tokenizer)
     k, n_docs = len(labels), run.read_json("corpus/stats.json")["documents"]
     stats = rl.label_statistics(run.url("cluster/assignments"), k)
-    samples = {} if cfg.corpus.token_ids_field else rc.sample_texts(
-        run.url("cluster/assignments"), k, cfg.cluster.report_docs, n_docs, cfg.seed)
-    report = build_report(stats, np.arange(k), 0.0, samples, labels=labels)
+    samples = rc.sample_texts(run.url("cluster/assignments"), k, cfg.cluster.report_docs, n_docs, cfg.seed)
+    report = build_report(stats, np.arange(k), 0.0, samples, labels=labels, quality=not cfg.corpus.token_ids_field)
     run.write_json("cluster/clusters.json", report)
     run.write_bytes("cluster/clusters.png", report_png(report))
     return {"k_init": 0, "fit_documents": 0, "clusters_pruned": 0, "documents_pruned": 0, "super_clusters": k,

@@ -14,11 +14,15 @@ from climb_ray.adapters.ray_data import HEAD_CHARS, read_documents
 from climb_ray.config import CorpusConfig
 
 
+HEAD_IDS = 256  # token ids decoded for the report's text head of a token-ID document
+
+
 def write_label_assignments(files: list[tuple[str, str]], corpus: CorpusConfig, index_of: dict[str, int],
-                            scorer: str, out_url: str) -> None:
+                            scorer: str, out_url: str, tokenizer_json: str | None = None) -> None:
     """Assignments of one chunk of files; `index_of` maps a label (as a string) to its super-cluster.
-    n_tokens counts words of a text corpus (the tokens stage counts real tokens), ids of a token-ID one."""
-    ref = ray.put(index_of)
+    n_tokens counts words of a text corpus (the tokens stage counts real tokens), ids of a token-ID
+    one, whose text head (for the report only) is its first ids decoded with `tokenizer_json`."""
+    ref, tok_ref = ray.put(index_of), ray.put(tokenizer_json)
 
     def label(batch: dict) -> pa.Table:
         from climb_ray.quality import load_scorer, score
@@ -32,13 +36,29 @@ def write_label_assignments(files: list[tuple[str, str]], corpus: CorpusConfig, 
             heads = [t[:HEAD_CHARS] for t in texts]
         else:
             n_tokens = np.array([len(ids) for ids in batch["ids"]], dtype=np.int64)
-            quality, heads = np.full(len(supers), np.nan), [""] * len(supers)
+            quality, heads = np.full(len(supers), np.nan), _decoded_heads(tok_ref, batch["ids"])
         return pa.table({"doc_id": pa.array([str(d) for d in batch["doc_id"]], pa.string()),
                          "cluster": pa.array(supers, pa.int32()), "super_cluster": pa.array(supers, pa.int32()),
                          "quality": pa.array(quality, pa.float64()), "n_tokens": pa.array(n_tokens, pa.int64()),
                          "text_head": pa.array(heads, pa.string())})
 
     read_documents(files, corpus).map_batches(label, batch_format="numpy").write_parquet(out_url)
+
+
+_TOKENIZER: dict[str, object] = {}
+
+
+def _decoded_heads(tok_ref, ids) -> list[str]:
+    from tokenizers import Tokenizer
+
+    text = ray.get(tok_ref)
+    if not text:
+        return [""] * len(ids)
+    if text not in _TOKENIZER:
+        _TOKENIZER.clear()
+        _TOKENIZER[text] = Tokenizer.from_str(text)
+    heads = _TOKENIZER[text].decode_batch([np.asarray(x[:HEAD_IDS]).tolist() for x in ids])
+    return [h[:HEAD_CHARS] for h in heads]
 
 
 def label_statistics(assignments_url: str, k: int):

@@ -140,6 +140,10 @@ def test_token_ids_go_to_the_shards_as_they_are_and_export_as_ids(ray_session, t
     labels = sorted({r["cluster"] for r in good})
     report_json = json.loads((tmp_path / "run" / "cluster" / "clusters.json").read_text())
     assert [s["label"] for s in report_json["super_clusters"]] == labels == [0, 10, 20, 30, 40]
+    for s in report_json["super_clusters"]:  # the report decodes the first ids of sampled documents
+        assert s["mean_quality"] is None and s["top_terms"] and s["examples"]
+        texts = [tok.decode(r["input_ids"][:256]) for r in good if r["cluster"] == s["label"]]
+        assert all(any(" ".join(t.split()).startswith(e.rstrip(".")) for t in texts) for e in s["examples"])
     for i, label in enumerate(labels):
         expected = np.concatenate([r["input_ids"] + [eot] for r in good if r["cluster"] == label])
         assert np.array_equal(np.fromfile(tmp_path / "run" / "tokens" / f"sc{i:02d}.bin", np.uint16), expected)
