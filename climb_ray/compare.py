@@ -26,6 +26,7 @@ def rows(mixtures: dict[str, dict], results: dict[str, list[float]]) -> list[dic
         stats = interval(results[label])
         top = sorted(mixture["weights"].items(), key=lambda kv: -kv[1])[:3]
         out.append({"method": label, **stats, "scores": results[label], "weights": mixture["weights"],
+                    "answer": mixture.get("answer", mixture["weights"]), "capped": mixture.get("capped", False),
                     "top": ", ".join(f"{n} {w:.2f}" for n, w in top), **mixture.get("compute", {})})
     return sorted(out, key=lambda r: -r["mean"])
 

@@ -73,10 +73,11 @@ def method_mixture(cfg: Config, run: RunDir, method: str, redo: tuple[str, ...])
 def _search_compute(cfg: Config, run: RunDir, out: str, info: dict) -> dict:
     from climb_ray.adapters.ray_tune import proxy_seconds
 
-    p = cfg.proxy
-    runs = info.get("proxy_runs", info["trials"])  # a search made before these figures were kept
-    seconds = info.get("proxy_seconds", proxy_seconds(absolute(run.url(out, "tune"))))
-    return {"proxy_runs": runs, "proxy_tokens": runs * p.steps * p.batch_size * p.context, "proxy_seconds": seconds}
+    if "proxy_seconds" in info:
+        return {key: info[key] for key in ("proxy_runs", "proxy_tokens", "proxy_seconds")}
+    p, runs = cfg.proxy, info["trials"]  # a search made before these figures were kept: count them now
+    return {"proxy_runs": runs, "proxy_tokens": runs * p.steps * p.batch_size * p.context,
+            "proxy_seconds": round(proxy_seconds(absolute(run.url(out, "tune"))), 1)}
 
 
 def reference_mixture(name: str, meta: dict) -> dict:
@@ -108,6 +109,8 @@ def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[st
         asked = np.array([mixture["weights"].get(n, 0.0) for n in names], dtype=np.float64)
         weights = fit_to_caps(asked, caps)  # an answer beyond the evaluation proxy's epoch caps is capped
         mixture["capped"] = bool(np.abs(weights - asked / asked.sum()).max() > 1e-9)
+        mixture["answer"] = mixture["weights"]  # as the method gave it (best_mixture.json rounds to 1e-6)
+        mixture["weights"] = {n: float(w) for n, w in zip(names, weights)}  # what the proxies trained on
         for seed in range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds):
             key, record = f"{label}-s{seed}", {"weights": weights.round(12).tolist(), "settings": settings}
             path = f"compare/eval/{key}.json"

@@ -39,6 +39,7 @@ def pretrained_tokenizer(name_or_path: str):
     with its end-of-text token (eos, else sep, else a new EOT token)."""
     from transformers import AutoTokenizer
 
+    from climb_ray.config import ConfigError
     from climb_ray.embed import resolve_model
 
     if name_or_path.endswith(".json") and os.path.isfile(name_or_path):
@@ -46,9 +47,9 @@ def pretrained_tokenizer(name_or_path: str):
     try:
         hf = AutoTokenizer.from_pretrained(resolve_model(name_or_path))  # packaged names work offline
     except (OSError, ValueError) as err:
-        raise ValueError(f"tokens.tokenizer={name_or_path!r}: cannot load it ({err})") from None
+        raise ConfigError(f"tokens.tokenizer={name_or_path!r}: cannot load it ({err})") from None
     if not getattr(hf, "is_fast", False):
-        raise ValueError(f"tokens.tokenizer={name_or_path!r}: only fast (Rust) tokenizers are supported")
+        raise ConfigError(f"tokens.tokenizer={name_or_path!r}: only fast (Rust) tokenizers are supported")
     tok = hf.backend_tokenizer
     eot = hf.eos_token or hf.sep_token
     if eot is None:
@@ -61,10 +62,12 @@ def _tokenizer_file(path: str):
     """A `tokenizers` JSON file, with its end-of-text token (a usual name, else a new EOT token)."""
     from tokenizers import Tokenizer
 
+    from climb_ray.config import ConfigError
+
     try:
         tok = Tokenizer.from_file(path)
     except Exception as err:  # the Rust side raises plain Exceptions
-        raise ValueError(f"tokens.tokenizer={path!r}: not a tokenizers JSON file ({err})") from None
+        raise ConfigError(f"tokens.tokenizer={path!r}: not a tokenizers JSON file ({err})") from None
     eot = next((t for t in (EOT, "</s>", "<eos>", "[SEP]") if tok.token_to_id(t) is not None), None)
     if eot is None:
         tok.add_special_tokens([EOT])

@@ -22,7 +22,7 @@ def write_label_assignments(files: list[tuple[str, str]], corpus: CorpusConfig, 
     """Assignments of one chunk of files; `index_of` maps a label (as a string) to its super-cluster.
     n_tokens counts words of a text corpus (the tokens stage counts real tokens), ids of a token-ID
     one, whose text head (for the report only) is its first ids decoded with `tokenizer_json`."""
-    ref, tok_ref = ray.put(index_of), ray.put(tokenizer_json)
+    ref, tok_ref = ray.put(index_of), ray.put(tokenizer_json) if tokenizer_json else None
 
     def label(batch: dict) -> pa.Table:
         from climb_ray.quality import load_scorer, score
@@ -45,19 +45,12 @@ def write_label_assignments(files: list[tuple[str, str]], corpus: CorpusConfig, 
     read_documents(files, corpus).map_batches(label, batch_format="numpy").write_parquet(out_url)
 
 
-_TOKENIZER: dict[str, object] = {}
-
-
 def _decoded_heads(tok_ref, ids) -> list[str]:
-    from tokenizers import Tokenizer
+    from climb_ray.adapters.ray_tokens import cached_tokenizer
 
-    text = ray.get(tok_ref)
-    if not text:
+    if tok_ref is None:
         return [""] * len(ids)
-    if text not in _TOKENIZER:
-        _TOKENIZER.clear()
-        _TOKENIZER[text] = Tokenizer.from_str(text)
-    heads = _TOKENIZER[text].decode_batch([np.asarray(x[:HEAD_IDS]).tolist() for x in ids])
+    heads = cached_tokenizer(tok_ref).decode_batch([np.asarray(x[:HEAD_IDS]).tolist() for x in ids])
     return [h[:HEAD_CHARS] for h in heads]
 
 

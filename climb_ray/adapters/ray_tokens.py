@@ -32,7 +32,8 @@ def sample_training_texts(files: list[tuple[str, str]], corpus: CorpusConfig, n_
     return [t for _, t in rows[:want]]
 
 
-def _tokenizer(json_ref):
+def cached_tokenizer(json_ref):
+    """The tokenizer whose JSON `json_ref` holds, built once per worker process."""
     key = json_ref.hex() if hasattr(json_ref, "hex") else str(id(json_ref))
     if key not in _TOKENIZERS:
         from tokenizers import Tokenizer
@@ -58,7 +59,7 @@ def tokenize_chunk(files: list[tuple[str, str]], corpus: CorpusConfig, assignmen
             docs = [np.append(np.asarray(ids, dtype=np.int64), eot) for ids, k in zip(batch["ids"], keep) if k]
         else:
             texts = [str(t) for t, k in zip(batch["text"], keep) if k]
-            docs = encode_docs(_tokenizer(tok_ref), texts, eot, dtype) if texts else []
+            docs = encode_docs(cached_tokenizer(tok_ref), texts, eot, dtype) if texts else []
         lengths = np.array([len(d) for d in docs], dtype=np.int64)
         values = np.concatenate(docs) if docs else np.zeros(0, dtype)
         offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int64())

@@ -30,6 +30,20 @@ def test_a_missing_pretrained_tokenizer_names_the_value(tmp_path):
         tk.pretrained_tokenizer(str(tmp_path / "nowhere"))
 
 
+def test_a_tokenizer_that_cannot_be_loaded_is_a_config_error_and_packaged_names_and_json_files_load(tmp_path):
+    from climb_ray.config import ConfigError
+
+    (tmp_path / "broken.json").write_text("{not json")
+    for bad in (str(tmp_path / "nowhere"), str(tmp_path / "broken.json")):
+        with pytest.raises(ConfigError, match=f"tokens.tokenizer='{bad}'"):
+            tk.pretrained_tokenizer(bad)
+    by_name, eot = tk.pretrained_tokenizer("all-MiniLM-L6-v2")  # the packaged copy, offline
+    assert eot == "[SEP]"
+    by_name.save(str(tmp_path / "tokenizer.json"))
+    from_file, eot = tk.pretrained_tokenizer(str(tmp_path / "tokenizer.json"))
+    assert eot == "[SEP]" and from_file.encode("hello world").ids == by_name.encode("hello world").ids
+
+
 def test_document_sample_does_not_depend_on_the_order_documents_come_in():
     ids = [f"doc-{i}" for i in range(2000)]
     picked = {d for d in ids if tk.hash_fraction(d, 7) < 0.1}
