@@ -1,9 +1,13 @@
 """The pool benchmark of search strategies (`climb-ray bench-search`), on measured runs such as RegMix's.
 
-The pool is the rows of the CSV files. A strategy may evaluate only pool rows (an evaluation
-returns the row's measured value) and must answer with a pool row. Regret = the answer's value
-minus the pool's best (for --mode min; the other way round for max); best-seen regret is that of
-the best row the strategy evaluated. Means and 95% intervals (1.96 standard errors) over seeds.
+The pool is the rows of the CSV files (rows with a missing value dropped; `answer_row` and
+`best_seen_row` index what is left, in CSV order). A strategy may evaluate only pool rows and must
+answer with a pool row. An evaluation returns the row's measured value plus, with --noise SD,
+seeded Gaussian noise: a repeated evaluation of a row draws fresh noise (like a proxy trained with
+a new seed) and counts against the budget like any other. Regret is judged on the noiseless value:
+the answer's value minus the pool's best (for --mode min; the other way round for max); best-seen
+regret is that of the row with the best measured mean among those evaluated (what a user without a
+predictor would pick). Means and 95% intervals (1.96 standard errors) over seeds.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def load_pool(paths: list[str], target: str, weight_columns: list[str] | None = 
 
 
 def climb_schedule(budget: int, ratio=(4, 2, 1)) -> list[int]:
-    """The budget split like the paper's 64:32:16."""
+    """The budget split in the proportions of `ratio` (search.schedule; the paper's 64:32:16 is 4:2:1)."""
     counts = allocate(np.array(ratio, dtype=float) / sum(ratio), budget)
     return [int(c) for c in counts if c > 0]
 
@@ -48,29 +52,44 @@ def nearest(rows: np.ndarray, w: np.ndarray) -> int:
     return int(np.argmin(np.abs(rows - w).sum(axis=1)))
 
 
+class Evaluator:
+    """Evaluations of pool rows: the row's score plus seeded Gaussian noise (fresh at every call),
+    with the measurements kept per row."""
+
+    def __init__(self, scores: np.ndarray, noise: float, seed: int):
+        self.scores, self.noise = scores, noise
+        self.rng = np.random.default_rng([seed, 7_777])  # not the search's own stream
+        self.measured: dict[int, list[float]] = {}
+
+    def __call__(self, row: int) -> float:
+        value = float(self.scores[row] + (self.rng.normal(0.0, self.noise) if self.noise > 0 else 0.0))
+        self.measured.setdefault(row, []).append(value)
+        return value
+
+    def best_seen(self) -> int:
+        return max(self.measured, key=lambda r: np.mean(self.measured[r]))
+
+
 def run_one(strategy: str, weights: np.ndarray, scores: np.ndarray, budget: int, seed: int,
-            search: SearchConfig, predictor: PredictorConfig) -> tuple[int, int]:
-    """(answer row, best evaluated row) of one strategy run; `scores` are higher-is-better."""
+            search: SearchConfig, predictor: PredictorConfig, noise: float = 0.0) -> tuple[int, int]:
+    """(answer row, best-seen row) of one strategy run; `scores` are higher-is-better."""
+    evaluate = Evaluator(scores, noise, seed)
     if strategy == "optuna":
-        return _run_optuna(weights, scores, budget, seed)
-    schedule = climb_schedule(budget) if strategy == "climb" else [budget]
+        return _run_optuna(weights, evaluate, budget, seed)
+    schedule = climb_schedule(budget, search.schedule) if strategy == "climb" else [budget]
     cfg = dataclasses.replace(search, schedule=schedule)
     s = ClimbSearch(PoolSampler(weights), [f"w{i}" for i in range(weights.shape[1])], cfg, predictor,
-                    seed=seed, strategy=strategy)
-    evaluated: list[int] = []
+                    seed=seed, strategy=strategy, log=lambda message: None)
     while not s.finished:
         batch = s.ask(budget)
         if not batch:
             break  # the pool ran out of rows
         for index, w in batch:
-            row = nearest(weights, w)
-            evaluated.append(row)
-            s.tell(index, scores[row])
-    best_seen = max(evaluated, key=lambda r: scores[r])
-    return nearest(weights, s.answer()["weights"]), best_seen
+            s.tell(index, evaluate(nearest(weights, w)))
+    return nearest(weights, s.answer()["weights"]), evaluate.best_seen()
 
 
-def _run_optuna(weights: np.ndarray, scores: np.ndarray, budget: int, seed: int) -> tuple[int, int]:
+def _run_optuna(weights: np.ndarray, evaluate: Evaluator, budget: int, seed: int) -> tuple[int, int]:
     """Optuna's TPE over k numbers in [0, 1] normalised onto the simplex; each suggestion evaluates the
     nearest pool row not evaluated yet. Answer: the best row seen."""
     import optuna
@@ -85,9 +104,9 @@ def _run_optuna(weights: np.ndarray, scores: np.ndarray, budget: int, seed: int)
         distance[used] = np.inf
         row = int(np.argmin(distance))
         used[row] = True
-        study.tell(trial, float(scores[row]))
-    best = max(np.flatnonzero(used), key=lambda r: scores[r])
-    return int(best), int(best)
+        study.tell(trial, evaluate(row))
+    best = evaluate.best_seen()
+    return best, best
 
 
 def summarise(regrets: list[float]) -> tuple[float, float]:
@@ -98,9 +117,11 @@ def summarise(regrets: list[float]) -> tuple[float, float]:
 def benchmark(paths: list[str], target: str, *, mode: str, budgets: list[int], seeds: int,
               strategies: list[str], weight_columns: list[str] | None = None,
               search: SearchConfig | None = None, predictor: PredictorConfig | None = None,
-              progress=None) -> dict:
+              noise: float = 0.0, progress=None) -> dict:
     if mode not in ("min", "max"):
         raise ValueError(f"--mode {mode!r}: must be min or max")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"--noise {noise!r}: must be a finite standard deviation >= 0")
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         raise ValueError(f"--strategies {', '.join(bad)}: known are {', '.join(STRATEGIES)}")
@@ -117,16 +138,18 @@ def benchmark(paths: list[str], target: str, *, mode: str, budgets: list[int], s
         for budget in budgets:
             per_seed = []
             for seed in range(seeds):
-                answer, seen = run_one(strategy, weights, scores, budget, seed, search, predictor)
+                answer, seen = run_one(strategy, weights, scores, budget, seed, search, predictor, noise)
                 per_seed.append({"seed": seed, "regret": _regret(values[answer], best, mode),
-                                 "best_seen_regret": _regret(values[seen], best, mode)})
+                                 "best_seen_regret": _regret(values[seen], best, mode),
+                                 "answer_row": answer, "best_seen_row": seen})
             mean, ci = summarise([r["regret"] for r in per_seed])
             seen_mean, seen_ci = summarise([r["best_seen_regret"] for r in per_seed])
             results[strategy][budget] = {"regret_mean": mean, "regret_ci95": ci, "best_seen_regret_mean": seen_mean,
                                          "best_seen_regret_ci95": seen_ci, "per_seed": per_seed}
             if progress:
                 progress(strategy, budget, results[strategy][budget])
-    return {"target": target, "mode": mode, "pool_best": best, "pool_size": int(len(weights)), "results": results}
+    return {"target": target, "mode": mode, "noise": noise, "pool_best": best, "pool_size": int(len(weights)),
+            "results": results}
 
 
 def _regret(value: float, best: float, mode: str) -> float:
@@ -135,7 +158,7 @@ def _regret(value: float, best: float, mode: str) -> float:
 
 def format_table(report: dict) -> str:
     lines = [f"target {report['target']} ({report['mode']}), pool of {report['pool_size']} rows, best "
-             f"{report['pool_best']:.4f}; regret of the answer (best seen), mean +- 95% interval over seeds",
+             f"{report['pool_best']:.4f}, noise sd {report.get('noise', 0.0):g}; regret of the answer (best seen), mean +- 95% interval over seeds",
              f"{'strategy':<10}" + "".join(f"{'budget ' + str(b):>34}" for b in next(iter(report['results'].values())))]
     for strategy, by_budget in report["results"].items():
         cells = [f"{r['regret_mean']:.4f} +- {r['regret_ci95']:.4f} ({r['best_seen_regret_mean']:.4f})"

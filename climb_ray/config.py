@@ -96,16 +96,26 @@ class TargetConfig:
 @dataclass
 class SearchConfig:
     method: str = "climb"  # climb, random, regmix or optuna
-    schedule: list[int] = field(default_factory=lambda: [64, 32, 16])  # proxy runs per iteration (paper 4:2:1)
+    schedule: list[int] = field(default_factory=lambda: [56, 19, 19, 18])  # proxy runs per iteration: 112 in
+    # 2:1:1:1 (measured better than the paper's 64, 32, 16 = 4:2:1, docs/search-benchmark.md)
     temperature: float = 0.5  # prior sharpening p <- p**t for the initial sampler (RegMix)
     strength_min: float = 0.1  # smallest Dirichlet concentration strength of the initial sampler
     strength_max: float = 5.0  # largest concentration strength (15 log-spaced values in between)
     max_epochs: float = 15.0  # a mixture may use a cluster at most this many times over
     min_weight: float = 2e-4  # weights below this are set to 0; weights are rounded to this step
     n_candidates: int = 100_000  # candidate mixtures scored by the predictor at each iteration
-    top_pool_min: int = 128  # the next M mixtures are drawn from the top max(M**2, this) candidates
-    answer: str = "best"  # CLIMB's answer: best (best predicted candidate, the paper), topk_mean (mean of the top
-    # answer_top_k) or best_seen; regmix always answers with its own rule (top-k mean), random and optuna best seen
+    acquisition: str = "ucb"  # how an iteration picks its M mixtures: ucb (the M best by predicted mean + exploration x
+    # the ensemble's spread, greedily, one per predicted value; the last iteration exploits) or paper (M at random
+    # from the top max(M**2, top_pool_min) predicted)
+    exploration: float = 1.0  # ucb: ensemble standard deviations added to the predicted mean; 0 = exploit only
+    local_fraction: float = 0.5  # share of the candidates drawn around the best measured mixtures (paper: 0)
+    top_pool_min: int = 128  # acquisition paper: the next M mixtures are drawn from the top max(M**2, this) candidates
+    remeasure_fraction: float = 0.25  # answer confirmed: share of each later iteration spent re-measuring the best
+    # mixtures with new proxy seeds once a repeat showed the scores to be noisy (one repeat probes it); 0 = never
+    answer: str = "confirmed"  # CLIMB's answer: confirmed (the measured mixture with the best estimate: its measured
+    # mean, shrunk towards the predictor by the measured noise; the default, see docs/search-benchmark.md), best
+    # (best predicted candidate, the paper), topk_mean (mean of the top answer_top_k) or best_seen; regmix always
+    # answers with its own rule (top-k mean), random and optuna with the best seen
     answer_top_k: int = 128  # candidates averaged when answer = topk_mean
     max_concurrent_trials: int = 0  # proxy trainings at once; 0 = as many as resources allow
     max_failures: int = 1  # retries of a failing proxy trial before it is recorded as failed
@@ -127,6 +137,8 @@ class CompareConfig:
     # compare`: the methods run on the same clusters, target and proxy-token budget (climb, regmix, random, optuna, doremi)
     references: list[str] = field(default_factory=lambda: ["uniform", "prior"])  # fixed mixtures evaluated beside them
     seeds: int = 3  # evaluation proxies per mixture, one per seed (seeds 1000, 1001, ...: none the search used)
+    search_seeds: int = 1  # searches per method, seeds run seed + 0, 1, ... (0: the run's own); the table's
+    # interval is across them (with 1: across the evaluation proxies)
     eval_steps: int = 0  # optimizer steps of each evaluation proxy; 0 = proxy.steps (the search's proxy)
 
 
@@ -140,7 +152,9 @@ class PredictorConfig:
     reg_lambda: float = 1.0  # L2 regularisation
     valid_fraction: float = 0.1  # share of results held out for early stopping and quality figures
     early_stopping_max: int = 20  # patience = min(this, validation size)
-    standardize: bool = False  # fit on z-scored scores, so reg_alpha/reg_lambda act alike at any score scale (paper: off)
+    standardize: bool = True  # fit on z-scored scores: the same fit for scores y and a*y + b (paper: off)
+    ensemble: int = 5  # members fitted by K-fold cross-fitting (mean = prediction, spread = uncertainty, out-of-fold
+    # quality over all results); 1 = one fit on a random valid_fraction hold-out (the paper)
 
 
 @dataclass
@@ -270,7 +284,11 @@ _RULES = {
     "search.min_weight": _between(0, 0.5),
     "search.n_candidates": _at_least(1),
     "search.top_pool_min": _at_least(1),
-    "search.answer": _one_of("best", "topk_mean", "best_seen"),
+    "search.answer": _one_of("confirmed", "best", "topk_mean", "best_seen"),
+    "search.acquisition": _one_of("ucb", "paper"),
+    "search.exploration": _at_least(0),
+    "search.local_fraction": _between(0, 1),
+    "search.remeasure_fraction": _between(0, 1),
     "search.answer_top_k": _at_least(1),
     "search.max_concurrent_trials": _at_least(0),
     "search.max_failures": _at_least(0),
@@ -282,6 +300,7 @@ _RULES = {
     else "must be a non-empty list of climb, regmix, random, optuna, doremi",
     "compare.references": lambda v: None if all(r in ("uniform", "prior") for r in v) else "may hold uniform and prior",
     "compare.seeds": _at_least(1),
+    "compare.search_seeds": _at_least(1),
     "compare.eval_steps": _at_least(0),
     "predictor.learning_rate": _at_least(1e-9),
     "predictor.num_rounds": _at_least(1),
@@ -291,6 +310,7 @@ _RULES = {
     "predictor.reg_lambda": _at_least(0),
     "predictor.valid_fraction": _open_unit,
     "predictor.early_stopping_max": _at_least(1),
+    "predictor.ensemble": _at_least(1),
     "serve.port": _between(1, 65535),
     "serve.max_batch": _at_least(1),
     "serve.max_body_bytes": _at_least(1),

@@ -91,12 +91,40 @@ class RegMixSampler:
 
     def candidates(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n mixtures for the predictor to score (duplicates allowed: cheap and harmless)."""
-        parts, have = [], 0
-        while have < n:
-            part = self.draw(n - have + 64, rng)
-            parts.append(part)
-            have += len(part)
-        return np.concatenate(parts)[:n]
+        return _fill(lambda want: self.draw(want, rng), n)
+
+    def around(self, centres: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """About n mixtures near the given ones: Dirichlet(c * (0.95 centre + 0.05 prior)) with a
+        concentration c from 15 log-spaced values in [LOCAL_STRENGTH_MIN, LOCAL_STRENGTH_MAX] (the
+        larger, the closer), on the weight grid and within the caps; fewer if the caps reject most."""
+        centres = np.atleast_2d(np.asarray(centres, dtype=np.float64))
+        if n <= 0 or len(centres) == 0:
+            return np.zeros((0, len(self.prior)))
+        strengths = np.logspace(np.log10(LOCAL_STRENGTH_MIN), np.log10(LOCAL_STRENGTH_MAX), N_STRENGTHS)
+
+        def draw(want: int) -> np.ndarray:
+            base = 0.95 * centres[rng.integers(len(centres), size=want)] + 0.05 * self.alpha[None, :]
+            w = rng.gamma(np.maximum(rng.choice(strengths, size=want)[:, None] * base, 1e-12))
+            w[:, self.alpha == 0] = 0.0
+            w = round_to_grid(w[w.sum(axis=1) > 0] / w[w.sum(axis=1) > 0].sum(axis=1, keepdims=True), self.min_weight)
+            return w[np.all(w <= self.cap + 1e-12, axis=1)]
+
+        return _fill(draw, n)
+
+
+LOCAL_STRENGTH_MIN, LOCAL_STRENGTH_MAX = 10.0, 1000.0  # concentrations of the draws around a mixture
+
+
+def _fill(draw, n: int, rounds: int = 50) -> np.ndarray:
+    """Up to n rows from repeated draw(want) calls (each may return fewer rows than asked)."""
+    parts, have = [], 0
+    for _ in range(rounds):
+        if have >= n:
+            break
+        part = draw(n - have + 64)
+        parts.append(part)
+        have += len(part)
+    return np.concatenate(parts)[:n] if parts else np.zeros((0, 0))
 
 
 class PoolSampler:

@@ -1,18 +1,38 @@
 """The CLIMB search as ask/tell, with no Ray inside; and the baselines with the same interface.
 
-One generation per entry of `schedule` (paper: 64, 32, 16). Generation 0 comes from the sampler
-(RegMix's Dirichlet sampler, or a pool's rows). After each generation the LightGBM predictor is
-refitted on every result so far; the next M mixtures are drawn at random from the top
-max(M**2, top_pool_min) of `n_candidates` scored candidates, never one evaluated before. The
-answer is the best predicted candidate (or the mean of the top k, as RegMix answers; or, with
-answer=best_seen, the best mixture measured: better on the RegMix pool benchmark, see README).
+One generation (the paper's "iteration") per entry of `schedule` (paper: 64, 32, 16). Generation
+0 comes from the sampler (RegMix's Dirichlet sampler, or a pool's rows). After each generation
+the LightGBM predictor (an ensemble, see predictor.py) is refitted on every distinct mixture
+measured so far (repeats averaged), and the next M mixtures are chosen from candidates: the
+sampler's, plus `local_fraction` of them drawn around the best measured mixtures.
 
-Scores are higher-is-better. A failed trial (error, NaN, no score) is recorded and counts as
-done, so a generation never waits for it; it is left out of every fit.
+Acquisition `ucb` (default): the candidates ranked by predicted mean + exploration x the
+ensemble's spread, taken greedily one per distinct prediction (two candidates with the same mean
+and spread sit in the same cell of every member's trees: the greedy top M would otherwise be
+near-duplicates in continuous space); the last generation exploits (exploration 0): it confirms
+the top predicted candidates by measuring them. Acquisition `paper`: M at random from the top
+max(M**2, top_pool_min) predicted. A degenerate predictor (see predictor.py) never proposes
+alone: the generation is then drawn from the sampler, as generation 0 is.
 
-Strategies: `climb` (the above), `random` (the whole budget from the sampler, answer = best
-seen), `regmix` (the whole budget from the sampler in one generation, LightGBM, answer = mean of
-the top-k predicted candidates).
+Noise: with answer `confirmed`, generation 1 re-measures the best mixture once with a new proxy
+seed (Trial.repeat); if the two scores differ, each later generation spends `remeasure_fraction`
+of its trials re-measuring the mixtures with the best upper estimate. Noise variance = pooled
+variance of the repeats.
+
+Answers: `confirmed` (default): among the measured mixtures, the best estimate, where a mixture's
+estimate is its measured mean shrunk towards the predictor's out-of-fold prediction, weighted by
+the measurement noise (n / noise variance) against the predictor's error variance; with no noise
+it is the measured mean, so the answer is never worse than the best measured mixture, and the
+predictor earns its say by the mixtures it had measured. `best` (the paper): the best predicted
+candidate; `topk_mean` (RegMix): the mean of the top k; `best_seen`: the best measured mean.
+Interval: the estimate +- 1.96 x its standard error (noise unknown without a repeat: none).
+
+Scores are higher-is-better. A failed trial (error, NaN, no score) is recorded and counts as done,
+so a generation never waits for it; it is left out of every fit.
+
+Strategies: `climb` (the above), `random` (the whole budget from the sampler, answer = best seen),
+`regmix` (the whole budget from the sampler in one generation, LightGBM, answer = mean of the top-k
+predicted candidates), `optuna` (trials come from outside, answer = best seen).
 """
 
 from __future__ import annotations
@@ -25,7 +45,8 @@ from climb_ray.config import PredictorConfig, SearchConfig
 from climb_ray.predictor import Predictor
 from climb_ray.samplers import fresh_mask, is_new
 
-STRATEGIES = ("climb", "random", "regmix", "optuna")  # optuna: trials come from outside, answer = best seen
+STRATEGIES = ("climb", "random", "regmix", "optuna")
+Z95 = 1.96
 
 
 def unique_rows(x: np.ndarray) -> np.ndarray:
@@ -45,6 +66,20 @@ class Trial:
     score: float = float("nan")
     status: str = "pending"  # pending, done or failed
     asked: bool = False  # handed out by ask()
+    repeat: int = 0  # 0: first measurement of its mixture; n: the n-th re-measurement (proxy seed + n)
+
+
+@dataclass
+class Measured:
+    """One distinct measured mixture: its weights and every score measured for it."""
+
+    weights: np.ndarray
+    scores: np.ndarray
+    generation: int  # of its first measurement
+
+    @property
+    def mean(self) -> float:
+        return float(self.scores.mean())
 
 
 @dataclass
@@ -59,6 +94,7 @@ class ClimbSearch:
     generation: int = -1
     fits: list[dict] = field(default_factory=list)  # predictor quality after each generation
     predictor: Predictor | None = None
+    log: object = print  # where notices go (a degenerate fit); the search log on Ray
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -89,6 +125,42 @@ class ClimbSearch:
     def finished(self) -> bool:
         return self.generation == len(self.schedule) - 1 and self._generation_done()
 
+    # -- what was measured ----------------------------------------------------------------------------
+    def measured(self) -> list[Measured]:
+        """Each distinct mixture with a score, in the order of its first measurement."""
+        groups: dict[bytes, list[Trial]] = {}
+        for t in self.trials:
+            if t.status == "done":
+                groups.setdefault(np.round(t.weights, 9).tobytes(), []).append(t)
+        return [Measured(ts[0].weights, np.array([t.score for t in ts]), ts[0].generation) for ts in groups.values()]
+
+    def noise_variance(self, groups: list[Measured] | None = None) -> float | None:
+        """Pooled variance of repeated measurements of one mixture; None when nothing was repeated."""
+        groups = self.measured() if groups is None else groups
+        repeated = [g.scores for g in groups if len(g.scores) > 1]
+        if not repeated:
+            return None
+        return float(sum(((s - s.mean()) ** 2).sum() for s in repeated) / sum(len(s) - 1 for s in repeated))
+
+    def estimates(self) -> tuple[list[Measured], np.ndarray, np.ndarray]:
+        """(groups, estimate, standard error of the estimate; NaN where the noise is unknown) of each
+        measured mixture: its mean shrunk towards the predictor's out-of-fold prediction by the noise."""
+        groups = self.measured()
+        mean = np.array([g.mean for g in groups])
+        n = np.array([len(g.scores) for g in groups], dtype=np.float64)
+        s2 = self.noise_variance(groups)
+        if s2 is None:
+            return groups, mean, np.full(len(groups), np.nan)
+        if s2 <= 0:
+            return groups, mean, np.zeros(len(groups))
+        p = self.predictor
+        oof = p.oof if p is not None and not p.degenerate and p.oof is not None else None
+        if oof is None or len(oof) != len(groups) or not np.isfinite(oof).all():
+            return groups, mean, np.sqrt(s2 / n)
+        v = max(float(np.var(mean - oof)) - float(np.mean(s2 / n)), 0.05 * s2)  # the predictor's own error
+        precision = n / s2 + 1 / v
+        return groups, (mean * n / s2 + oof / v) / precision, np.sqrt(1 / precision)
+
     # -- generations ----------------------------------------------------------------------------------
     def _generation_done(self) -> bool:
         return all(t.status != "pending" for t in self.trials if t.generation == self.generation)
@@ -100,28 +172,69 @@ class ClimbSearch:
         self.generation += 1
         m = self.schedule[self.generation]
         if self.generation == 0:
-            chosen = self.sampler.sample(m, self.rng, exclude=None)
+            chosen = [(w, 0) for w in self.sampler.sample(m, self.rng, exclude=None)]
         else:
             chosen = self._propose(m)
-        self.trials.extend(Trial(np.asarray(w, dtype=np.float64), self.generation) for w in chosen)
+        self.trials.extend(Trial(np.asarray(w, dtype=np.float64), self.generation, repeat=r) for w, r in chosen)
 
     def refit(self) -> Predictor | None:
-        done = [t for t in self.trials if t.status == "done"]
-        if len(done) < 2:
+        groups = self.measured()
+        if len(groups) < 2:
             return None
-        x = np.array([t.weights for t in done])
-        y = np.array([t.score for t in done])
-        self.predictor = Predictor.fit(x, y, self.predictor_cfg, names=self.names, seed=self.seed + len(done))
+        x = np.array([g.weights for g in groups])
+        y = np.array([g.mean for g in groups])
+        self.predictor = Predictor.fit(x, y, self.predictor_cfg, names=self.names, seed=self.seed + len(groups))
         self.fits.append({"generation": self.generation, **self.predictor.quality})
+        if self.predictor.degenerate:
+            self.log(f"search: the predictor fitted after iteration {self.generation} is degenerate "
+                     f"({self.predictor.quality['degenerate']}); it does not choose alone")
         return self.predictor
 
-    def _propose(self, m: int) -> np.ndarray:
+    def _propose(self, m: int) -> list[tuple[np.ndarray, int]]:
         predictor = self.refit()
-        candidates = unique_rows(self.sampler.candidates(self.search.n_candidates, self.rng))
+        repeats = self._repeats(m)
+        m -= len(repeats)
         seen = self._evaluated()
+        if m <= 0:
+            return repeats
+        if predictor is None or predictor.degenerate:  # nothing to learn from: sample, as generation 0 does
+            return repeats + [(w, 0) for w in self.sampler.sample(m, self.rng, exclude=seen)]
+        candidates = self._candidates()
         candidates = candidates[fresh_mask(candidates, seen)]
-        if predictor is None or len(candidates) == 0:  # nothing to learn from yet: sample
-            return self.sampler.sample(m, self.rng, exclude=seen)
+        if len(candidates) == 0:
+            return repeats + [(w, 0) for w in self.sampler.sample(m, self.rng, exclude=seen)]
+        if self.search.acquisition == "paper":
+            picked = self._paper_pick(predictor, candidates, seen, m)
+        else:
+            last = self.generation == len(self.schedule) - 1 and self.search.answer == "confirmed"
+            picked = self._ucb_pick(predictor, candidates, m, exploration=0.0 if last else self.search.exploration)
+        return repeats + [(w, 0) for w in picked]
+
+    def _candidates(self) -> np.ndarray:
+        """The sampler's candidates, and local_fraction of them around the best measured mixtures."""
+        n = self.search.n_candidates
+        local = int(round(self.search.local_fraction * n))
+        parts = [self.sampler.candidates(n - local, self.rng)]
+        if local and hasattr(self.sampler, "around"):
+            groups, estimate, _ = self.estimates()
+            centres = np.array([groups[i].weights for i in np.argsort(-estimate, kind="stable")[:LOCAL_CENTRES]])
+            parts.append(self.sampler.around(centres, local, self.rng))
+        return unique_rows(np.concatenate([p.reshape(-1, len(self.names)) for p in parts]))
+
+    def _ucb_pick(self, predictor: Predictor, candidates: np.ndarray, m: int, *, exploration: float) -> list:
+        mean, spread = predictor.predict_spread(candidates)
+        order = np.argsort(-(mean + exploration * spread), kind="stable")
+        picked, cells = [], set()
+        for i in order:
+            cell = (round(float(mean[i]), 12), round(float(spread[i]), 12))
+            if cell not in cells:
+                cells.add(cell)
+                picked.append(candidates[i])
+                if len(picked) == m:
+                    break
+        return picked
+
+    def _paper_pick(self, predictor: Predictor, candidates: np.ndarray, seen: np.ndarray, m: int) -> list:
         top = np.argsort(-predictor.predict(candidates), kind="stable")[: max(m * m, self.search.top_pool_min)]
         picked: list[np.ndarray] = []
         for i in self.rng.permutation(top):
@@ -129,45 +242,94 @@ class ClimbSearch:
                 picked.append(candidates[i])
                 if len(picked) == m:
                     break
-        return np.array(picked).reshape(-1, len(self.names))
+        return picked
+
+    def _repeats(self, m: int) -> list[tuple[np.ndarray, int]]:
+        """Re-measurements for this generation (answer confirmed): one probe while the noise is
+        unknown, none once repeats agree exactly, else remeasure_fraction of the generation."""
+        if self.strategy != "climb" or self.search.answer != "confirmed" or self.search.remeasure_fraction <= 0:
+            return []
+        groups, estimate, error = self.estimates()
+        if not groups:
+            return []
+        s2 = self.noise_variance(groups)
+        count = 1 if s2 is None else 0 if s2 <= 0 else max(1, int(round(self.search.remeasure_fraction * m)))
+        upper = estimate + Z95 * np.nan_to_num(error)
+        out = []
+        for i in np.argsort(-upper, kind="stable")[: min(count, m - 1 if m > 1 else m)]:
+            out.append((groups[i].weights, len(groups[i].scores)))
+        return out
 
     # -- the answer -----------------------------------------------------------------------------------
     def best_seen(self) -> Trial | None:
-        done = [t for t in self.trials if t.status == "done"]
-        return max(done, key=lambda t: t.score) if done else None
+        """The distinct mixture with the best measured mean, as a Trial (score = that mean)."""
+        groups = self.measured()
+        if not groups:
+            return None
+        g = max(groups, key=lambda g: g.mean)
+        return Trial(g.weights, g.generation, g.mean, "done", True)
 
     def answer(self) -> dict:
-        """The final mixture: best seen (random), else from the predictor refitted on everything."""
+        """The final mixture: {weights, predicted, source, measured, measurements, estimate, interval,
+        noise_sd, degenerate}; see the module docstring for the rules."""
         best = self.best_seen()
         if best is None:
             raise SearchFailed(f"all {len(self.trials)} proxy trials failed, nothing to answer with; each trial's "
-                               "error is in search/tune/climb/*/error.txt")
-        if self.strategy in ("random", "optuna") or self.refit() is None:
-            return {"weights": best.weights, "predicted": best.score, "source": "best_seen"}
-        if self.search.answer == "best_seen" and self.strategy == "climb":  # RegMix keeps its own rule
-            return {"weights": best.weights, "predicted": float(self.predictor.predict(best.weights[None])[0]),
-                    "source": "best_seen"}
+                               "error is in search/tune/climb*/*/error.txt")
+        predictor = None if self.strategy in ("random", "optuna") else self.refit()
+        rule = "topk_mean" if self.strategy == "regmix" else self.search.answer
+        if predictor is None or self.strategy in ("random", "optuna"):
+            rule = "best_seen"
+        degenerate = predictor.quality["degenerate"] if predictor is not None else ""
+        if degenerate and rule in ("best", "topk_mean"):
+            rule = "best_seen"  # a degenerate fit never chooses the answer alone
+        groups, estimate, error = self.estimates()
+        noise = self.noise_variance(groups)
+        if rule in ("confirmed", "best_seen"):
+            i = int(np.argmax(estimate)) if rule == "confirmed" else int(np.argmax([g.mean for g in groups]))
+            g = groups[i]
+            sd = error[i] if rule == "confirmed" else (np.sqrt(noise / len(g.scores)) if noise is not None else np.nan)
+            value = float(estimate[i]) if rule == "confirmed" else g.mean
+            out = {"weights": g.weights, "source": rule, "measured": g.mean, "measurements": len(g.scores),
+                   "estimate": value, "interval": _interval(value, sd)}
+        else:
+            out = self._predicted_answer(predictor, rule)
+        predicted = float(predictor.predict(out["weights"][None])[0]) if predictor is not None else out["estimate"]
+        return {"predicted": predicted, "noise_sd": None if noise is None else float(np.sqrt(noise)),
+                "degenerate": degenerate, **out}
+
+    def _predicted_answer(self, predictor: Predictor, rule: str) -> dict:
         candidates = unique_rows(np.vstack([self.sampler.candidates(self.search.n_candidates, self.rng),
                                             self._evaluated()]))
-        predicted = self.predictor.predict(candidates)
-        order = np.argsort(-predicted, kind="stable")
-        if self.strategy == "regmix" or self.search.answer == "topk_mean":
+        order = np.argsort(-predictor.predict(candidates), kind="stable")
+        if rule == "topk_mean":
             top = order[: self.search.answer_top_k]
-            weights = candidates[top].mean(axis=0)
-            return {"weights": weights, "predicted": float(self.predictor.predict(weights[None])[0]),
-                    "source": f"mean_of_top_{len(top)}"}
-        return {"weights": candidates[order[0]], "predicted": float(predicted[order[0]]), "source": "best_predicted"}
+            weights, source = candidates[top].mean(axis=0), f"mean_of_top_{len(top)}"
+        else:
+            weights, source = candidates[order[0]], "best_predicted"
+        value = float(predictor.predict(weights[None])[0])
+        mae = predictor.quality.get("mae")
+        sd = 1.2533 * mae if mae is not None and np.isfinite(mae) else np.nan  # mean |error| -> sd (normal errors)
+        return {"weights": weights, "source": source, "measured": None, "measurements": 0, "estimate": value,
+                "interval": _interval(value, sd)}
 
     # -- state ----------------------------------------------------------------------------------------
     def state(self) -> dict:
         """Everything needed to continue exactly where this search is (JSON-serialisable)."""
         return {"generation": self.generation, "fits": self.fits, "rng": self.rng.bit_generator.state,
                 "trials": [{"weights": t.weights.tolist(), "generation": t.generation, "score": t.score,
-                            "status": t.status, "asked": t.asked} for t in self.trials]}
+                            "status": t.status, "asked": t.asked, "repeat": t.repeat} for t in self.trials]}
 
     def restore(self, state: dict) -> None:
         self.generation, self.fits = state["generation"], list(state["fits"])
         self.rng.bit_generator.state = state["rng"]
-        self.trials = [Trial(np.array(t["weights"]), t["generation"], t["score"], t["status"], t["asked"])
-                       for t in state["trials"]]
+        self.trials = [Trial(np.array(t["weights"]), t["generation"], t["score"], t["status"], t["asked"],
+                             int(t.get("repeat", 0))) for t in state["trials"]]
         self.predictor = None
+
+
+LOCAL_CENTRES = 4  # measured mixtures with the best estimates that local candidates are drawn around
+
+
+def _interval(value: float, sd: float) -> list[float] | None:
+    return None if sd is None or not np.isfinite(sd) else [float(value - Z95 * sd), float(value + Z95 * sd)]

@@ -22,12 +22,23 @@ def best_mixture(search: ClimbSearch, answer: dict, clusters: dict) -> dict:
         "clusters": [{"name": n, "weight": round(float(w), 6), "top_terms": terms.get(n, [])}
                      for n, w in sorted(zip(search.names, answer["weights"]), key=lambda x: -x[1])],
         "predicted_score": float(answer["predicted"]),
+        "estimate": _finite(answer.get("estimate")),  # the score the answer is expected to reach (see interval)
+        "interval": answer.get("interval"),  # 95% interval of that estimate; null: no repeat measured the noise
+        "measured": _finite(answer.get("measured")),  # mean measured score of the answer (null: never measured)
+        "measurements": int(answer.get("measurements", 0)),  # proxies trained on the answer (new seeds each)
+        "noise_sd": answer.get("noise_sd"),  # standard deviation of repeated measurements (null: none repeated)
         "predictor": {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in quality.items()},
-        "uncertainty": "predictor.mae: mean absolute error of the predictor on held-out results",
+        "degenerate": answer.get("degenerate") or None,  # why the final predictor cannot rank mixtures, if so
+        "uncertainty": "interval: 95% interval of the estimate; predictor.mae: the predictor's held-out mean "
+                       "absolute error",
         "best_seen": {"score": float(seen.score), "generation": seen.generation,
                       "weights": {n: round(float(w), 6) for n, w in zip(search.names, seen.weights)}},
         "trials": len(search.trials), "failed": sum(t.status == "failed" for t in search.trials),
     }
+
+
+def _finite(v):
+    return None if v is None or not np.isfinite(v) else float(v)
 
 
 def report_pngs(search: ClimbSearch, answer: dict) -> dict[str, bytes]:

@@ -110,9 +110,11 @@ class ServedModel:
         info = {"version": version or hashlib.sha256(text).hexdigest()[:12], "source": run.url(predictor),
                 "fitted_at": sidecar.get("fitted_at") or _modified(run, predictor),
                 "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "trials": int(quality.get("n_train", 0)) + int(quality.get("n_valid", 0)),
+                "trials": int(quality.get("n_results", int(quality.get("n_train", 0)) + int(quality.get("n_valid", 0)))),
                 "held_out": int(quality.get("n_valid", 0)), "spearman": _finite(quality.get("spearman")),
                 "mae": _finite(quality.get("mae")), "rounds": quality.get("rounds"),
+                "members": int(quality.get("members", 1)), "validation": quality.get("validation", "random hold-out"),
+                "degenerate": quality.get("degenerate") or None,
                 "direction": model.direction, "clusters": model.names}
         max_epochs = _run_setting(run, "search", "max_epochs", 15.0)
         served = cls(model, clusters, measured, answer, info, prior, float(max_epochs))
@@ -153,7 +155,8 @@ class ServedModel:
         if self.answer.get("weights"):  # re-predicted: the served model may be newer than the search's answer
             w = np.array([[float(self.answer["weights"].get(n, 0.0)) for n in self.names]])
             answer = {"weights": self.answer["weights"], "predicted": float(self.predict(w)[0]),
-                      "source": self.answer.get("answer")}
+                      "source": self.answer.get("answer"), "estimate": self.answer.get("estimate"),
+                      "interval": self.answer.get("interval")}
         return {"direction": self.predictor.direction, "uncertainty": self.uncertainty(), "answer": answer,
                 "measured": measured, "predicted": self.top_predicted[:k]}
 

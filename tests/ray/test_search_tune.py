@@ -161,5 +161,7 @@ def test_searcher_writes_each_iterations_predictor_into_the_run_folder_as_it_is_
             break
         if sidecar.exists():
             quality = json.loads(sidecar.read_text())["quality"]
-            fitted_on.append(quality["n_train"] + quality["n_valid"])
-    assert sorted(set(fitted_on)) == [6, 9]  # after iteration 0 (6 results), then after iteration 1 (9)
+            fitted_on.append(quality["n_results"])
+    # after iteration 0 (6 mixtures), then after iteration 1 (9 results: 8 mixtures, one measured twice)
+    assert sorted(set(fitted_on)) == [6, 8]
+    assert [t.repeat for t in search.trials[6:9]].count(1) == 1

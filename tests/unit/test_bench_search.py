@@ -51,6 +51,8 @@ def test_every_strategy_answers_with_a_pool_row_and_regrets_are_measured_from_th
     write_json(report, str(tmp_path / "out.json"))
     saved = json.loads((tmp_path / "out.json").read_text())
     assert set(saved) >= {"target", "mode", "pool_best", "results"}
+    assert set(saved["results"]["climb"]["10"]["per_seed"][0]) == {"seed", "regret", "best_seen_regret", "answer_row",
+                                                                "best_seen_row"}
     assert set(saved["results"]["climb"]["10"]) == {"regret_mean", "regret_ci95", "best_seen_regret_mean",
                                                     "best_seen_regret_ci95", "per_seed"}
 
@@ -68,3 +70,41 @@ def test_bench_search_command_on_the_regmix_runs_and_its_errors(tmp_path):
     assert bad.returncode == 2 and "--target 'loss_nope' is not a column" in bad.stderr
     bad = run_cli(args + ["--strategies", "climb,simulated_annealing"])
     assert bad.returncode == 2 and "--strategies simulated_annealing" in bad.stderr
+    bad = run_cli(args + ["--noise", "-1"])
+    assert bad.returncode == 2 and "--noise -1.0: must be a finite standard deviation" in bad.stderr
+
+
+def test_noisy_evaluations_draw_fresh_noise_per_call_and_regret_is_judged_on_the_noiseless_value(pool_csv):
+    from climb_ray.bench_search import Evaluator
+
+    scores = -pool_csv[1]
+    evaluate = Evaluator(scores, 0.05, seed=3)
+    first, again = evaluate(7), evaluate(7)
+    assert first != again and abs(first - scores[7]) < 0.3 and evaluate.measured[7] == [first, again]
+    assert Evaluator(scores, 0.05, seed=3)(7) == first and Evaluator(scores, 0.0, seed=3)(7) == scores[7]
+    path, loss = pool_csv
+    report = benchmark([str(path)], "loss_t", mode="min", budgets=[20], seeds=3, strategies=["climb", "random"],
+                       predictor=PredictorConfig(num_rounds=100), noise=0.05)
+    assert report["noise"] == 0.05
+    for result in report["results"].values():
+        for run in result[20]["per_seed"]:
+            assert run["regret"] == pytest.approx(loss[run["answer_row"]] - loss.min())
+            assert run["best_seen_regret"] == pytest.approx(loss[run["best_seen_row"]] - loss.min())
+
+
+def test_answer_rows_index_the_pool_after_rows_with_missing_values_are_dropped(tmp_path, pool_csv):
+    table = pd.read_csv(pool_csv[0])
+    table.loc[[0, 5], "loss_t"] = np.nan
+    table.to_csv(tmp_path / "gaps.csv", index=False)
+    weights, values, _ = load_pool([str(tmp_path / "gaps.csv")], "loss_t")
+    assert len(values) == 148
+    report = benchmark([str(tmp_path / "gaps.csv")], "loss_t", mode="min", budgets=[12], seeds=2,
+                       strategies=["random"], predictor=PredictorConfig(num_rounds=50))
+    for run in report["results"]["random"][12]["per_seed"]:
+        assert run["regret"] == pytest.approx(values[run["answer_row"]] - values.min())
+
+
+def test_a_negative_or_infinite_noise_is_refused(pool_csv):
+    for bad in (-0.1, float("inf")):
+        with pytest.raises(ValueError, match="--noise"):
+            benchmark([str(pool_csv[0])], "loss_t", mode="min", budgets=[10], seeds=1, strategies=["random"], noise=bad)

@@ -34,9 +34,18 @@ def run(search, fail=lambda i: False):
     return np.array(asked)
 
 
-def test_search_never_reproposes_an_evaluated_mixture():
-    asked = run(make())
+def test_search_never_reproposes_an_evaluated_mixture_except_as_a_declared_repeat():
+    search = make()
+    asked = run(search)
     assert len(asked) == 48
+    for i in range(1, len(asked)):
+        assert fresh_mask(asked[i:i + 1], asked[:i]).all() == (search.trials[i].repeat == 0)
+    # a noiseless objective: one probe repeat in iteration 1 measured no noise, so none after it
+    assert [t.generation for t in search.trials if t.repeat] == [1] and search.noise_variance() == 0.0
+
+
+def test_paper_acquisition_and_answer_never_repeat_a_mixture():
+    asked = run(make(search=dataclasses.replace(SEARCH, acquisition="paper", answer="best")))
     for i in range(1, len(asked)):
         assert fresh_mask(asked[i:i + 1], asked[:i]).all()
 
@@ -48,8 +57,8 @@ def test_climb_gets_closer_to_a_known_optimum_than_random_search_at_the_same_bud
             search = make(strategy, seed)
             run(search)
             out.append(objective(search.answer()["weights"]))
-    assert np.mean(climb) > np.mean(random) + 0.05, (climb, random)  # measured: -0.32 vs -0.47, 7 of 8 wins
-    assert sum(c > r for c, r in zip(climb, random)) >= 5
+    assert np.mean(climb) > np.mean(random) + 0.05, (climb, random)
+    assert sum(c > r for c, r in zip(climb, random)) >= 6
 
 
 def test_generations_are_handed_out_only_when_the_previous_one_is_complete():
@@ -110,3 +119,64 @@ def test_answer_best_seen_is_the_best_measured_mixture():
     best = max(search.trials, key=lambda t: t.score)
     assert answer["source"] == "best_seen" and np.array_equal(answer["weights"], best.weights)
     assert answer["predicted"] == search.predictor.predict(best.weights[None])[0]
+
+
+def test_the_default_answer_is_never_worse_than_the_best_measured_mixture_without_noise():
+    for seed in range(4):
+        search = make(seed=seed)
+        run(search)
+        answer = search.answer()
+        assert answer["source"] == "confirmed" and answer["measured"] == max(t.score for t in search.trials)
+        assert answer["interval"] == [answer["measured"], answer["measured"]]  # repeats agreed: no noise
+
+
+def test_proposals_are_the_same_for_scores_y_and_a_y_plus_b():
+    plain, scaled = make(seed=5), make(seed=5)
+    for search, f in ((plain, objective), (scaled, lambda w: 0.02 * objective(w) + 0.6)):
+        while not search.finished:
+            for index, w in search.ask(1000):
+                search.tell(index, f(w))
+    assert np.array_equal(np.array([t.weights for t in plain.trials]), np.array([t.weights for t in scaled.trials]))
+    assert np.array_equal(plain.answer()["weights"], scaled.answer()["weights"])
+
+
+def test_noisy_scores_are_re_measured_and_the_answer_carries_an_interval():
+    rng = np.random.default_rng(0)
+    search = make(seed=1)
+    while not search.finished:
+        for index, w in search.ask(1000):
+            search.tell(index, objective(w) + rng.normal(0, 0.05))
+    repeats = [t for t in search.trials if t.repeat]
+    assert len(repeats) == 1 + round(0.25 * 12)  # the probe in iteration 1, then a quarter of iteration 2
+    answer = search.answer()
+    low, high = answer["interval"]
+    assert low < answer["estimate"] < high and 0.01 < answer["noise_sd"] < 0.15
+    assert answer["measurements"] >= 1 and objective(answer["weights"]) > -0.6
+
+
+def test_a_degenerate_predictor_is_reported_and_never_chooses_the_answer_alone():
+    """Accuracy-range scores with the paper's predictor (reg_alpha 1 on raw scores): no split."""
+    notices = []
+    search = ClimbSearch(RegMixSampler(PRIOR, max_epochs=100), [f"sc{i:02d}" for i in range(K)],
+                         dataclasses.replace(SEARCH, answer="best"), PredictorConfig(standardize=False, ensemble=1),
+                         seed=0, log=notices.append)
+    while not search.finished:
+        for index, w in search.ask(1000):
+            search.tell(index, 0.55 + 0.08 * w[0] - 0.05 * w[3])
+    answer = search.answer()
+    assert answer["degenerate"].startswith("nearly constant predictions") and answer["source"] == "best_seen"
+    assert notices and "degenerate" in notices[0]
+    assert answer["measured"] == max(t.score for t in search.trials)
+
+
+def test_proposals_in_continuous_space_are_not_near_duplicates():
+    """The greedy top M by upper confidence, one per distinct prediction: measured min pairwise L1
+    0.022-0.143 per iteration (a near-duplicate on the 2e-4 grid is 4e-4 away)."""
+    for seed in (0, 1):
+        search = make(seed=seed)
+        run(search)
+        for generation in (1, 2):
+            w = np.array([t.weights for t in search.trials if t.generation == generation and t.repeat == 0])
+            distance = np.abs(w[:, None] - w[None]).sum(axis=2)
+            np.fill_diagonal(distance, np.inf)
+            assert distance.min() > 0.01, (seed, generation, distance.min())

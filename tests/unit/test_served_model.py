@@ -87,6 +87,7 @@ def test_served_model_reads_a_run_folder_and_answers_best_first(tmp_path):
     model = ServedModel.load(str(run), seed=0)
     assert model.names == SERVED_NAMES and model.max_epochs == 4.0
     assert model.info["trials"] == 80 and model.info["version"] == ServedModel.load(str(run)).info["version"]
+    assert model.info["degenerate"] is None and model.info["members"] == 5 and model.info["held_out"] == 80
     best = model.best(3)
     assert [m["score"] for m in best["measured"]] == sorted([m["score"] for m in best["measured"]], reverse=True)
     assert best["predicted"][0]["predicted"] >= best["predicted"][-1]["predicted"]
@@ -109,3 +110,18 @@ def test_the_predictor_sidecar_records_when_it_was_fitted(tmp_path):
     run = make_served_run(tmp_path / "run")
     sidecar = json.loads((run / "search" / "predictor.json").read_text())
     assert sidecar["fitted_at"].endswith("Z") and sidecar["format_version"] == 1
+
+
+def test_a_degenerate_predictor_is_reported_by_the_model_info(tmp_path):
+    """/v1/model shows it: scores in accuracy range fitted with the paper's settings do not split."""
+    from climb_ray.config import PredictorConfig
+    from climb_ray.predictor import Predictor
+
+    run = make_served_run(tmp_path / "run")
+    x = np.random.default_rng(0).dirichlet(np.ones(4), 64)
+    paper = Predictor.fit(x, 0.55 + 0.08 * x[:, 0] - 0.05 * x[:, 3], PredictorConfig(standardize=False, ensemble=1),
+                          names=SERVED_NAMES, seed=0)
+    text, sidecar = paper.to_text()
+    (run / "search" / "predictor.txt").write_text(text)
+    (run / "search" / "predictor.json").write_text(sidecar)
+    assert ServedModel.load(str(run), seed=0).info["degenerate"].startswith("nearly constant predictions")
