@@ -75,7 +75,7 @@ def _one_sided_p(rho: float, n: int) -> float:
     """P(Spearman >= rho | no relation) for n pairs, by the t approximation."""
     from scipy.stats import t
 
-    if n < 3:
+    if n < 3 or rho <= -1:
         return 1.0
     if rho >= 1:
         return 0.0

@@ -135,3 +135,11 @@ def test_standardized_scores_let_the_trees_split_where_l1_regularisation_kills_s
     assert y.min() - 0.05 < guess.mean() < y.max() + 0.05  # on the scores' scale, not z-scores
     again = Predictor.from_text(*z.to_text())
     assert np.allclose(again.predict(x), guess) and again.target == z.target
+
+
+def test_a_perfectly_reversed_held_out_order_is_degenerate_not_an_error():
+    from climb_ray.predictor import degenerate_reason
+
+    y = np.arange(10.0)
+    assert "held-out Spearman -1" in degenerate_reason(y, y, (-1.0, 6))
+    assert degenerate_reason(y, y, (1.0, 6)) == "" and "held-out Spearman" in degenerate_reason(y, y, (float("nan"), 6))
