@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/climb-ray demo
 
-# CLIMB, RegMix, random and DoReMi on the demo's clusters and target, each answer scored by 5
-# evaluation proxies (runs the demo's stages first when they are not done).
+# CLIMB, RegMix, random and DoReMi on the demo's clusters and target, each searched with 3 seeds and
+# each answer scored by 3 evaluation proxies (runs the demo's stages first when they are not done).
 compare: $(STAMP)
 	$(BIN)/climb-ray compare --config demo
 

@@ -1,7 +1,7 @@
 """The pool benchmark of search strategies (`climb-ray bench-search`), on measured runs such as RegMix's.
 
-The pool is the rows of the CSV files (rows with a missing value dropped; `answer_row` and
-`best_seen_row` index what is left, in CSV order). A strategy may evaluate only pool rows and must
+The pool is the rows of the CSV files (rows whose target or any weight is missing or not finite
+dropped; `answer_row` and `best_seen_row` index what is left, in CSV order). A strategy may evaluate only pool rows and must
 answer with a pool row. An evaluation returns the row's measured value plus, with --noise SD,
 seeded Gaussian noise: a repeated evaluation of a row draws fresh noise (like a proxy trained with
 a new seed) and counts against the budget like any other. Regret is judged on the noiseless value:

@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                        ("search", "the bootstrapped mixture search with proxy LMs (Ray Tune)")]:
         sub.add_parser(name, parents=[stage], help=what,
                        description=f"{what[0].upper() + what[1:]}; earlier stages run first when not done.")
+    sub.choices["search"].description += (
+        " A finished search continues when search.schedule grows (only the new proxies train), and "
+        "re-answers from its recorded trials when only search.answer, search.answer_top_k or predictor.* change.")
+    sub.choices["search"].add_argument("--extend", type=int, default=0, metavar="N",
+                                       help="add one iteration of N proxies to the run's finished search (its "
+                                       "recorded schedule), continuing from it; a killed extension resumes "
+                                       "with the same command")
     export = sub.add_parser("export", parents=[stage], help="write the chosen mixture as a training dataset",
                             description="Sample documents from each super-cluster in proportion to the mixture, "
                             "up to export.token_budget tokens (a cluster repeated at most export.max_epochs "
@@ -93,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "Earlier stages run first when not done; export it with export.weights=<run>/doremi/weights.json.")
     sub.add_parser("compare", parents=[stage], help="CLIMB, RegMix, random and DoReMi side by side on the target",
                    description="Run each method of compare.methods on the run's clusters, target and proxy "
-                   "budget (the run's own search is reused), then train compare.seeds evaluation proxies on "
-                   "each answer and on compare.references, and print their target scores with 95%% intervals "
+                   "budget, once per search seed (compare.search_seeds; seed 0 is the run's own search, reused), "
+                   "then train compare.seeds evaluation proxies on each answer and on compare.references, and "
+                   "print their target scores with 95%% intervals (across search seeds when there are several) "
                    "and the proxy compute each method spent; written to <run>/compare/table.md and "
                    "results.json. Finished searches and evaluation proxies are kept: rerun to resume.")
     bench = sub.add_parser("bench-search", parents=[_config_options()],
@@ -102,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Pool benchmark: each strategy may evaluate only rows of the CSV files "
                            "(an evaluation returns the row's measured --target) and answers with a row; prints "
                            "the mean regret (answer minus the pool's best) and best-seen regret with 95%% "
-                           "intervals over seeds. The search.* and predictor.* settings apply (default: the "
+                           "intervals over seeds. With --noise SD each evaluation adds seeded Gaussian noise "
+                           "(fresh for a repeated row, which counts against the budget); regret is judged on the "
+                           "noiseless value. The search.* and predictor.* settings apply (--config paper: the "
                            "paper's).")
     bench.add_argument("--runs", action="append", required=True, metavar="CSV", help="a CSV of runs (repeatable)")
     bench.add_argument("--target", required=True, help="the column to optimise, e.g. loss_hackernews")
@@ -110,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--budgets", default="32,64,112", help="evaluations per run, comma-separated")
     bench.add_argument("--seeds", type=int, default=50, help="runs per strategy and budget")
     bench.add_argument("--strategies", default="climb,regmix,random,optuna", help="comma-separated")
+    bench.add_argument("--noise", type=float, default=0.0, metavar="SD",
+                       help="standard deviation of the Gaussian noise added to each evaluation (default 0)")
     bench.add_argument("--weight-columns", default=None,
                        help="comma-separated weight columns (default: all but index, loss_*, score_*)")
     bench.add_argument("--json", dest="json_out", metavar="PATH", help="also write the results as JSON")
@@ -145,7 +157,8 @@ def _corpus_commands(sub) -> None:
     demo.add_argument("--docs-per-source", type=int, default=800, help="documents per source at most")
     demo.add_argument("--seed", type=int, default=0, help="seed for the choice and order of documents")
     demo.add_argument("--target-out", default="data/demo_target.jsonl",
-                      help="also write held-out Wikipedia documents here: the demo's target ('' = none)")
+                      help="also write the demo's target here: 200 held-out documents, 70%% Wikipedia and 30%% "
+                      "Python docstrings ('' = none)")
     csub.add_parser("scan", parents=[_stage_options()], help="read the corpus through and count documents "
                     "and skipped rows (the pipeline's first stage)",
                     description="Run the corpus stage: every file read once on Ray Data; counts written "
@@ -219,7 +232,8 @@ def _dispatch(args) -> int:
     if args.command == "demo":
         commands.ensure_demo_corpus(cfg, args.docs_per_source)
     until = {"demo": "export", "run": "export", "corpus": "corpus"}.get(args.command, args.command)
-    code = commands.run(cfg, until=until, redo=tuple(args.redo), whole=args.command in ("demo", "run"))
+    code = commands.run(cfg, until=until, redo=tuple(args.redo), whole=args.command in ("demo", "run"),
+                        extend=getattr(args, "extend", 0))
     if code == 0 and args.command == "demo":
         if args.serve:
             return commands.serve(cfg, predictor="search/predictor.txt", version="", detach=False)

@@ -31,26 +31,45 @@ def corpus_demo(out: str, docs_per_source: int, seed: int, target_out: str | Non
     per_source = ", ".join(f"{k} {v}" for k, v in info["per_source"].items())
     print(f"wrote {info['documents']} documents to {out} ({per_source})")
     if info["target"]:
-        print(f"wrote the target: {info['target']['documents']} held-out {info['target']['source']} documents "
-              f"to {target_out}")
+        parts = ", ".join(f"{n} {s}" for s, n in info["target"]["sources"].items())
+        print(f"wrote the target: {info['target']['documents']} held-out documents ({parts}) to {target_out}")
     return 0
 
 
 def ensure_demo_corpus(cfg: Config, docs_per_source: int) -> None:
     """Build the demo corpus at corpus.paths[0] (and its target at target.paths[0]) unless they are
-    there with the same settings."""
+    there with the same settings (seed, size, target path and mix). A rebuilt target that differs from
+    the one before makes the run's search, export and compare stale: they are removed, to run again."""
+    from climb_ray.democorpus import TARGET_MIX
+
     out = cfg.corpus.paths[0]
     target = cfg.target.paths[0] if cfg.target.paths else None
     meta = Path(f"{out}.meta.json")
     if Path(out).is_file() and meta.is_file() and (target is None or Path(target).is_file()):
         info = json.loads(meta.read_text())
-        made_target = (info.get("target") or {}).get("path")
-        if (info.get("seed"), info.get("docs_per_source"), made_target) == (cfg.seed, docs_per_source, target):
+        made = info.get("target") or {}
+        if (info.get("seed"), info.get("docs_per_source"), made.get("path")) == (cfg.seed, docs_per_source, target) \
+                and (target is None or made.get("mix") == TARGET_MIX):
             print(f"demo corpus: {out} is there ({info['documents']} documents)")
             return
+    before = Path(target).read_bytes() if target and Path(target).is_file() else None
     code = corpus_demo(out, docs_per_source, cfg.seed, target)
     if code:
         raise SystemExit(code)
+    if before is not None and Path(target).read_bytes() != before:
+        _clear_target_stages(cfg)
+
+
+def _clear_target_stages(cfg: Config) -> None:
+    from climb_ray.artifacts import RunDir
+
+    run = RunDir(cfg.run_dir)
+    stale = [stage for stage in ("search", "export", "compare") if run.exists(stage)]
+    for stage in stale:
+        run.clear_stage(stage)
+    if stale:
+        print(f"the demo target changed: removed {', '.join(f'{cfg.run_dir}/{s}' for s in stale)} "
+              "(made with the old target); they run again")
 
 
 def not_built(stage: str) -> int:
@@ -58,16 +77,17 @@ def not_built(stage: str) -> int:
     return EXIT_NOT_BUILT
 
 
-def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool) -> int:
+def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: int = 0) -> int:
     """Run the stages up to `until`. A stage command (whole=False) for a stage not built yet exits 3;
-    the whole pipeline (demo, run) succeeds with the stages built so far, and lists the others."""
+    the whole pipeline (demo, run) succeeds with the stages built so far, and lists the others.
+    extend: `climb-ray search --extend N` (one more generation of N proxies)."""
     if until in ORDER and ORDER.index(until) >= ORDER.index("search"):
         from climb_ray.evaluate import check_targets
 
         check_targets(cfg.target)  # before minutes of embedding, not after
     # `climb-ray export` of given weights needs no search; the whole pipeline runs it all the same
     skip = ("search",) if until == "export" and not whole and cfg.export.weights.strip() != "best" else ()
-    report = run_pipeline(cfg, until=until, redo=redo, skip=skip)
+    report = run_pipeline(cfg, until=until, redo=redo, skip=skip, extend=extend)
     print_summary(report)
     return EXIT_NOT_BUILT if not whole and until in report.not_built else 0
 
@@ -83,6 +103,21 @@ def print_summary(report: PipelineReport) -> None:
     for stage in report.not_built:
         print(f"  {stage:<9} not built yet (issue #{NOT_BUILT[stage]})")
 
+
+
+def _answer_line(info: dict) -> str:
+    """The search's answer in words: its estimate and interval, or its predicted score."""
+    interval, estimate = info.get("interval"), info.get("estimate")
+    if estimate is None:
+        line = f"predicted score {info['predicted']:.4f}"
+    else:
+        line = f"estimated score {estimate:.4f}"
+        line += f" (95% interval {interval[0]:.4f} to {interval[1]:.4f})" if interval else " (noise not measured)"
+        line += f", measured {info['measurements']} time(s)" if info.get("measurements") else ""
+    line += f"; best seen {info['best_seen']:.4f}"
+    if info.get("degenerate"):
+        line += f"\n            the predictor is degenerate ({info['degenerate']}): it did not choose the answer"
+    return line
 
 
 def _describe(stage: str, info: dict) -> str:
@@ -105,10 +140,16 @@ def _describe(stage: str, info: dict) -> str:
     if stage == "search":
         rows = "".join(f"\n              {name}  {weight:6.3f}  {', '.join(info.get('top_terms', {}).get(name, []))}"
                        for name, weight in sorted(info["weights"].items(), key=lambda x: -x[1]))
-        return (f"{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
+        how = ""
+        if "reanswered" in info:
+            how = (f"re-answered from the recorded trials in {info['reanswered']['seconds']:.1f} s, no proxy trained "
+                   f"({', '.join(info['reanswered']['changed'])} changed); ")
+        elif info.get("continued_from"):
+            how = f"continued from {info['continued_from']} recorded trials; "
+        return (f"{how}{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
                 f"strategy {info['strategy']} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
-                f"            best mixture: predicted score {info['predicted']:.4f} (best seen {info['best_seen']:.4f}; "
-                f"higher is better){rows}")
+                f"            best mixture: {_answer_line(info)}; higher is better "
+                f"(answer {info.get('answer', 'best_predicted')}){rows}")
     if stage == "tokens":
         return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} shards "
                 f"({info['dtype']}), tokenizer {info['tokenizer']} with {info['vocab_size']} ids -> tokens/")
@@ -211,7 +252,7 @@ def bench_search(cfg: Config, args) -> int:
         report = benchmark(args.runs, args.target, mode=args.mode, budgets=budgets, seeds=args.seeds,
                            strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
                            weight_columns=args.weight_columns.split(",") if args.weight_columns else None,
-                           search=cfg.search, predictor=cfg.predictor, progress=progress)
+                           search=cfg.search, predictor=cfg.predictor, noise=args.noise, progress=progress)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from None
     print(format_table(report))

@@ -1,5 +1,6 @@
-"""The comparison table of `climb-ray compare`: each method's mixture scored by evaluation proxies
-over several seeds (mean and a 95% t-interval), beside the proxy compute the method spent."""
+"""The comparison table of `climb-ray compare`: each method's answers (one per search seed) scored by
+evaluation proxies over several seeds, the mean with a 95% t-interval across search seeds (across
+evaluation seeds for one search or a fixed mixture), beside the proxy compute one search spent."""
 
 from __future__ import annotations
 
@@ -19,28 +20,61 @@ def interval(scores: list[float]) -> dict:
             "n": int(len(x))}
 
 
-def rows(mixtures: dict[str, dict], results: dict[str, list[float]]) -> list[dict]:
-    """One row per mixture, best mean score first (scores are higher-is-better)."""
+def rows(groups: dict[str, list[dict]], results: dict[str, list[list[float]]]) -> list[dict]:
+    """One row per method or reference, best mean score first (scores are higher-is-better).
+
+    groups: each method's answers, one per search seed (a reference: its one mixture); results: each
+    answer's evaluation scores. An answer scores the mean of its evaluation proxies. With several
+    search seeds the row's mean and interval are across the answers (what a rerun of the method with
+    another seed would give), with one across its evaluation proxies; eval_sd is the spread of one
+    answer's evaluation proxies (mean over answers). Compute is one search's (mean over search seeds).
+    """
     out = []
-    for label, mixture in mixtures.items():
-        stats = interval(results[label])
-        top = sorted(mixture["weights"].items(), key=lambda kv: -kv[1])[:3]
-        out.append({"method": label, **stats, "scores": results[label], "weights": mixture["weights"],
-                    "answer": mixture.get("answer", mixture["weights"]), "capped": mixture.get("capped", False),
-                    "top": ", ".join(f"{n} {w:.2f}" for n, w in top), **mixture.get("compute", {})})
+    for label, answers in groups.items():
+        each = [{"search_seed": s, **interval(scores), "scores": scores, "weights": m["weights"],
+                 "answer": m.get("answer", m["weights"]), "capped": m.get("capped", False), **m.get("compute", {})}
+                for s, (m, scores) in enumerate(zip(answers, results[label]))]
+        values = [a["mean"] for a in each] if len(each) > 1 else each[0]["scores"]
+        out.append({"method": label, **interval(values), "scores": values,
+                    "over": "search seeds" if len(each) > 1 else "evaluation seeds",
+                    "searches": len(each) if "compute" in answers[0] else 0,
+                    "eval_sd": float(np.mean([a["sd"] for a in each])),
+                    "weights": each[0]["weights"], "answer": each[0]["answer"], "capped": any(a["capped"] for a in each),
+                    "top": " / ".join(_top(a["weights"], 3 if len(each) == 1 else 2) for a in each),
+                    **_mean_compute([m["compute"] for m in answers if "compute" in m]), "search_seeds": each})
     return sorted(out, key=lambda r: -r["mean"])
 
 
+def _top(weights: dict, n: int) -> str:
+    return ", ".join(f"{c} {w:.2f}" for c, w in sorted(weights.items(), key=lambda kv: -kv[1])[:n])
+
+
+def _mean_compute(computes: list[dict]) -> dict:
+    if not computes:
+        return {}
+    mean = {key: float(np.mean([c[key] for c in computes])) for key in computes[0]}
+    return {key: round(v, 1) if key == "proxy_seconds" else int(round(v)) for key, v in mean.items()}
+
+
 def format_table(table: list[dict], *, seeds: int, proxy: str) -> str:
-    """A Markdown table: the score with its interval, and what each method spent on proxies."""
-    lines = [f"Target score of one evaluation proxy per mixture ({proxy}), mean and 95% t-interval over "
-             f"{seeds} seeds; higher is better.", "",
-             "| method | score | 95% interval | proxy runs | proxy tokens | proxy seconds | largest weights |",
-             "|---|---|---|---|---|---|---|"]
+    """A Markdown table: the score with its interval and spread, and what one search of each method spent."""
+    searched = max((r["searches"] for r in table), default=0)
+    if searched > 1:
+        caption = (f"Target score, higher is better. An answer's score is the mean of {seeds} evaluation proxies "
+                   f"({proxy}). Each method searched with {searched} search seeds: score = mean over its "
+                   f"answers, 95% t-interval across search seeds; a reference (a fixed mixture): 95% t-interval "
+                   "across its evaluation proxies. eval sd: standard deviation of one answer's evaluation "
+                   "proxies (mean over answers). Proxy runs, tokens and seconds: one search (mean over search seeds).")
+    else:
+        caption = (f"Target score of one evaluation proxy per mixture ({proxy}), mean and 95% t-interval over "
+                   f"{seeds} seeds; higher is better. eval sd: their standard deviation.")
+    lines = [caption, "",
+             "| method | score | 95% interval | searches | eval sd | proxy runs | proxy tokens | proxy seconds "
+             "| largest weights |", "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         runs = r.get("proxy_runs")
         spent = (f"| {runs} | {r['proxy_tokens'] / 1e6:.2f}M | {r['proxy_seconds']:.0f} " if runs is not None
                  else "| 0 | 0 | 0 ")
         lines.append(f"| {r['method']} | {r['mean']:.4f} | [{r['mean'] - r['ci95']:.4f}, {r['mean'] + r['ci95']:.4f}] "
-                     f"{spent}| {r['top']} |")
+                     f"| {r['searches']} | {r['eval_sd']:.4f} {spent}| {r['top']} |")
     return "\n".join(lines) + "\n"

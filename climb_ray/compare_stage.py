@@ -3,15 +3,20 @@ and proxy-token budget, and every answer scored by the same evaluation proxies o
 
     <run>/doremi/weights.json               DoReMi's answer and its weight history
     <run>/compare/<method>/                 a search by another method (trials.parquet, best_mixture.json...)
-    <run>/compare/eval/<mixture>-s<seed>.json  one evaluation proxy (kept: a killed compare resumes)
+    <run>/compare/<method>/seed-<s>/        search seed s >= 1 of any method (the run's seed + s)
+    <run>/compare/eval/<key>-s<seed>.json   one evaluation proxy, keyed by its mixture, settings and target
+                                            (kept: a killed compare resumes; a mixture two methods share trains once)
     <run>/compare/results.json, table.md    the table
 
-The method the run's search uses (search.method) is read from <run>/search/, not run again.
+Search seed 0 is the run's own seed: the method the run's search uses (search.method) is read from
+<run>/search/ and DoReMi from <run>/doremi/, not run again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 
 import numpy as np
 
@@ -37,34 +42,54 @@ def _get(cfg, dotted: str):
 
 def doremi(cfg: Config, redo: tuple[str, ...] = ()) -> tuple[RunDir, StageResult]:
     """Run the stages up to tokens when needed, then DoReMi (skipped when done with these settings)."""
+    run_pipeline(cfg, until="tokens", redo=tuple(r for r in redo if r != "doremi"))
+    run = RunDir(cfg.run_dir)
+    return run, _doremi_stage(cfg, run, 0, redo)
+
+
+def _doremi_stage(cfg: Config, run: RunDir, search_seed: int, redo: tuple[str, ...]) -> StageResult:
     from climb_ray.adapters.ray_doremi import run_doremi_task
     from climb_ray.adapters.ray_runtime import ensure_ray
 
-    run_pipeline(cfg, until="tokens", redo=tuple(r for r in redo if r != "doremi"))
-    run = RunDir(cfg.run_dir)
+    out, scfg = answer_folder(cfg, "doremi", search_seed), seeded(cfg, search_seed)
 
     def work() -> dict:
         ensure_ray(cfg.resources)
-        result = run_doremi_task(with_absolute_paths(cfg), absolute(run.url("tokens")))
-        run.write_json("doremi/weights.json", result)
+        result = run_doremi_task(with_absolute_paths(scfg), absolute(run.url("tokens")))
+        run.write_json(f"{out}/weights.json", result)
         return {"weights": result["weights"], "steps": result["steps"], "tokens": result["tokens"],
                 "seconds": round(result["reference_seconds"] + result["proxy_seconds"], 1),
                 "device": result["device"]}
 
-    return run, run_stage(run, "doremi", doremi_depends(cfg), work, redo="doremi" in redo)
+    return run_stage(run, out, doremi_depends(scfg), work, redo=out in redo)
 
 
-def method_mixture(cfg: Config, run: RunDir, method: str, redo: tuple[str, ...]) -> dict:
-    """{"weights": {cluster: weight}, "compute": proxy runs, tokens and seconds} of one method's answer."""
+def answer_folder(cfg: Config, method: str, search_seed: int) -> str:
+    """Where a method's search with one search seed lives: seed 0 is the run's own (search/ for
+    search.method, doremi/ for DoReMi, compare/<method>/ for the others), seed s >= 1 compare/<method>/seed-<s>/."""
+    if search_seed:
+        return f"compare/{method}/seed-{search_seed}"
+    return {cfg.search.method: "search", "doremi": "doremi"}.get(method, f"compare/{method}")
+
+
+def seeded(cfg: Config, search_seed: int) -> Config:
+    """The run's config with seed + search_seed: the seed of the search's sampler, predictor and proxies."""
+    return dataclasses.replace(cfg, seed=cfg.seed + search_seed)
+
+
+def method_mixture(cfg: Config, run: RunDir, method: str, redo: tuple[str, ...], search_seed: int = 0) -> dict:
+    """{"weights": {cluster: weight}, "compute": proxy runs, tokens and seconds} of one method's answer
+    with one search seed (the stages up to tokens are done)."""
+    out = answer_folder(cfg, method, search_seed)
     if method == "doremi":
-        info = doremi(cfg, redo)[1].info
+        info = _doremi_stage(cfg, run, search_seed, redo).info
         return {"weights": info["weights"], "compute": {"proxy_runs": 2, "proxy_tokens": info["tokens"],
                                                         "proxy_seconds": info["seconds"]}}
-    if method == cfg.search.method:
-        out, info = "search", run_pipeline(cfg, until="search", redo=redo).results[-1].info
+    if out == "search":
+        info = run_pipeline(cfg, until="search", redo=redo).results[-1].info
     else:
-        out = f"compare/{method}"
-        mcfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, method=method))
+        mcfg = seeded(cfg, search_seed)
+        mcfg = dataclasses.replace(mcfg, search=dataclasses.replace(mcfg.search, method=method))
         info = run_stage(run, out, stage_depends(mcfg, "search"), lambda: search_stage(mcfg, run, out=out),
                          redo=out in redo).info
     return {"weights": run.read_json(f"{out}/best_mixture.json")["weights"], "compute": _search_compute(cfg, run, out, info)}
@@ -92,74 +117,122 @@ def eval_config(cfg: Config) -> Config:
     return dataclasses.replace(cfg, proxy=dataclasses.replace(cfg.proxy, steps=cfg.compare.eval_steps or cfg.proxy.steps))
 
 
+def target_fingerprint(cfg: Config) -> str:
+    """A digest of the target files' bytes: an evaluation proxy scored on other text is not reused."""
+    import fsspec
+
+    from climb_ray.corpus import list_files
+
+    digest = hashlib.sha256()
+    for url, _ in list_files(list(cfg.target.paths)):
+        with fsspec.open(url, "rb") as src:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[str, list[float]]:
-    """Each mixture's scores, one evaluation proxy per seed; proxies already trained with the same
-    mixture and settings are read back, the others run as Ray tasks side by side."""
+    """Each mixture's scores, one evaluation proxy per seed (in seed order); proxies already trained
+    with the same mixture, settings and target are read back (a mixture several labels share is
+    trained once), the others run as Ray tasks side by side."""
     from climb_ray.adapters.ray_doremi import evaluate
     from climb_ray.baselines.doremi import epoch_caps, fit_to_caps
 
     ecfg, meta = with_absolute_paths(eval_config(cfg)), run.read_json("tokens/meta.json")
     names, p = meta["clusters"], ecfg.proxy
     settings = {**{f: _get(ecfg, f) for f in PROXY_RESULT_FIELDS}, "target": dataclasses.asdict(ecfg.target),
-                "search.max_epochs": ecfg.search.max_epochs}
+                "target_sha256": target_fingerprint(cfg), "search.max_epochs": ecfg.search.max_epochs}
     caps = epoch_caps([meta["tokens"][n] for n in names], max_epochs=ecfg.search.max_epochs,
                       n_sequences=p.steps * p.batch_size, seq_len=p.context)
-    scores, jobs, stored = {label: [] for label in mixtures}, [], {}
+    seeds = range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)
+    scores = {label: [None] * len(seeds) for label in mixtures}
+    waiting: dict[str, list[tuple[str, int]]] = {}  # proxy key -> the (label, seed index) it scores
+    jobs, stored = [], {}
     for label, mixture in mixtures.items():
         asked = np.array([mixture["weights"].get(n, 0.0) for n in names], dtype=np.float64)
         weights = fit_to_caps(asked, caps)  # an answer beyond the evaluation proxy's epoch caps is capped
         mixture["capped"] = bool(np.abs(weights - asked / asked.sum()).max() > 1e-9)
         mixture["answer"] = mixture["weights"]  # as the method gave it (best_mixture.json rounds to 1e-6)
         mixture["weights"] = {n: float(w) for n, w in zip(names, weights)}  # what the proxies trained on
-        for seed in range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds):
-            key, record = f"{label}-s{seed}", {"weights": weights.round(12).tolist(), "settings": settings}
+        record = {"weights": weights.round(12).tolist(), "settings": settings}
+        digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        for i, seed in enumerate(seeds):
+            key = f"{digest}-s{seed}"
             path = f"compare/eval/{key}.json"
-            old = run.read_json(path) if run.exists(path) else {}
-            if {k: old.get(k) for k in record} == record:
-                scores[label].append(old["score"])
-                continue
-            stored[key] = (label, path, record)
-            jobs.append((key, weights.tolist(), seed))
+            if key not in waiting:
+                old = run.read_json(path) if run.exists(path) else {}
+                if {k: old.get(k) for k in record} == record:
+                    scores[label][i] = old["score"]
+                    continue
+                stored[key], waiting[key] = (label, path, record), []
+                jobs.append((key, weights.tolist(), seed))
+            waiting[key].append((label, i))
 
     def done(key: str, result: dict) -> None:
         label, path, record = stored[key]
-        run.write_json(path, {**record, "score": result["score"], "seed": result["seed"], "result": result})
-        scores[label].append(result["score"])
-        print(f"  evaluated {key}: score {result['score']:.4f}", flush=True)
+        run.write_json(path, {**record, "label": label, "score": result["score"], "seed": result["seed"],
+                              "result": result})
+        for waiter, i in waiting[key]:
+            scores[waiter][i] = result["score"]
+        print(f"  evaluated {label} (seed {result['seed']}): score {result['score']:.4f}", flush=True)
 
     if jobs:
-        print(f"compare: {len(jobs)} evaluation proxies to train ({len(mixtures) * cfg.compare.seeds - len(jobs)} "
-              "kept from before)", flush=True)
+        kept = sum(x is not None for got in scores.values() for x in got)
+        print(f"compare: {len(jobs)} evaluation proxies to train ({kept} scores kept from before)", flush=True)
         evaluate(ecfg, absolute(run.url("tokens")), jobs, done)
     return scores
 
 
+def answer_label(group: str, search_seed: int) -> str:
+    return group if search_seed == 0 else f"{group}/seed-{search_seed}"
+
+
 def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
-    """Every method of compare.methods and every reference mixture, evaluated; the table is written
-    to compare/results.json and compare/table.md and returned."""
+    """Every method of compare.methods, searched with compare.search_seeds seeds, and every reference
+    mixture, evaluated; the table is written to compare/results.json and compare/table.md and returned."""
     from climb_ray.adapters.ray_runtime import ensure_ray
     from climb_ray.compare import format_table, rows
     from climb_ray.evaluate import check_targets
 
     check_targets(cfg.target)
+    check_seeds(cfg)
     run_pipeline(cfg, until="tokens", redo=redo)
     run = RunDir(cfg.run_dir)
     ensure_ray(cfg.resources)
-    mixtures = {}
+    groups: dict[str, list[dict]] = {}
     for method in cfg.compare.methods:
-        print(f"compare: {method} ...", flush=True)
-        mixtures[method] = method_mixture(cfg, run, method, redo)
-        top = sorted(mixtures[method]["weights"].items(), key=lambda kv: -kv[1])[:3]
-        print(f"compare: {method} answers " + ", ".join(f"{n} {w:.3f}" for n, w in top), flush=True)
+        groups[method] = []
+        for search_seed in range(cfg.compare.search_seeds):
+            print(f"compare: {answer_label(method, search_seed)} ...", flush=True)
+            mixture = method_mixture(cfg, run, method, redo, search_seed)
+            groups[method].append(mixture)
+            top = sorted(mixture["weights"].items(), key=lambda kv: -kv[1])[:3]
+            print(f"compare: {answer_label(method, search_seed)} answers " + ", ".join(f"{n} {w:.3f}" for n, w in top),
+                  flush=True)
     meta = run.read_json("tokens/meta.json")
-    mixtures.update({r: reference_mixture(r, meta) for r in cfg.compare.references if r not in mixtures})
-    scores = evaluate_all(cfg, run, mixtures)
+    groups.update({r: [reference_mixture(r, meta)] for r in cfg.compare.references if r not in groups})
+    scores = evaluate_all(cfg, run, {answer_label(g, s): m for g, answers in groups.items()
+                                     for s, m in enumerate(answers)})
+    table = rows(groups, {g: [scores[answer_label(g, s)] for s in range(len(answers))] for g, answers in groups.items()})
     p = eval_config(cfg).proxy
-    table = rows(mixtures, scores)
     proxy = (f"{p.num_layers} layers x {p.hidden_size}, {p.steps} steps of {p.batch_size} x {p.context} tokens")
     text = format_table(table, seeds=cfg.compare.seeds, proxy=proxy)
-    run.write_json("compare/results.json", {"rows": table, "proxy": proxy, "seeds": cfg.compare.seeds,
-                                            "eval_seeds": list(range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)),
-                                            "capped": [k for k, m in mixtures.items() if m.get("capped")]})
+    run.write_json("compare/results.json", {
+        "rows": table, "proxy": proxy, "seeds": cfg.compare.seeds, "search_seeds": cfg.compare.search_seeds,
+        "eval_seeds": list(range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)),
+        "run_seeds": [cfg.seed + s for s in range(cfg.compare.search_seeds)],
+        "capped": [answer_label(g, s) for g, answers in groups.items() for s, m in enumerate(answers) if m.get("capped")]})
     run.write_text("compare/table.md", text)
     return {"table": table, "text": text, "run": run.url()}
+
+
+def check_seeds(cfg: Config) -> None:
+    """The searches' seeds (run seed + search seed; DoReMi also uses the next one) must not be
+    evaluation seeds: an evaluation proxy would repeat a search proxy's initialisation and batches."""
+    from climb_ray.config import ConfigError
+
+    used = set(range(cfg.seed, cfg.seed + cfg.compare.search_seeds + 1))
+    clash = sorted(used & set(range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)))
+    if clash:
+        raise ConfigError(f"seed={cfg.seed} with compare.search_seeds={cfg.compare.search_seeds} uses seed {clash[0]}, "
+                          f"an evaluation seed ({EVAL_SEED}-{EVAL_SEED + cfg.compare.seeds - 1}): choose a smaller seed")

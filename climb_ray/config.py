@@ -97,7 +97,7 @@ class TargetConfig:
 class SearchConfig:
     method: str = "climb"  # climb, random, regmix or optuna
     schedule: list[int] = field(default_factory=lambda: [56, 19, 19, 18])  # proxy runs per iteration: 112 in
-    # 2:1:1:1 (measured better than the paper's 64, 32, 16 = 4:2:1, docs/search-benchmark.md)
+    # about 3:1:1:1 (four iterations measured better than the paper's 64, 32, 16, docs/search-benchmark.md)
     temperature: float = 0.5  # prior sharpening p <- p**t for the initial sampler (RegMix)
     strength_min: float = 0.1  # smallest Dirichlet concentration strength of the initial sampler
     strength_max: float = 5.0  # largest concentration strength (15 log-spaced values in between)
@@ -105,8 +105,8 @@ class SearchConfig:
     min_weight: float = 2e-4  # weights below this are set to 0; weights are rounded to this step
     n_candidates: int = 100_000  # candidate mixtures scored by the predictor at each iteration
     acquisition: str = "ucb"  # how an iteration picks its M mixtures: ucb (the M best by predicted mean + exploration x
-    # the ensemble's spread, greedily, one per predicted value; the last iteration exploits) or paper (M at random
-    # from the top max(M**2, top_pool_min) predicted)
+    # the ensemble's spread, greedily, one per predicted value; with answer confirmed the last iteration exploits)
+    # or paper (M at random from the top max(M**2, top_pool_min) predicted)
     exploration: float = 1.0  # ucb: ensemble standard deviations added to the predicted mean; 0 = exploit only
     local_fraction: float = 0.5  # share of the candidates drawn around the best measured mixtures (paper: 0)
     top_pool_min: int = 128  # acquisition paper: the next M mixtures are drawn from the top max(M**2, this) candidates

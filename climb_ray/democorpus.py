@@ -26,7 +26,9 @@ import numpy as np
 
 MIN_WORDS, MAX_WORDS = 30, 400
 SOURCES = ("bible", "dictionary", "news", "wikipedia", "python_docs")
-TARGET_SOURCE = "wikipedia"  # the demo's target: held-out Wikipedia paragraphs
+# the demo's target: held-out documents of two sources in unequal parts (shares of its documents), so
+# that the best mixture is a blend, not one super-cluster at 100%
+TARGET_MIX = {"wikipedia": 0.7, "python_docs": 0.3}
 
 
 def pack_units(units: Iterable[str], target_words: Iterator[int]) -> Iterator[str]:
@@ -171,33 +173,55 @@ def source_documents(source: str, rng: np.random.Generator) -> list[str]:
 
 
 def build_demo_corpus(out_path: str | Path, *, docs_per_source: int = 800, seed: int = 0,
-                      target_path: str | Path | None = None, target_source: str = TARGET_SOURCE,
+                      target_path: str | Path | None = None, target_mix: dict[str, float] | None = None,
                       target_docs: int = 200) -> dict:
     """Write the demo corpus as JSONL (id, text, source), shuffled; return per-source counts.
 
-    With `target_path`, also write up to `target_docs` documents of `target_source` that are not
-    in the corpus: the demo's target (held-out text the proxies are scored on).
+    With `target_path`, also write `target_docs` documents that are not in the corpus, drawn from the
+    sources of `target_mix` (default TARGET_MIX) in its shares: the demo's target (held-out text the
+    proxies are scored on), the sources interleaved so that any first n documents keep the shares.
     """
-    if target_source not in SOURCES:
-        raise ValueError(f"target source {target_source!r} is not one of {', '.join(SOURCES)}")
+    mix = target_counts(TARGET_MIX if target_mix is None else target_mix, target_docs)
     rng = np.random.default_rng(seed)
-    rows, held_out = [], []
+    rows, held_out = [], {}
     for source in SOURCES:
         docs = source_documents(source, rng)
         order = rng.permutation(len(docs))
         rows.extend({"text": docs[i], "source": source} for i in sorted(order[:docs_per_source]))
-        if source == target_source:
-            held_out = [{"id": f"target-{n:04d}", "text": docs[i], "source": source}
-                        for n, i in enumerate(sorted(order[docs_per_source:docs_per_source + target_docs]))]
+        held_out[source] = [docs[i] for i in sorted(order[docs_per_source:docs_per_source + mix.get(source, 0)])]
     order = rng.permutation(len(rows))
     _write_jsonl(out_path, ({"id": f"demo-{number:06d}", **rows[i]} for number, i in enumerate(order)))
+    target = interleave({s: held_out[s] for s in mix})
     if target_path is not None:
-        _write_jsonl(target_path, held_out)
+        _write_jsonl(target_path, ({"id": f"target-{n:04d}", "text": text, "source": source}
+                                   for n, (source, text) in enumerate(target)))
     counts = {s: sum(r["source"] == s for r in rows) for s in SOURCES}
+    made = {s: len(held_out[s]) for s in mix}
     return {"path": str(out_path), "documents": len(rows), "per_source": counts, "seed": seed,
             "docs_per_source": docs_per_source, "python": sys.version.split()[0],
-            "target": {"path": str(target_path), "source": target_source, "documents": len(held_out)}
-            if target_path is not None else None}
+            "target": {"path": str(target_path), "mix": {s: float(w) for s, w in (target_mix or TARGET_MIX).items()},
+                       "sources": made, "documents": len(target)} if target_path is not None else None}
+
+
+def target_counts(mix: dict[str, float], n: int) -> dict[str, int]:
+    """Documents per source for `n` target documents in the shares of `mix` (largest remainders)."""
+    bad = [s for s in mix if s not in SOURCES]
+    if bad or not mix or any(not w > 0 for w in mix.values()):
+        raise ValueError(f"target mix {mix}: needs positive shares of sources among {', '.join(SOURCES)}")
+    total = sum(mix.values())
+    exact = {s: n * w / total for s, w in mix.items()}
+    counts = {s: int(x) for s, x in exact.items()}
+    for s in sorted(mix, key=lambda s: counts[s] - exact[s])[:n - sum(counts.values())]:
+        counts[s] += 1
+    return counts
+
+
+def interleave(docs: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(source, text) of every document, sources spread evenly: the j-th of n documents of a source
+    sits at (j + 0.5) / n of the way through, so every prefix holds each source in about its share."""
+    keyed = [((j + 0.5) / len(texts), i, source, text)
+             for i, (source, texts) in enumerate(docs.items()) for j, text in enumerate(texts)]
+    return [(source, text) for _, _, source, text in sorted(keyed)]
 
 
 def _write_jsonl(path: str | Path, rows) -> None:

@@ -13,6 +13,7 @@ from climb_ray.artifacts import RunDir, StageResult, run_stage
 from climb_ray.config import Config
 from climb_ray import stages
 from climb_ray.search_stage import search_stage
+from climb_ray.search_plan import prepare_search, run_search_stage
 from climb_ray.export_stage import export_stage
 from climb_ray.config_io import to_yaml
 
@@ -35,6 +36,9 @@ STAGE_FUNCS = {"corpus": stages.corpus_stage, "embed": stages.embed_stage, "clus
 PROXY_RESULT_FIELDS = [f"proxy.{name}" for name in (
     "hidden_size", "num_layers", "num_heads", "intermediate_size", "context", "batch_size", "steps", "lr",
     "warmup_steps", "schedule", "min_lr_ratio", "decay_fraction", "weight_decay", "grad_clip", "init_from")]
+# settings (fields or sections) that only change how the search answers from its recorded trials: a change
+# re-answers from them (seconds, no proxy trained) instead of asking for --redo search; part of DEPENDS["search"]
+ANSWER_FIELDS = ["search.answer", "search.answer_top_k", "predictor"]
 # the config values each stage's output depends on (a change means: rebuild it); sections or fields
 DEPENDS = {
     "corpus": ["corpus"],
@@ -46,7 +50,8 @@ DEPENDS = {
     "search": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "embed.chunk_docs", "cluster", "seed",
                "tokens", *PROXY_RESULT_FIELDS, "target", "search.method", "search.schedule", "search.temperature",
                "search.strength_min", "search.strength_max", "search.max_epochs", "search.min_weight",
-               "search.n_candidates", "search.top_pool_min", "search.answer", "search.answer_top_k", "predictor"],
+               "search.n_candidates", "search.top_pool_min", "search.acquisition", "search.exploration",
+               "search.local_fraction", "search.remeasure_fraction", *ANSWER_FIELDS],
 }
 DEPENDS["export"] = [*DEPENDS["search"], *(f"export.{name}" for name in (
     "weights", "token_budget", "max_epochs", "seed", "shard_mb", "write_token_ids"))]
@@ -63,12 +68,15 @@ def stage_depends(cfg: Config, stage: str) -> dict:
 
 
 def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = (),
-                 skip: tuple[str, ...] = ()) -> PipelineReport:
-    """Run every built stage up to and including `until`, but those in `skip`; list the ones not built yet."""
+                 skip: tuple[str, ...] = (), extend: int = 0) -> PipelineReport:
+    """Run every built stage up to and including `until`, but those in `skip`; list the ones not built yet.
+    extend: proxies of one more search generation once the recorded search is done (`climb-ray search --extend`)."""
     from climb_ray.adapters.ray_runtime import ensure_ray
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
+    if "search" in ORDER[: ORDER.index(until) + 1] and "search" not in skip:  # the schedule the search runs to
+        cfg = prepare_search(cfg, run, extend=extend, redo="search" in redo)
     run.write_text("config.yaml", to_yaml(cfg))
     if cfg.export.overwrite:
         redo = (*redo, "export")
@@ -90,6 +98,10 @@ def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = 
                 report.ray = ensure_ray(cfg.resources)
             return STAGE_FUNCS[stage](cfg, run)
 
-        report.results.append(run_stage(run, stage, stage_depends(cfg, stage), work, redo=stage in redo))
+        if stage == "search":  # it may also re-answer (answer settings changed) or continue (a longer schedule)
+            report.results.append(run_search_stage(cfg, run, stage_depends(cfg, stage), work, redo=stage in redo,
+                                                   answer_fields=ANSWER_FIELDS))
+        else:
+            report.results.append(run_stage(run, stage, stage_depends(cfg, stage), work, redo=stage in redo))
     report.seconds = time.perf_counter() - start
     return report

@@ -16,9 +16,10 @@ the paper's reg_alpha 1 on raw accuracies (0.25-0.7) leaves the trees unsplit.
 Degenerate fit: predictions on the results nearly constant (spread under DEGENERATE_SPREAD of the
 scores' spread), or a held-out Spearman that is undefined or not significantly positive at the
 one-sided 10% level (DEGENERATE_P: a fit with no information reaches it one time in ten; with K-fold
-every result is held out once, so 28 results need 0.25, 56 need 0.17, 112 need 0.12; the paper's
-10% hold-out of 6 results needs 0.61). `quality["degenerate"]` names the reason; the search then
-never lets the predictor choose alone.
+every result is held out once, so 28 results need 0.25, 56 need 0.17, 112 need 0.12). Fewer than
+MIN_TESTED held-out results (the paper's 10% hold-out below 100 results) are too few to test: only
+the spread is checked, so the paper preset keeps its rule. `quality["degenerate"]` names the
+reason; the search then never lets the predictor choose alone.
 
 Saved as LightGBM's own text format (member after member; member 0 alone is what a plain LightGBM
 loader reads) plus a JSON sidecar (cluster names, score direction, version, quality, member
@@ -38,6 +39,7 @@ FORMAT_VERSION = 1
 MIN_VALID = 3  # fewer held-out results (per fold) than this: fit on all, no early stopping, no quality figures
 DEGENERATE_SPREAD = 0.05  # predictions spreading less than this share of the scores' spread are "nearly constant"
 DEGENERATE_P = 0.1  # held-out Spearman not significantly positive at this one-sided level: no information
+MIN_TESTED = 10  # fewer held-out results than this: too few to test the Spearman (only the spread is checked)
 
 
 def lgb_params(p: PredictorConfig, seed: int, threads: int) -> dict:
@@ -63,7 +65,7 @@ def degenerate_reason(fitted: np.ndarray, y: np.ndarray, held_out: tuple[float, 
     if np.unique(np.round(fitted, 12)).size < 2 or float(np.std(fitted)) < DEGENERATE_SPREAD * spread:
         return (f"nearly constant predictions (spread {float(np.std(fitted)):.3g} against the scores' "
                 f"{spread:.3g}): the trees hardly split")
-    if held_out is not None:
+    if held_out is not None and held_out[1] >= MIN_TESTED:
         rho, n = held_out
         if not np.isfinite(rho) or _one_sided_p(rho, n) > DEGENERATE_P:
             return (f"held-out Spearman {rho:.3g} over {n} results: within what a fit with no information "

@@ -186,7 +186,7 @@ class ClimbSearch:
         self.predictor = Predictor.fit(x, y, self.predictor_cfg, names=self.names, seed=self.seed + len(groups))
         self.fits.append({"generation": self.generation, **self.predictor.quality})
         if self.predictor.degenerate:
-            self.log(f"search: the predictor fitted after iteration {self.generation} is degenerate "
+            self.log(f"search: the predictor fitted on iterations 0-{self.generation} is degenerate "
                      f"({self.predictor.quality['degenerate']}); it does not choose alone")
         return self.predictor
 
@@ -224,15 +224,18 @@ class ClimbSearch:
     def _ucb_pick(self, predictor: Predictor, candidates: np.ndarray, m: int, *, exploration: float) -> list:
         mean, spread = predictor.predict_spread(candidates)
         order = np.argsort(-(mean + exploration * spread), kind="stable")
-        picked, cells = [], set()
+        chosen, cells = [], set()
         for i in order:
             cell = (round(float(mean[i]), 12), round(float(spread[i]), 12))
             if cell not in cells:
                 cells.add(cell)
-                picked.append(candidates[i])
-                if len(picked) == m:
+                chosen.append(i)
+                if len(chosen) == m:
                     break
-        return picked
+        if len(chosen) < m:  # fewer distinct predictions than M (a small fit): the next best, cells repeated
+            taken = set(chosen)
+            chosen += [i for i in order if i not in taken][: m - len(chosen)]
+        return [candidates[i] for i in chosen]
 
     def _paper_pick(self, predictor: Predictor, candidates: np.ndarray, seen: np.ndarray, m: int) -> list:
         top = np.argsort(-predictor.predict(candidates), kind="stable")[: max(m * m, self.search.top_pool_min)]
@@ -257,7 +260,8 @@ class ClimbSearch:
         upper = estimate + Z95 * np.nan_to_num(error)
         out = []
         for i in np.argsort(-upper, kind="stable")[: min(count, m - 1 if m > 1 else m)]:
-            out.append((groups[i].weights, len(groups[i].scores)))
+            key = np.round(groups[i].weights, 9).tobytes()  # the next repeat number: failed repeats count too
+            out.append((groups[i].weights, sum(np.round(t.weights, 9).tobytes() == key for t in self.trials)))
         return out
 
     # -- the answer -----------------------------------------------------------------------------------

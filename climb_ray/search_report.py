@@ -8,6 +8,7 @@ import io
 import numpy as np
 
 from climb_ray.search import ClimbSearch
+from climb_ray.served_model import _finite
 
 
 def best_mixture(search: ClimbSearch, answer: dict, clusters: dict) -> dict:
@@ -35,10 +36,6 @@ def best_mixture(search: ClimbSearch, answer: dict, clusters: dict) -> dict:
                       "weights": {n: round(float(w), 6) for n, w in zip(search.names, seen.weights)}},
         "trials": len(search.trials), "failed": sum(t.status == "failed" for t in search.trials),
     }
-
-
-def _finite(v):
-    return None if v is None or not np.isfinite(v) else float(v)
 
 
 def report_pngs(search: ClimbSearch, answer: dict) -> dict[str, bytes]:

@@ -1,5 +1,6 @@
 """The search stage: a ClimbSearch over the run's super-clusters, run as Ray Tune trials, then its
-outputs: search/trials.parquet, predictor.txt (+ predictor.json), best_mixture.json and PNGs."""
+outputs: search/trials.parquet, predictor.txt (+ predictor.json), best_mixture.json and PNGs; and
+the same outputs re-answered from the recorded search (search_plan.py says when)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from climb_ray.artifacts import RunDir
 from climb_ray.config import Config
 from climb_ray.samplers import RegMixSampler
 from climb_ray.search import ClimbSearch
+from climb_ray.search_plan import STATE, start_record, with_schedule
 
 
 def make_search(cfg: Config, meta: dict) -> ClimbSearch:
@@ -30,7 +32,7 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
     only the run's own search publishes each new predictor to search/predictor.txt as it goes)."""
     import time
 
-    from climb_ray.adapters.ray_tune import proxy_seconds, run_search
+    from climb_ray.adapters.ray_tune import proxy_seconds
 
     from tokenizers import Tokenizer
 
@@ -41,20 +43,63 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
         for path in check_targets(cfg.target):  # a bad target stops here, not in every trial
             load_target(path, tokenizer, cfg.target)
     except Exception:
-        run.clear_stage(out)  # nothing ran: the corrected command starts afresh
+        if not run.exists(out, STATE) and not run.exists(out, "tune"):
+            run.clear_stage(out)  # nothing ran: the corrected command starts afresh
         raise
     meta = run.read_json("tokens/meta.json")
     storage = absolute(run.url(out, "tune"))
     cfg = with_absolute_paths(cfg)  # Tune runs each trial in its own folder: relative paths would break
     start = time.perf_counter()
-    search, trial_ids = run_search(cfg, make_search(cfg, meta), absolute(run.url("tokens")), storage,
-                                   publish_to=absolute(run.url()) if out == "search" else None)
+    before = len(run.read_json(f"{out}/{STATE}")["search"]["trials"]) if run.exists(out, STATE) else 0
+    search, trial_ids = run_experiments(cfg, run, meta, storage, out)
     info = write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"), out=out)
     p = cfg.proxy
     done = sum(t.status == "done" for t in search.trials)
     return {**info, "wall_seconds": round(time.perf_counter() - start, 1), "proxy_runs": len(search.trials),
             "proxy_tokens": len(search.trials) * p.steps * p.batch_size * p.context,
-            "proxy_seconds": round(proxy_seconds(storage), 1), "proxies_done": done}
+            "proxy_seconds": round(proxy_seconds(storage), 1), "proxies_done": done,
+            "continued_from": before}
+
+
+def run_experiments(cfg: Config, run: RunDir, meta: dict, storage: str, out: str) -> tuple[ClimbSearch, dict]:
+    """Run the Tune experiments of <out>/schedule.json not finished yet, each from the state the one before
+    left (<out>/state.json, written as each finishes); the search at the end, and its trials' Tune ids."""
+    from climb_ray.adapters.ray_tune import run_search
+
+    record = start_record(run, out, cfg.search.schedule)
+    state = run.read_json(f"{out}/{STATE}") if run.exists(out, STATE) else None
+    names = [e["name"] for e in record["experiments"]]
+    search, trial_ids = None, {}
+    for experiment in record["experiments"][names.index(state["experiment"]) + 1 if state else 0:]:
+        search = make_search(with_schedule(cfg, experiment["generations"]), meta)
+        if state:  # a continuation: the recorded search, with its longer schedule
+            search.restore(state["search"])
+            trial_ids = {int(k): v for k, v in state["trial_ids"].items()}
+            print(f"search: continuing the recorded search ({len(search.trials)} trials) to iterations "
+                  f"{experiment['generations']} in {storage}/{experiment['name']}", flush=True)
+        search, trial_ids = run_search(cfg, search, absolute(run.url("tokens")), storage,
+                                       publish_to=absolute(run.url()) if out == "search" else None,
+                                       experiment=experiment["name"], trial_ids=trial_ids)
+        state = {"experiment": experiment["name"], "generations": experiment["generations"],
+                 "search": search.state(), "trial_ids": {str(k): v for k, v in trial_ids.items()}}
+        run.write_json(f"{out}/{STATE}", state)  # before the answer, which draws from the search's generator
+    if search is None:  # every experiment had finished (a run killed while writing its outputs)
+        search, trial_ids = restored_search(cfg, run, meta, out)
+    return search, trial_ids
+
+
+def restored_search(cfg: Config, run: RunDir, meta: dict, out: str = "search") -> tuple[ClimbSearch, dict]:
+    """The search as <out>/state.json recorded it when its last experiment finished, and its Tune trial ids."""
+    state = run.read_json(f"{out}/{STATE}")
+    search = make_search(with_schedule(cfg, state["generations"]), meta)
+    search.restore(state["search"])
+    return search, {int(k): v for k, v in state["trial_ids"].items()}
+
+
+def reanswer(cfg: Config, run: RunDir, out: str = "search") -> dict:
+    """The outputs of the recorded search answered with cfg's answer and predictor settings; no proxy trains."""
+    search, trial_ids = restored_search(cfg, run, run.read_json("tokens/meta.json"), out)
+    return write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"), out=out)
 
 
 def absolute(url: str) -> str:
@@ -79,7 +124,7 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
 
     from climb_ray.search_report import best_mixture, report_pngs
 
-    rows = [{"trial_id": trial_ids.get(i, ""), "index": i, "iteration": t.generation,
+    rows = [{"trial_id": trial_ids.get(i, ""), "index": i, "iteration": t.generation, "repeat": t.repeat,
              **{f"w_{n}": float(w) for n, w in zip(search.names, t.weights)}, "score": t.score, "status": t.status}
             for i, t in enumerate(search.trials)]
     buffer = io.BytesIO()
@@ -97,5 +142,7 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
     failed = sum(t.status == "failed" for t in search.trials)
     return {"strategy": search.strategy, "trials": len(search.trials), "failed": failed,
             "generations": search.generation + 1, "predicted": best["predicted_score"],
-            "best_seen": best["best_seen"]["score"], "weights": best["weights"],
+            "best_seen": best["best_seen"]["score"], "weights": best["weights"], "answer": best["answer"],
+            "estimate": best["estimate"], "interval": best["interval"], "measurements": best["measurements"],
+            "degenerate": best["degenerate"],
             "top_terms": {c["name"]: c["top_terms"][:5] for c in best["clusters"]}}

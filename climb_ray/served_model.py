@@ -218,10 +218,15 @@ def _measured(run, model: Predictor) -> list[dict]:
     import pyarrow.parquet as pq
 
     rows = pq.read_table(io.BytesIO(run.read_bytes("search/trials.parquet"))).to_pylist()
-    done = [r for r in rows if r.get("status") == "done" and _finite(r.get("score")) is not None]
-    done.sort(key=lambda r: -r["score"])
-    return [{"weights": {n: round(float(r.get(f"w_{n}", 0.0)), 6) for n in model.names}, "score": float(r["score"]),
-             "iteration": int(r.get("iteration", 0)), "trial_id": r.get("trial_id", "")} for r in done]
+    groups: dict[tuple, list[dict]] = {}  # a mixture measured several times (repeats, new proxy seeds) is one entry
+    for r in rows:
+        if r.get("status") == "done" and _finite(r.get("score")) is not None:
+            groups.setdefault(tuple(round(float(r.get(f"w_{n}", 0.0)), 9) for n in model.names), []).append(r)
+    out = [{"weights": {n: round(w, 6) for n, w in zip(model.names, key)},
+            "score": float(np.mean([r["score"] for r in rs])), "measurements": len(rs),
+            "iteration": int(rs[0].get("iteration", 0)), "trial_id": rs[0].get("trial_id", "")}
+           for key, rs in groups.items()]
+    return sorted(out, key=lambda m: -m["score"])
 
 
 def _run_setting(run, section: str, name: str, default):

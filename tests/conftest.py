@@ -41,7 +41,7 @@ def run_cli(args: list[str], *, env: dict | None = None, cwd: Path | None = None
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory) -> Path:
     """The real demo corpus, small (60 documents per source), built once per session; its target
-    (200 held-out Wikipedia documents) is demo_target.jsonl beside it."""
+    (the demo's: 200 held-out documents, 70% Wikipedia and 30% Python docstrings) is demo_target.jsonl beside it."""
     from climb_ray.democorpus import build_demo_corpus
 
     out = tmp_path_factory.mktemp("demo") / "demo_corpus.jsonl"
@@ -52,7 +52,8 @@ def demo_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def source_shards(tmp_path_factory):
     """Token shards of the demo corpus (200 documents per source) with each source as a cluster,
-    made without Ray: (tokens folder, cluster names, source of each cluster, target path)."""
+    made without Ray: (tokens folder, cluster names, source of each cluster, target path); the target
+    is 200 held-out Wikipedia documents (one source: its own cluster is the best mixture)."""
     import json
 
     import fsspec
@@ -61,7 +62,8 @@ def source_shards(tmp_path_factory):
     from climb_ray.democorpus import build_demo_corpus
 
     root = tmp_path_factory.mktemp("shards")
-    build_demo_corpus(root / "corpus.jsonl", docs_per_source=200, seed=0, target_path=root / "target.jsonl")
+    build_demo_corpus(root / "corpus.jsonl", docs_per_source=200, seed=0, target_path=root / "target.jsonl",
+                      target_mix={"wikipedia": 1.0})
     rows = [json.loads(line) for line in open(root / "corpus.jsonl")]
     sources = sorted({r["source"] for r in rows})
     tok = tk.train_bpe([r["text"] for r in rows], 2048)

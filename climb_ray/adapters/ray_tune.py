@@ -2,7 +2,9 @@
 Ray's own Optuna plugin) and the proxy trainable; each trial trains and scores one proxy.
 
 The experiment lives in <run>/search/tune/climb; a killed driver reruns the same command and the
-Tuner is restored from there: finished trials are not run again.
+Tuner is restored from there: finished trials are not run again. A search extended after it finished
+(a longer schedule) runs each extension as one more experiment beside it (climb-ext1, ...), whose
+searcher starts from the recorded search.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ _RUNNERS: dict[str, object] = {}  # one ProxyRunner per worker process (trials r
 class ClimbSearcher(Searcher):
     """Generation-aware: suggest() returns None while a generation still runs, FINISHED at the end."""
 
-    def __init__(self, search: ClimbSearch, metric: str = "score", mode: str = "max", publish_to: str | None = None):
+    def __init__(self, search: ClimbSearch, metric: str = "score", mode: str = "max", publish_to: str | None = None,
+                 trial_ids: dict[int, str] | None = None):
         super().__init__(metric=metric, mode=mode)
         self.search = search
         self.live: dict[str, int] = {}  # Tune trial id -> index in search.trials
-        self.trial_ids: dict[int, str] = {}
+        self.trial_ids: dict[int, str] = dict(trial_ids or {})  # of earlier experiments too (an extension)
         self.publish_to = publish_to  # run folder: each new fit is written to its search/predictor.txt
         self.published = 0  # fits written so far
 
@@ -42,7 +45,8 @@ class ClimbSearcher(Searcher):
             return None
         index, weights = batch[0]
         self.live[trial_id], self.trial_ids[index] = index, trial_id
-        return {"index": index, "generation": self.search.trials[index].generation,
+        trial = self.search.trials[index]  # repeat n: the n-th re-measurement of a mixture, with proxy seed + n
+        return {"index": index, "generation": trial.generation, "repeat": trial.repeat,
                 "weights": [float(w) for w in weights]}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -89,7 +93,7 @@ def proxy_trial(config: dict, cfg: Config, tokens_url: str) -> dict:
     if tokens_url not in _RUNNERS:
         _RUNNERS.clear()
         _RUNNERS[tokens_url] = ProxyRunner(cfg, tokens_url)
-    result = _RUNNERS[tokens_url](weights_of(config), seed=cfg.seed)
+    result = _RUNNERS[tokens_url](weights_of(config), seed=cfg.seed + int(config.get("repeat", 0)))
     flat = {"score": result["score"], "train_loss_last": result["train_loss_last"],
             "train_tokens_per_s": result["train_tokens_per_s"], "seconds": result["train_seconds"] + result["score_seconds"]}
     for target in result["targets"]:
@@ -113,26 +117,27 @@ def trial_resources(cfg: Config) -> dict:
     return {"cpu": task["num_cpus"], **({"gpu": task["num_gpus"]} if "num_gpus" in task else {})}
 
 
-def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str,
-               publish_to: str | None = None) -> tuple[ClimbSearch, dict]:
-    """Run (or resume) the Tune experiment; returns the search with every result told, and the Tune
-    trial id of each search trial (by index). With publish_to (a run folder), each iteration's
-    predictor is written there as soon as it is fitted."""
+def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str, publish_to: str | None = None,
+               experiment: str = EXPERIMENT, trial_ids: dict[int, str] | None = None) -> tuple[ClimbSearch, dict]:
+    """Run (or resume) the Tune experiment <storage>/<experiment>; returns the search with every result
+    told, and the Tune trial id of each search trial (by index). With publish_to (a run folder), each
+    iteration's predictor is written there as soon as it is fitted. An extension passes the restored
+    search with its longer schedule, a new experiment name and the earlier trials' ids."""
     trainable = tune.with_resources(tune.with_parameters(proxy_trial, cfg=cfg, tokens_url=tokens_url),
                                     trial_resources(cfg))
-    path = os.path.join(storage, EXPERIMENT)
+    path = os.path.join(storage, experiment)
     if search.strategy == "optuna":
         return _run_optuna(cfg, search, trainable, storage, path)
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
-        searcher = ClimbSearcher(search, publish_to=publish_to)
+        searcher = ClimbSearcher(search, publish_to=publish_to, trial_ids=trial_ids)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, metric="score", mode="max",
                                         max_concurrent_trials=cfg.search.max_concurrent_trials or None,
                                         reuse_actors=True),
-            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1,
+            run_config=tune.RunConfig(name=experiment, storage_path=storage, verbose=1,
                                       failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)),
         )
     tuner.fit()
@@ -140,12 +145,13 @@ def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str,
 
 
 def proxy_seconds(storage: str) -> float:
-    """Seconds the experiment's proxies spent training and scoring, summed over its trials' results."""
+    """Seconds the search's proxies spent training and scoring, summed over the trials' results of every
+    experiment in `storage` (the search's and its extensions')."""
     import fsspec
 
-    fs, root = fsspec.core.url_to_fs(os.path.join(storage, EXPERIMENT))
+    fs, root = fsspec.core.url_to_fs(storage)
     total = 0.0
-    for path in fs.glob(f"{root}/*/result.json"):
+    for path in fs.glob(f"{root}/{EXPERIMENT}*/*/result.json"):
         with fs.open(path, "r") as src:
             for line in src:
                 if line.strip():
@@ -154,8 +160,15 @@ def proxy_seconds(storage: str) -> float:
 
 
 def _final_state(path: str, search: ClimbSearch) -> tuple[ClimbSearch, dict]:
-    """The searcher's last checkpoint (Tune writes it when the experiment ends), restored into `search`;
-    `path` may be local or an object-store URI."""
+    """The searcher's last checkpoint (Tune writes it when the experiment ends), restored into `search`."""
+    state = searcher_state(path)
+    search.restore(state["search"])
+    return search, {int(k): v for k, v in state["trial_ids"].items()}
+
+
+def searcher_state(path: str) -> dict:
+    """The last searcher checkpoint of the experiment at `path` (local or an object-store URI), as
+    ClimbSearcher.save wrote it: {"search": ClimbSearch.state(), "trial_ids": ..., "live": ...}."""
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(path)
@@ -163,9 +176,7 @@ def _final_state(path: str, search: ClimbSearch) -> tuple[ClimbSearch, dict]:
     if not files:
         raise RuntimeError(f"the Tune experiment in {path} left no searcher state")
     with fs.open(files[-1], "r") as src:
-        state = json.load(src)
-    search.restore(state["search"])
-    return search, {int(k): v for k, v in state["trial_ids"].items()}
+        return json.load(src)
 
 
 

@@ -10,12 +10,23 @@ from tests.conftest import ROOT
 PRESETS = ROOT / "climb_ray" / "configs"
 
 
-def test_defaults_are_valid_and_follow_the_paper():
+def test_defaults_are_valid_and_the_search_defaults_are_what_measured_best():
     cfg = validate(Config())
     assert cfg.cluster.k_init == 1000
-    assert cfg.search.schedule == [64, 32, 16]
+    assert cfg.search.schedule == [56, 19, 19, 18] and cfg.search.answer == "confirmed"
+    assert cfg.search.acquisition == "ucb" and cfg.predictor.standardize and cfg.predictor.ensemble == 5
     assert cfg.predictor.learning_rate == 0.01 and cfg.predictor.max_depth == 4
     assert cfg.serve.host == "127.0.0.1"
+
+
+def test_the_paper_preset_holds_the_papers_search_and_predictor():
+    from climb_ray.config_io import load_config
+
+    cfg = load_config(PRESETS / "paper.yaml")
+    s, p = cfg.search, cfg.predictor
+    assert s.schedule == [64, 32, 16] and s.acquisition == "paper" and s.answer == "best" and s.top_pool_min == 128
+    assert s.local_fraction == 0 and s.n_candidates == 100_000
+    assert not p.standardize and p.ensemble == 1 and p.reg_alpha == 1 and p.valid_fraction == 0.1
 
 
 @pytest.mark.parametrize("name", ["demo", "paper"])

@@ -180,3 +180,14 @@ def test_proposals_in_continuous_space_are_not_near_duplicates():
             distance = np.abs(w[:, None] - w[None]).sum(axis=2)
             np.fill_diagonal(distance, np.inf)
             assert distance.min() > 0.01, (seed, generation, distance.min())
+
+
+def test_local_candidates_stay_near_their_centres_on_the_grid_and_within_the_caps():
+    sampler = RegMixSampler(PRIOR, max_epochs=2.0, min_weight=0.01)
+    centre = np.array([0.5, 0.2, 0.1, 0.1, 0.05, 0.05])
+    local = sampler.around(centre[None], 2000, np.random.default_rng(0))
+    wide = sampler.candidates(2000, np.random.default_rng(0))
+    assert len(local) == 2000 and np.allclose(local.sum(axis=1), 1)
+    assert np.all(local <= sampler.cap + 1e-12) and np.allclose(local * 100, np.round(local * 100))
+    near, far = (np.abs(x - centre).sum(axis=1).mean() for x in (local, wide))
+    assert near < 0.5 * far, (near, far)

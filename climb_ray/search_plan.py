@@ -1,0 +1,179 @@
+"""What running the search stage again does with the search already in the run folder.
+
+- Same settings: nothing (the stage is done).
+- Only answer settings changed (pipeline.ANSWER_FIELDS: search.answer, predictor.*, ...): re-answer.
+  The recorded search is restored, refitted and answered with the new settings, its outputs and
+  _DONE marker rewritten; no proxy is trained, it takes seconds.
+- A larger budget: `search.schedule` continues the recorded one (the same generation sizes so far,
+  then more generations, or a larger last one), or `climb-ray search --extend N` (one more
+  generation of N): the search continues from its recorded state and only the new proxies train.
+- Anything else that changes the trials: refused, as for every stage (--redo search).
+
+The run folder keeps, beside the search's outputs:
+  <out>/schedule.json  {"schedule": the schedule the search runs to (as configured; --extend appends),
+                        "experiments": [{"name": "climb", "generations": [...]}, {"name": "climb-ext1", ...}]}
+                       one Tune experiment per continuation; "generations" is the ClimbSearch schedule it
+                       runs to (a larger last generation runs its extra proxies as one more generation)
+  <out>/state.json     {"experiment": the last finished one, "generations": its schedule,
+                        "search": ClimbSearch.state() before the answer, "trial_ids": Tune's, by index}
+A killed continuation reruns with the same command: schedule.json already names its experiment, so
+the command resumes that experiment (Tune restores it; finished trials stay) instead of adding another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from climb_ray.artifacts import DONE, STARTED, RunDir, StageResult, StageChangedError, run_stage, _canonical
+from climb_ray.config import Config, ConfigError
+
+RECORD, STATE = "schedule.json", "state.json"
+EXPERIMENT = "climb"  # the search's Tune experiment (adapters.ray_tune); continuations are climb-ext1, climb-ext2, ...
+SCHEDULE = "search.schedule"
+
+
+def covers(new: list[int], old: list[int]) -> bool:
+    """`new` is `old` or continues it: the same generation sizes before old's last, that one at least as
+    large, any number of generations after it."""
+    new, old = list(new), list(old)
+    if not old or len(new) < len(old) or new[:len(old) - 1] != old[:-1]:
+        return False
+    return new[len(old) - 1] >= old[-1]
+
+
+def target_schedule(recorded: list[int], asked: list[int], climb: bool) -> list[int] | None:
+    """The schedule the search runs to: the longer of the recorded and the asked one when one covers
+    the other (a plain rerun after --extend keeps the extension); None when they conflict."""
+    if list(asked) == list(recorded):
+        return list(recorded)
+    if not climb:  # random and regmix run their budget at once: no continuation
+        return None
+    if covers(asked, recorded):
+        return list(asked)
+    return list(recorded) if covers(recorded, asked) else None
+
+
+def next_generations(record: dict, target: list[int]) -> list[int]:
+    """The ClimbSearch schedule that takes the recorded search to `target` (which covers record's)."""
+    old, generations = record["schedule"], record["experiments"][-1]["generations"]
+    grow = target[len(old) - 1] - old[-1]
+    return [*generations, *([grow] if grow else []), *target[len(old):]]
+
+
+def with_schedule(cfg: Config, schedule: list[int]) -> Config:
+    return dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, schedule=[int(m) for m in schedule]))
+
+
+def prepare_search(cfg: Config, run: RunDir, *, extend: int = 0, redo: bool = False, out: str = "search") -> Config:
+    """cfg with search.schedule set to what the search runs to: the asked schedule, the run's recorded one
+    when it covers the asked one, plus one generation of `extend` proxies once the recorded search is done."""
+    asked, climb = [int(m) for m in cfg.search.schedule], cfg.search.method == "climb"
+    if extend < 0:
+        raise ConfigError(f"--extend {extend}: must be a number of proxies, at least 1")
+    if extend and not climb:
+        raise ConfigError(f"--extend continues a CLIMB search; search.method={cfg.search.method} spends its budget "
+                          "at once: give a larger search.schedule and --redo search")
+    record = None if redo else read_record(run, out)
+    if record is None:
+        return with_schedule(cfg, asked + ([extend] if extend else []))
+    target = target_schedule(record["schedule"], asked, climb)
+    if target is None:
+        return cfg  # another schedule: the stage's settings check names the change
+    if extend and finished(run, out, record):
+        target.append(extend)
+    elif extend:
+        print(f"search: the run's search to schedule {target} has not finished: continuing it first; "
+              "--extend adds a generation once it has", flush=True)
+    if target != asked:
+        print(f"search: schedule {target} (recorded in {run.url(out, RECORD)}; the config says {asked})", flush=True)
+    return with_schedule(cfg, target)
+
+
+def read_record(run: RunDir, out: str) -> dict | None:
+    """<out>/schedule.json; for a search made before it was kept, written from the stage's marker (and
+    state.json from the Tune experiment's searcher state). None when the search has not started."""
+    if run.exists(out, RECORD):
+        return run.read_json(f"{out}/{RECORD}")
+    marker = f"{out}/{DONE}" if run.is_done(out) else f"{out}/{STARTED}" if run.exists(out, STARTED) else None
+    if marker is None:
+        return None
+    schedule = run.read_json(marker).get("depends", {}).get(SCHEDULE)
+    if schedule is None:
+        return None
+    record = {"schedule": schedule, "experiments": [{"name": EXPERIMENT, "generations": schedule}]}
+    run.write_json(f"{out}/{RECORD}", record)
+    if run.is_done(out) and not run.exists(out, STATE) and run.exists(out, "tune", EXPERIMENT):
+        from climb_ray.adapters.ray_tune import searcher_state
+
+        try:
+            saved = searcher_state(run.url(out, "tune", EXPERIMENT))
+        except RuntimeError:  # optuna keeps no searcher state: such a search can only be redone
+            return record
+        run.write_json(f"{out}/{STATE}", {"experiment": EXPERIMENT, "generations": schedule,
+                                          "search": saved["search"], "trial_ids": saved["trial_ids"]})
+    return record
+
+
+def finished(run: RunDir, out: str, record: dict) -> bool:
+    """The stage is done, and done to the recorded schedule."""
+    if not run.is_done(out):
+        return False
+    return run.read_json(f"{out}/{DONE}").get("depends", {}).get(SCHEDULE) == record["schedule"]
+
+
+def start_record(run: RunDir, out: str, schedule: list[int]) -> dict:
+    """The record of the stage's search (a new one runs to `schedule` in one experiment)."""
+    record = run.read_json(f"{out}/{RECORD}") if run.exists(out, RECORD) else None
+    if record is None:
+        record = {"schedule": list(schedule), "experiments": [{"name": EXPERIMENT, "generations": list(schedule)}]}
+        run.write_json(f"{out}/{RECORD}", record)
+    return record
+
+
+def extend_record(run: RunDir, out: str, target: list[int]) -> None:
+    """Add the experiment that continues the recorded search to `target` (nothing when it runs there already)."""
+    record = read_record(run, out)
+    if record is None or record["schedule"] == list(target):
+        return
+    name = f"{EXPERIMENT}-ext{len(record['experiments'])}"
+    record["experiments"].append({"name": name, "generations": next_generations(record, list(target))})
+    record["schedule"] = list(target)
+    run.write_json(f"{out}/{RECORD}", record)
+
+
+def run_search_stage(cfg: Config, run: RunDir, depends: dict, work, *, redo: bool, answer_fields: list[str],
+                     out: str = "search") -> StageResult:
+    """run_stage for the search, which also re-answers (only answer settings changed) and continues (the
+    schedule grew); cfg and depends carry the schedule prepare_search chose."""
+    done = run.is_done(out)
+    if redo or not (done or run.exists(out, STARTED)):
+        return run_stage(run, out, depends, work, redo=redo)
+    old = run.read_json(f"{out}/{DONE if done else STARTED}").get("depends", {})
+    changed = [k for k in sorted(set(old) | set(depends)) if _canonical(old.get(k)) != _canonical(depends.get(k))]
+    other = [k for k in changed if k != SCHEDULE and not any(k == f or k.startswith(f"{f}.") for f in answer_fields)]
+    grown = SCHEDULE in changed and cfg.search.method == "climb" and covers(depends[SCHEDULE], old.get(SCHEDULE) or [])
+    if not changed or other or (SCHEDULE in changed and not grown):
+        return run_stage(run, out, depends, work)  # done, or refused by the settings check
+    if done and not grown:
+        return _reanswer(cfg, run, out, depends, changed)
+    extend_record(run, out, depends[SCHEDULE])
+    if done:
+        run.fs.rm(run.path(out, DONE))
+    run.write_json(f"{out}/{STARTED}", {"depends": depends})  # a killed continuation resumes with these
+    return run_stage(run, out, depends, work)
+
+
+def _reanswer(cfg: Config, run: RunDir, out: str, depends: dict, changed: list[str]) -> StageResult:
+    from climb_ray.search_stage import reanswer
+
+    start = time.perf_counter()
+    if not run.exists(out, STATE):
+        raise StageChangedError(f"stage {out!r} in {run.url()} was made with other answer settings "
+                                f"({', '.join(changed)}) and keeps no {STATE} to re-answer from (a search made "
+                                f"before it was kept, or search.method=optuna); use --redo {out} to rebuild it")
+    info = {**run.read_json(f"{out}/{DONE}").get("info", {}), **reanswer(cfg, run, out)}
+    run.mark_done(out, info, depends)
+    return StageResult(out, False, {**info, "reanswered": {"changed": changed,
+                                                           "seconds": round(time.perf_counter() - start, 1)}})
+

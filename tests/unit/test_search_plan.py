@@ -1,0 +1,93 @@
+"""What rerunning the search stage does with the recorded search: the schedule rules, and the refusals
+that need no Ray (re-answering and continuing with Ray: tests/ray/test_search_extend.py)."""
+
+import pytest
+
+from climb_ray.artifacts import RunDir, StageChangedError
+from climb_ray.config import Config, ConfigError
+from climb_ray.pipeline import ANSWER_FIELDS, DEPENDS, stage_depends
+from climb_ray.search_plan import (covers, next_generations, prepare_search, run_search_stage, target_schedule,
+                                   with_schedule)
+
+
+def test_a_schedule_covers_another_when_it_only_adds_generations_or_grows_the_last():
+    assert covers([3, 2, 2], [3, 2]) and covers([3, 4], [3, 2]) and covers([3, 4, 1], [3, 2]) and covers([3, 2], [3, 2])
+    assert not covers([2, 2, 2], [3, 2])  # an earlier iteration changed
+    assert not covers([3, 1], [3, 2]) and not covers([3], [3, 2])  # smaller
+
+
+def test_the_target_keeps_the_larger_of_the_recorded_and_asked_schedules_and_refuses_a_conflict():
+    assert target_schedule([3, 2], [3, 2, 2], climb=True) == [3, 2, 2]
+    assert target_schedule([3, 2, 2], [3, 2], climb=True) == [3, 2, 2]  # a plain rerun after --extend
+    assert target_schedule([3, 2], [2, 2], climb=True) is None
+    assert target_schedule([3, 2], [3, 2, 2], climb=False) is None  # random, regmix: one round
+
+
+def test_a_larger_last_iteration_runs_its_extra_proxies_as_one_more_iteration():
+    record = {"schedule": [3, 2], "experiments": [{"name": "climb", "generations": [3, 2]}]}
+    assert next_generations(record, [3, 2, 4]) == [3, 2, 4]
+    assert next_generations(record, [3, 5]) == [3, 2, 3]
+    assert next_generations(record, [3, 5, 1]) == [3, 2, 3, 1]
+    grown = {"schedule": [3, 5],
+             "experiments": [*record["experiments"], {"name": "climb-ext1", "generations": [3, 2, 3]}]}
+    assert next_generations(grown, [3, 5, 2]) == [3, 2, 3, 2]
+
+
+def test_answer_fields_are_part_of_the_search_settings():
+    assert set(ANSWER_FIELDS) <= set(DEPENDS["search"]) and "predictor" in ANSWER_FIELDS
+
+
+def done_search(tmp_path, schedule=(3, 2)) -> tuple[Config, RunDir]:
+    """A run folder whose search stage is marked done with `schedule` (no trials: nothing here trains)."""
+    cfg = with_schedule(Config(run_dir=str(tmp_path / "run")), list(schedule))
+    run = RunDir(cfg.run_dir)
+    run.mark_done("search", {"trials": sum(schedule)}, stage_depends(cfg, "search"))
+    return cfg, run
+
+
+def rerun(cfg, run, *, extend=0):
+    cfg = prepare_search(cfg, run, extend=extend)
+    return run_search_stage(cfg, run, stage_depends(cfg, "search"), lambda: pytest.fail("nothing may train"),
+                            redo=False, answer_fields=ANSWER_FIELDS)
+
+
+def test_a_changed_trial_setting_or_earlier_iteration_still_asks_for_redo(tmp_path):
+    cfg, run = done_search(tmp_path)
+    cfg.proxy.lr = cfg.proxy.lr * 2
+    with pytest.raises(StageChangedError, match=r"proxy\.lr.*--redo search"):
+        rerun(cfg, run)
+    cfg, run = done_search(tmp_path / "b")
+    with pytest.raises(StageChangedError, match=r"search\.schedule.*--redo search"):
+        rerun(with_schedule(cfg, [2, 2, 2]), run)
+
+
+def test_a_plain_rerun_after_a_recorded_extension_is_skipped(tmp_path):
+    cfg, run = done_search(tmp_path, schedule=(3, 2, 2))
+    run.write_json("search/schedule.json", {"schedule": [3, 2, 2], "experiments": [
+        {"name": "climb", "generations": [3, 2]}, {"name": "climb-ext1", "generations": [3, 2, 2]}]})
+    result = rerun(with_schedule(cfg, [3, 2]), run)
+    assert result.skipped and result.info == {"trials": 7}
+
+
+def test_extend_is_refused_for_the_one_round_baselines(tmp_path):
+    cfg, run = done_search(tmp_path)
+    cfg.search.method = "random"
+    with pytest.raises(ConfigError, match="--extend continues a CLIMB search"):
+        rerun(cfg, run, extend=2)
+
+
+def test_a_search_made_without_a_recorded_state_cannot_be_reanswered_and_says_so(tmp_path):
+    cfg, run = done_search(tmp_path)
+    cfg.search.answer = "best_seen" if cfg.search.answer != "best_seen" else "best"
+    with pytest.raises(StageChangedError, match=r"search\.answer.*keeps no state\.json.*--redo search"):
+        rerun(cfg, run)
+
+
+def test_climb_ray_search_extend_hands_its_n_to_the_pipeline(monkeypatch):
+    from climb_ray import commands
+    from climb_ray.cli import main
+
+    seen = {}
+    monkeypatch.setattr(commands, "run", lambda cfg, **kw: seen.update(kw) or 0)
+    assert main(["search", "--config", "demo", "--extend", "3"]) == 0
+    assert seen["extend"] == 3 and seen["until"] == "search"
