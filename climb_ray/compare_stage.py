@@ -91,7 +91,7 @@ def method_mixture(cfg: Config, run: RunDir, method: str, redo: tuple[str, ...],
         mcfg = seeded(cfg, search_seed)
         mcfg = dataclasses.replace(mcfg, search=dataclasses.replace(mcfg.search, method=method))
         info = run_stage(run, out, stage_depends(mcfg, "search"), lambda: search_stage(mcfg, run, out=out),
-                         redo=out in redo).info
+                         redo=any(out == r or out.startswith(r + "/") for r in redo)).info
     return {"weights": run.read_json(f"{out}/best_mixture.json")["weights"], "compute": _search_compute(cfg, run, out, info)}
 
 

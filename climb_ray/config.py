@@ -108,7 +108,8 @@ class SearchConfig:
     # the ensemble's spread, greedily, one per predicted value; with answer confirmed the last iteration exploits)
     # or paper (M at random from the top max(M**2, top_pool_min) predicted)
     exploration: float = 1.0  # ucb: ensemble standard deviations added to the predicted mean; 0 = exploit only
-    local_fraction: float = 0.5  # share of the candidates drawn around the best measured mixtures (paper: 0)
+    local_fraction: float = 0.0  # share of the candidates drawn around the best measured mixtures (measured worse
+    # off the pool: docs/search-benchmark.md)
     top_pool_min: int = 128  # acquisition paper: the next M mixtures are drawn from the top max(M**2, this) candidates
     remeasure_fraction: float = 0.25  # answer confirmed: share of each later iteration spent re-measuring the best
     # mixtures with new proxy seeds once a repeat showed the scores to be noisy (one repeat probes it); 0 = never

@@ -94,7 +94,7 @@ class ClimbSearch:
     generation: int = -1
     fits: list[dict] = field(default_factory=list)  # predictor quality after each generation
     predictor: Predictor | None = None
-    log: object = print  # where notices go (a degenerate fit); the search log on Ray
+    log: object = None  # where notices go (a degenerate fit); None: standard output, the search log on Ray
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -186,7 +186,7 @@ class ClimbSearch:
         self.predictor = Predictor.fit(x, y, self.predictor_cfg, names=self.names, seed=self.seed + len(groups))
         self.fits.append({"generation": self.generation, **self.predictor.quality})
         if self.predictor.degenerate:
-            self.log(f"search: the predictor fitted on iterations 0-{self.generation} is degenerate "
+            (self.log or _print)(f"search: the predictor fitted on iterations 0-{self.generation} is degenerate "
                      f"({self.predictor.quality['degenerate']}); it does not choose alone")
         return self.predictor
 
@@ -330,6 +330,11 @@ class ClimbSearch:
         self.trials = [Trial(np.array(t["weights"]), t["generation"], t["score"], t["status"], t["asked"],
                              int(t.get("repeat", 0))) for t in state["trials"]]
         self.predictor = None
+
+
+def _print(message: str) -> None:
+    """The default notice sink: a module function, so a search pickles under Ray (which patches print)."""
+    print(message, flush=True)
 
 
 LOCAL_CENTRES = 4  # measured mixtures with the best estimates that local candidates are drawn around

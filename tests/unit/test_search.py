@@ -191,3 +191,17 @@ def test_local_candidates_stay_near_their_centres_on_the_grid_and_within_the_cap
     assert np.all(local <= sampler.cap + 1e-12) and np.allclose(local * 100, np.round(local * 100))
     near, far = (np.abs(x - centre).sum(axis=1).mean() for x in (local, wide))
     assert near < 0.5 * far, (near, far)
+
+
+def test_a_search_pickles_while_print_is_patched_as_ray_does(monkeypatch):
+    """Ray Tune pickles the searcher; under Ray, builtins.print is replaced (RAY_TQDM_PATCH_PRINT), so a
+    search holding the builtin print as its log sink could not be pickled (make compare crashed)."""
+    import builtins
+    import pickle
+
+    monkeypatch.setattr(builtins, "print", lambda *args, **kwargs: None)
+    search = make()
+    for index, w in search.ask(100):
+        search.tell(index, objective(w))
+    again = pickle.loads(pickle.dumps(search))
+    assert len(again.trials) == 24 and again.log is None
