@@ -35,7 +35,8 @@ import numpy as np
 
 from climb_ray.config import PredictorConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the model text holds the ensemble's members one after another (1: one booster)
+READABLE_VERSIONS = (1, 2)
 MIN_VALID = 3  # fewer held-out results (per fold) than this: fit on all, no early stopping, no quality figures
 DEGENERATE_SPREAD = 0.05  # predictions spreading less than this share of the scores' spread are "nearly constant"
 DEGENERATE_P = 0.1  # held-out Spearman not significantly positive at this one-sided level: no information
@@ -179,9 +180,9 @@ class Predictor:
         if meta.get("model_sha256") not in (None, hashlib.sha256(model.encode("utf-8")).hexdigest()):
             raise ValueError("the predictor's model text and its JSON sidecar are from different fits "
                              "(written while being read? try again)")
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(f"predictor sidecar has format_version {meta.get('format_version')!r}, "
-                             f"this climb-ray reads {FORMAT_VERSION}")
+                             f"this climb-ray reads {', '.join(map(str, READABLE_VERSIONS))}")
         lengths = meta.get("members") or [len(model)]
         if sum(lengths) != len(model):
             raise ValueError(f"the predictor's model text has {len(model)} characters, its sidecar's members "

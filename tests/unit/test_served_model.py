@@ -109,7 +109,7 @@ def test_a_run_without_a_finished_search_is_not_servable_and_says_what_is_missin
 def test_the_predictor_sidecar_records_when_it_was_fitted(tmp_path):
     run = make_served_run(tmp_path / "run")
     sidecar = json.loads((run / "search" / "predictor.json").read_text())
-    assert sidecar["fitted_at"].endswith("Z") and sidecar["format_version"] == 1
+    assert sidecar["fitted_at"].endswith("Z") and sidecar["format_version"] == 2
 
 
 def test_a_degenerate_predictor_is_reported_by_the_model_info(tmp_path):
