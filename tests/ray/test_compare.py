@@ -14,7 +14,7 @@ from tests.conftest import tokens_config
 pytestmark = pytest.mark.ray
 SMALL = ["proxy.steps=8", "proxy.batch_size=8", "proxy.context=64", "proxy.warmup_steps=2", "target.max_docs=20",
          "search.schedule=[2,2]", "search.n_candidates=2000", "predictor.num_rounds=50", "search.answer=best_seen",
-         "compare.seeds=2", "compare.references=[uniform]"]
+         "compare.seeds=2", "compare.references=[uniform]", "compare.search_seeds=1"]
 PROXY_TOKENS = 4 * 8 * 8 * 64  # 4 proxies of 8 steps of 8 x 64 tokens
 
 
