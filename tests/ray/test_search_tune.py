@@ -50,7 +50,8 @@ def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_ses
     assert [t.status for t in search.trials] == ["done"] * 5 and search.finished
     assert [t.generation for t in search.trials] == [0, 0, 0, 1, 1]
     weights = np.array([t.weights for t in search.trials])
-    assert all(fresh_mask(weights[i:i + 1], weights[:i]).all() for i in range(1, 5))
+    # new mixtures but the declared repeat (iteration 1 re-measures the best one with a new proxy seed)
+    assert all(fresh_mask(weights[i:i + 1], weights[:i]).all() == (search.trials[i].repeat == 0) for i in range(1, 5))
     assert len(set(ids.values())) == 5
     run = RunDir(str(tmp_path / "run"))
     info = write_outputs(run, search, ids, clusters(names))
@@ -59,7 +60,8 @@ def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_ses
     assert {f"w_{n}" for n in names} <= set(table.columns)
     best = json.loads((tmp_path / "run" / "search" / "best_mixture.json").read_text())
     assert sum(best["weights"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert best["best_seen"]["score"] == pytest.approx(table["score"].max())
+    assert best["best_seen"]["score"] == pytest.approx(max(g.mean for g in search.measured()))
+    assert list(table["repeat"]) == [t.repeat for t in search.trials]
     for png in ("score_by_iteration.png", "final_weights.png", "predicted_vs_measured.png"):
         assert (tmp_path / "run" / "search" / png).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "run" / "search" / "predictor.txt").read_text().startswith("tree")
@@ -74,7 +76,7 @@ def test_a_trial_that_keeps_failing_is_retried_then_recorded_and_the_search_comp
     even, single = budget / k / tokens.min(), budget / tokens[:2].max()  # passes over a cluster
     assert even < single
     cap = float(np.sqrt(even * single))
-    cfg = config(target, "search.schedule=[3,2]", "search.max_failures=1", f"search.max_epochs={cap}")
+    cfg = config(target, "search.schedule=[3,2]", "search.max_failures=1", f"search.max_epochs={cap}", "search.remeasure_fraction=0")
     # a pool of 5 mixtures: 2 put all weight on one cluster, past search.max_epochs (so they fail),
     # and 3 spread evenly (under the cap)
     rows = np.vstack([np.eye(k)[0], np.eye(k)[1], np.full((3, k), 1 / k) + np.eye(k)[:3] * 1e-3])
