@@ -41,7 +41,9 @@ def test_health_model_clusters_and_docs_describe_the_served_run(served):
     url, _ = served
     assert requests.get(f"{url}/healthz", timeout=10).json()["status"] == "ok"
     model = requests.get(f"{url}/v1/model", timeout=10).json()
-    assert model["clusters"] == SERVED_NAMES and model["trials"] == 80 and model["held_out"] == 8
+    # the default predictor cross-fits: every one of the 80 results is predicted out of fold once
+    assert model["clusters"] == SERVED_NAMES and model["trials"] == 80 and model["held_out"] == 80
+    assert model["members"] == 5 and "fold" in model["validation"] and model["degenerate"] is None
     assert model["spearman"] > 0.5 and model["fitted_at"].endswith("Z")
     clusters = requests.get(f"{url}/v1/clusters", timeout=10).json()["clusters"]
     assert [c["name"] for c in clusters] == SERVED_NAMES
