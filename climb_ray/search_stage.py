@@ -21,10 +21,32 @@ def make_search(cfg: Config, meta: dict) -> ClimbSearch:
     tokens = np.array([meta["tokens"][n] for n in names], dtype=np.float64)
     s, p = cfg.search, cfg.proxy
     budget = p.steps * p.batch_size * p.context
+    check_fits(tokens, budget, cfg)
     sampler = RegMixSampler(tokens / tokens.sum(), temperature=s.temperature, strength_min=s.strength_min,
                             strength_max=s.strength_max, max_epochs=s.max_epochs, min_weight=s.min_weight,
                             cap=s.max_epochs * tokens / budget)
     return ClimbSearch(sampler, names, s, cfg.predictor, seed=cfg.seed, strategy=s.method)
+
+
+def check_fits(tokens: np.ndarray, budget: int, cfg: Config) -> None:
+    """No mixture can be drawn when the proxy trains on more tokens than max_epochs passes over the
+    whole corpus allow: say so before any trial starts, with the largest proxy settings that fit."""
+    from climb_ray.config import ConfigError
+
+    s, p = cfg.search, cfg.proxy
+    total = float(tokens.sum())
+    if total <= 0:
+        raise ConfigError("the corpus has no tokens: nothing to search over (see the corpus stage's skip counts)")
+    cap = np.minimum(np.minimum(s.max_epochs * tokens / total, 1.0), s.max_epochs * tokens / budget)
+    if cap.sum() >= 1 - 1e-9:
+        return
+    room = s.max_epochs * total
+    raise ConfigError(
+        f"no mixture fits the epoch caps: the corpus has {int(total):,} tokens and each proxy trains on "
+        f"{budget:,} (proxy.steps {p.steps} x batch_size {p.batch_size} x context {p.context}), more than "
+        f"search.max_epochs={s.max_epochs:g} passes allow ({int(room):,}); set proxy.steps <= "
+        f"{int(room // (p.batch_size * p.context))}, proxy.batch_size <= {int(room // (p.steps * p.context))} or "
+        f"proxy.context <= {int(room // (p.steps * p.batch_size))}, raise search.max_epochs, or use a larger corpus")
 
 
 def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
@@ -42,6 +64,7 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
     try:
         for path in check_targets(cfg.target):  # a bad target stops here, not in every trial
             load_target(path, tokenizer, cfg.target)
+        make_search(cfg, run.read_json("tokens/meta.json"))  # so does a proxy budget no mixture fits
     except Exception:
         if not run.exists(out, STATE) and not run.exists(out, "tune"):
             run.clear_stage(out)  # nothing ran: the corrected command starts afresh
@@ -133,8 +156,8 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
     answer = search.answer()
     if search.predictor is not None:
         model, sidecar = search.predictor.to_text()
-        run.write_text(f"{out}/predictor.txt", model)
         run.write_text(f"{out}/predictor.json", sidecar)
+        run.write_text(f"{out}/predictor.txt", model)  # last, as each iteration does: a watcher reloads on it
     best = best_mixture(search, answer, clusters)
     run.write_json(f"{out}/best_mixture.json", best)
     for name, png in report_pngs(search, answer).items():

@@ -205,3 +205,26 @@ def test_a_search_pickles_while_print_is_patched_as_ray_does(monkeypatch):
         search.tell(index, objective(w))
     again = pickle.loads(pickle.dumps(search))
     assert len(again.trials) == 24 and again.log is None
+
+
+def test_a_proxy_budget_no_mixture_fits_is_one_line_naming_the_tokens_and_what_fits():
+    """A corpus smaller than the proxy's tokens / max_epochs holds no mixture: the sampler would search for
+    ever; the stage says so before any trial starts, with the settings that fit."""
+    from climb_ray.config import ConfigError
+    from climb_ray.config_io import load_config
+    from climb_ray.search_stage import make_search
+    from tests.conftest import ROOT
+
+    cfg = load_config(ROOT / "climb_ray" / "configs" / "paper.yaml")
+    budget = cfg.proxy.steps * cfg.proxy.batch_size * cfg.proxy.context
+    small = {"clusters": ["a", "b"], "tokens": {"a": budget // 40, "b": budget // 40}}  # 15 passes: 0.75 budget
+    with pytest.raises(ConfigError) as err:
+        make_search(cfg, small)
+    message = str(err.value)
+    assert "\n" not in message and f"{budget // 20:,}" in message and f"{budget:,}" in message
+    most = int(15 * (budget // 20) // (cfg.proxy.batch_size * cfg.proxy.context))
+    assert f"proxy.steps <= {most}" in message
+    cfg.proxy.steps = most // 2  # the advice works (at the limit itself only the prior fits): mixtures again
+    assert len(make_search(cfg, small).sampler.sample(4, np.random.default_rng(0))) == 4
+    with pytest.raises(ConfigError, match="no tokens"):
+        make_search(cfg, {"clusters": ["a"], "tokens": {"a": 0}})
