@@ -6,9 +6,12 @@ A file that has no text field at all is an error naming the field and the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
+import lzma
 import posixpath
+import re
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
@@ -24,6 +27,13 @@ FORMATS_BY_EXT = {
     **{".txt" + c: "text" for c in COMPRESSED_EXT},
 }
 PROBE_ROWS = 100  # a JSONL file whose first rows all lack the text field is an error, not 100 skips
+READ_BLOCK = 1 << 16  # JSONL is read in blocks of this many bytes (at most this much is lost at a break)
+
+
+def line_cap(cfg: CorpusConfig) -> int:
+    """Bytes a JSONL line may take before it is skipped unparsed as too long: max_chars characters of
+    text written as JSON escapes (up to 12 bytes each) plus 64 KiB of other fields."""
+    return 12 * cfg.max_chars + (64 << 10)
 
 
 class CorpusError(ValueError):
@@ -35,12 +45,14 @@ class SkipCounts:
     empty: int = 0  # no text, or only whitespace (fewer than corpus.min_chars characters)
     not_text: int = 0  # the text field holds a number, list, mapping...
     not_utf8: int = 0  # bytes that do not decode as UTF-8
-    too_long: int = 0  # more than corpus.max_chars characters
+    too_long: int = 0  # more than corpus.max_chars characters (a longer JSONL line or .txt file is not even parsed)
     bad_json: int = 0  # a JSONL line that does not parse as a JSON object
     missing_field: int = 0  # a row without the text field (in a file where other rows have it)
     missing_label: int = 0  # corpus.label_field set, and the row has no label (missing, null, NaN or "")
     bad_label: int = 0  # a label that is not an integer or a string (a list, a fraction, true/false...)
     bad_token_ids: int = 0  # corpus.token_ids_field set, and the row's value is not a non-empty list of ids >= 0
+    broken_file: int = 0  # a file that cannot be read to its end (truncated or corrupt): its rows before the break
+    # are read, the rest is counted here once
 
     @property
     def total(self) -> int:
@@ -71,7 +83,12 @@ def list_files(paths: list[str], configured: str = "auto") -> list[tuple[str, st
             raise CorpusError(f"corpus path {given!r} matches no JSONL, Parquet or .txt files")
         for path in matches:
             found[_url(fs, path)] = _stable_name(path, root, fs)
-    return sorted(found.items())
+    uses: dict[str, int] = {}
+    for name in found.values():
+        uses[name] = uses.get(name, 0) + 1
+    # two paths holding files of one relative name (a/x.jsonl, b/x.jsonl): those files are named by their
+    # full URL, so default ids "<name>:<row>" stay unique across the corpus
+    return sorted((url, url if uses[name] > 1 else name) for url, name in found.items())
 
 
 def _expand(fs, root: str, configured: str) -> list[str]:
@@ -121,19 +138,41 @@ def iter_records(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts, labe
         if cfg.label_field or cfg.token_ids_field:
             raise CorpusError(f"corpus file {url!r} is a .txt file: corpus.label_field and corpus.token_ids_field "
                               "need JSONL or Parquet rows")
-        rows = ((i, d, v, None) for i, d, v in _text_rows(url, name))
+        rows = ((i, d, v, None) for i, d, v in _text_rows(url, name, 4 * cfg.max_chars))
     else:
         raise CorpusError(f"corpus file {url!r}: format {cfg.format!r} cannot read it")
     labels = labels or LabelKind(url, cfg.label_field)
-    for index, doc_id, value, label in rows:
-        value = _check_ids(value, skips) if cfg.token_ids_field else _check_text(value, cfg, skips)
-        if value is None:
-            continue
-        if cfg.label_field:
-            label = labels.check(label, skips)
-            if label is None:
+    try:
+        for index, doc_id, value, label in rows:
+            value = _check_ids(value, skips) if cfg.token_ids_field else _check_text(value, cfg, skips)
+            if value is None:
                 continue
-        yield (str(doc_id) if doc_id not in (None, "") else f"{name}:{index}"), value, label
+            if cfg.label_field:
+                label = labels.check(label, skips)
+                if label is None:
+                    continue
+            yield (str(doc_id) if doc_id not in (None, "") else f"{name}:{index}"), value, label
+    except BROKEN as err:  # every stage reads the same rows before the break: the count is the same
+        if isinstance(err, (CorpusError, *NOT_BROKEN)):
+            raise
+        skips.broken_file += 1
+
+
+def _broken_errors() -> tuple:
+    import pyarrow as pa
+
+    errors = [EOFError, zlib.error, lzma.LZMAError, OSError, pa.ArrowException]
+    try:
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+BROKEN = _broken_errors()  # a truncated or corrupt compressed stream or Parquet file
+NOT_BROKEN = (FileNotFoundError, PermissionError, ConnectionError, TimeoutError)  # the storage, not the file
 
 
 class LabelKind:
@@ -184,6 +223,9 @@ def _check_text(value, cfg: CorpusConfig, skips: SkipCounts) -> str | None:
     if value is None:
         skips.empty += 1
         return None
+    if value is _TOO_LONG:
+        skips.too_long += 1
+        return None
     if not isinstance(value, str):
         skips.not_text += 1
         return None
@@ -198,13 +240,47 @@ def _check_text(value, cfg: CorpusConfig, skips: SkipCounts) -> str | None:
 
 _NO_ROW = object()
 _MISSING = object()  # a JSONL row without the label key
+_TOO_LONG = object()  # a line or file over the byte cap, never parsed
+
+
+def _lines(src, cap: int):
+    """The lines of a binary stream, each at most `cap` bytes; a longer one is read past in blocks
+    (never held whole) and comes out as _TOO_LONG."""
+    rest, skipping = b"", False
+    while True:
+        block = src.read(READ_BLOCK)
+        if not block:
+            break
+        rest += block
+        start = 0
+        while True:
+            end = rest.find(b"\n", start)
+            if end < 0:
+                break
+            if skipping:
+                skipping = False
+            elif end - start > cap:
+                yield _TOO_LONG
+            else:
+                yield rest[start:end + 1]
+            start = end + 1
+        rest = rest[start:]
+        if len(rest) > cap:
+            if not skipping:
+                yield _TOO_LONG
+            skipping, rest = True, b""
+    if rest and not skipping:
+        yield rest if len(rest) <= cap else _TOO_LONG
 
 
 def _jsonl_rows(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts):
     seen_field, seen_label, missing_here, last_row = False, False, 0, None
     field, setting = (cfg.token_ids_field, "token_ids_field") if cfg.token_ids_field else (cfg.text_field, "text_field")
     with fsspec.open(url, "rb", compression="infer") as src:
-        for index, raw in enumerate(src):
+        for index, raw in enumerate(_lines(src, line_cap(cfg))):
+            if raw is _TOO_LONG:
+                skips.too_long += 1
+                continue
             row = _parse_json_line(raw, skips)
             if row is _NO_ROW:
                 continue
@@ -236,7 +312,7 @@ def _parse_json_line(raw: bytes, skips: SkipCounts):
         return _NO_ROW
     try:
         row = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         skips.bad_json += 1
         return _NO_ROW
     if not isinstance(row, dict):
@@ -275,22 +351,60 @@ def _parquet_rows(url: str, name: str, cfg: CorpusConfig):
             start += len(values)
 
 
-def _text_rows(url: str, name: str):
+def _text_rows(url: str, name: str, cap: int):
+    """The file as one document; over `cap` bytes (4 per character of corpus.max_chars) it is not read on."""
     with fsspec.open(url, "rb", compression="infer") as src:
-        data = src.read()
-    yield 0, posixpath.splitext(name)[0], data
+        data = src.read(cap + 1)
+    yield 0, posixpath.splitext(name)[0], data if len(data) <= cap else _TOO_LONG
 
 
 def scan_file(url: str, name: str, cfg: CorpusConfig) -> dict:
     """Read one file through and summarise it: documents, characters, and skipped rows by reason."""
+    import numpy as np
+
     skips, labels = SkipCounts(), LabelKind(url, cfg.label_field)
     documents = chars = 0
     per_label: dict = {}
-    for _, value, label in iter_records(url, name, cfg, skips, labels):
+    hashes = []
+    for doc_id, value, label in iter_records(url, name, cfg, skips, labels):
         documents += 1
+        if cfg.id_field:
+            hashes.append(id_hash(doc_id))
         chars += len(value)  # token ids for a token-ID corpus
         if label is not None:
             per_label[label] = per_label.get(label, 0) + 1
     return {"file": url, "name": name, "documents": documents, "chars": chars,
             "label_kind": labels.kind, "labels": json.dumps([[k, v] for k, v in per_label.items()]),
+            "id_hashes": np.array(hashes, dtype=np.uint64).tobytes(),
             **{f"skipped_{k}": v for k, v in asdict(skips).items()}}
+
+
+def id_hash(doc_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def check_unique_ids(rows: list[dict], cfg: CorpusConfig) -> None:
+    """CorpusError naming an id that two documents share (by their 64-bit hashes, in the rows'
+    `id_hashes`, then confirmed on the text of the files): the stages look documents up by id, so a
+    shared one would send one document's tokens to the other's cluster. 8 bytes per document here."""
+    import numpy as np
+
+    if not cfg.id_field or not rows:
+        return
+    hashes = [np.frombuffer(r["id_hashes"], dtype=np.uint64) for r in rows]
+    every = np.concatenate(hashes)
+    order = np.argsort(every, kind="stable")
+    same = np.flatnonzero(every[order][1:] == every[order][:-1])
+    if not len(same):
+        return
+    owner = np.repeat(np.arange(len(rows)), [len(h) for h in hashes])
+    for at in same[:20]:  # a 64-bit hash clash between two different ids is possible, so confirm on the ids
+        h = int(every[order][at])
+        files = sorted({int(owner[order][at]), int(owner[order][at + 1])})
+        ids = [(d, rows[f]["file"]) for f in files for d, _, _ in iter_records(rows[f]["file"], rows[f]["name"], cfg,
+                                                                                SkipCounts()) if id_hash(d) == h]
+        if len({d for d, _ in ids}) < len(ids):
+            where = " and ".join(dict.fromkeys(f for _, f in ids))
+            raise CorpusError(f"corpus.id_field={cfg.id_field!r}: id {ids[0][0]!r} belongs to {len(ids)} documents "
+                              f"(in {where}); ids must be unique across corpus.paths: fix the ids, or set "
+                              "corpus.id_field='' to name documents <file>:<row>")

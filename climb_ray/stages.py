@@ -9,7 +9,7 @@ import numpy as np
 
 from climb_ray.artifacts import RunDir
 from climb_ray.config import Config
-from climb_ray.corpus import SkipCounts, list_files
+from climb_ray.corpus import CorpusError, SkipCounts, check_unique_ids, list_files
 
 
 def corpus_stage(cfg: Config, run: RunDir) -> dict:
@@ -20,6 +20,9 @@ def corpus_stage(cfg: Config, run: RunDir) -> dict:
     from climb_ray.adapters.ray_data import scan_corpus
 
     rows = scan_corpus(list_files(cfg.corpus.paths, cfg.corpus.format), cfg.corpus)
+    check_unique_ids(rows, cfg.corpus)
+    for row in rows:
+        del row["id_hashes"]
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buffer)
     run.write_bytes("corpus/files.parquet", buffer.getvalue())
@@ -36,7 +39,31 @@ def corpus_stage(cfg: Config, run: RunDir) -> dict:
         "skipped_by_reason": dataclasses.asdict(skips),
     }
     run.write_json("corpus/stats.json", stats)
+    check_yield(stats, cfg)
     return stats
+
+
+SKIP_HINTS = {"empty": "corpus.min_chars", "not_text": "corpus.text_field", "missing_field": "corpus.text_field",
+              "not_utf8": "the files' encoding or compression", "bad_json": "corpus.format",
+              "too_long": "corpus.max_chars", "broken_file": "the files (truncated or corrupt)",
+              "missing_label": "corpus.label_field", "bad_label": "corpus.label_field",
+              "bad_token_ids": "corpus.token_ids_field"}
+
+
+def check_yield(stats: dict, cfg: Config) -> None:
+    """CorpusError when the corpus gave no documents, or lost more than corpus.max_skip_share of its
+    rows to one skip reason (its counts are in corpus/stats.json for a look)."""
+    by_row = {k: v for k, v in stats["skipped_by_reason"].items() if k != "broken_file"}  # that one counts files
+    rows = stats["documents"] + sum(by_row.values())
+    reasons = ", ".join(f"{k} {v}" for k, v in stats["skipped_by_reason"].items() if v) or "none"
+    if stats["documents"] == 0:
+        raise CorpusError(f"corpus.paths={cfg.corpus.paths!r} gave 0 documents from {stats['files']} files "
+                          f"(skipped rows: {reasons}); check the paths, corpus.format and corpus.text_field")
+    worst, count = max(by_row.items(), key=lambda kv: kv[1])
+    if count > cfg.corpus.max_skip_share * rows and cfg.corpus.max_skip_share < 1:
+        raise CorpusError(f"corpus: {count} of {rows} rows skipped as {worst} (more than corpus.max_skip_share="
+                          f"{cfg.corpus.max_skip_share:g}; all skips: {reasons}); check {SKIP_HINTS[worst]}, or set "
+                          "corpus.max_skip_share=1 to go on with what is left")
 
 
 def gather_labels(rows: list[dict], field: str) -> dict:
@@ -214,7 +241,11 @@ def tokens_stage(cfg: Config, run: RunDir) -> dict:
     shards = tk.concat_parts(run.fs, [run.path(f) for f in folders], run.path("tokens"), names, dtype)
     run.fs.makedirs(run.path("tokens/docs"), exist_ok=True)
     for folder in folders:  # doc_id, super_cluster, n_tokens per chunk: the export plans with them
-        run.fs.mv(run.path(folder, "docs.parquet"), run.path("tokens/docs", f"{folder.rsplit('/', 1)[1]}.parquet"))
+        moved = run.path("tokens/docs", f"{folder.rsplit('/', 1)[1]}.parquet")
+        if run.exists(folder, "docs.parquet"):
+            run.fs.mv(run.path(folder, "docs.parquet"), moved)
+        elif not run.fs.exists(moved):  # neither here nor moved (a kill between the two mv steps cannot do that)
+            raise FileNotFoundError(f"{run.url(folder, 'docs.parquet')} is missing; rerun with --redo tokens")
     meta = tk.write_meta(run.fs, run.path("tokens"), dtype=dtype, eot=eot, vocab_size=vocab,
                          tokenizer=cfg.tokens.tokenizer, shards=shards, names=names)
     run.clear_stage("tokens/parts")

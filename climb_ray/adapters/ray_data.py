@@ -26,7 +26,7 @@ def _scan_or_report(url: str, name: str, cfg: CorpusConfig) -> dict:
     except CorpusError as err:
         zeros = {f"skipped_{k}": 0 for k in SkipCounts().__dict__}
         return {"file": url, "name": name, "documents": 0, "chars": 0, "label_kind": "", "labels": "[]", **zeros,
-                "error": str(err)}
+                "id_hashes": b"", "error": str(err)}
 
 
 def scan_corpus(files: list[tuple[str, str]], cfg: CorpusConfig) -> list[dict]:
