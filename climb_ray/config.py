@@ -7,6 +7,8 @@ dotted `key=value` overrides with `climb_ray.config_io.load_config`.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 
@@ -18,6 +20,8 @@ class CorpusConfig:
     id_field: str = "id"  # key holding a stable document id; missing or "" -> "<file>:<row>"
     min_chars: int = 1  # rows with fewer non-blank characters are skipped (counted as empty)
     max_chars: int = 200_000  # rows with more characters are skipped (counted as too long)
+    max_skip_share: float = 0.5  # the corpus stage stops when one skip reason takes more than this share of the
+    # rows (a wrong text_field, format or encoding); 1 = never
     label_field: str = ""  # key / column holding each document's cluster or domain label (ClimbLab, Nemotron-CC
     # style): embedding and clustering are skipped and the labels are the super-clusters; "" = cluster the text
     token_ids_field: str = ""  # column holding each document's token IDs (a list of ints) made with
@@ -237,6 +241,7 @@ _RULES = {
     "corpus.format": _one_of("auto", "jsonl", "parquet", "text"),
     "corpus.min_chars": _at_least(0),
     "corpus.max_chars": _at_least(1),
+    "corpus.max_skip_share": _between(0, 1),
     "embed.max_tokens": _at_least(1),
     "embed.batch_size": _at_least(1),
     "embed.dtype": _one_of("auto", "float32", "bfloat16", "float16"),
@@ -357,8 +362,11 @@ def validate(cfg: Config) -> Config:
     if cfg.target.weights and len(cfg.target.weights) != len(cfg.target.paths):
         raise ConfigError(f"target.weights={cfg.target.weights!r}: {len(cfg.target.weights)} weights for "
                           f"{len(cfg.target.paths)} target.paths")
-    if any(w < 0 for w in cfg.target.weights) or (cfg.target.weights and sum(cfg.target.weights) <= 0):
-        raise ConfigError(f"target.weights={cfg.target.weights!r}: must be >= 0 with a positive sum")
+    if any(not math.isfinite(w) or w < 0 for w in cfg.target.weights) or (
+            cfg.target.weights and max(cfg.target.weights) <= 0):
+        raise ConfigError(f"target.weights={cfg.target.weights!r}: must be finite and >= 0 with a positive sum")
+    if cfg.seed < 0:
+        raise ConfigError(f"seed={cfg.seed!r}: must be at least 0 (numpy seeds are non-negative)")
     c = cfg.corpus
     if c.token_ids_field and not c.label_field:
         raise ConfigError(f"corpus.token_ids_field={c.token_ids_field!r}: token-ID corpora are not embedded, so "

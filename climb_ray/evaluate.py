@@ -224,6 +224,7 @@ def _window_losses(model, windows: list[list[int]], *, batch_size: int, device: 
 def score_targets(model, targets: list, t: TargetConfig, *, eot: int, seq_len: int, device: str) -> dict:
     """Each target's metrics and the weighted mean score (higher is better)."""
     weights = np.array(t.weights if t.weights else [1.0] * len(targets), dtype=np.float64)
+    weights = weights / weights.max()  # shares: huge weights (1e308) would sum to inf
     results = []
     for target, weight in zip(targets, weights):
         kw = {"eot": eot, "seq_len": seq_len, "batch_size": t.batch_size, "device": device}

@@ -28,6 +28,7 @@ def normalise(weights, names: list[str]) -> np.ndarray:
         raise MixtureError(f"mixture weights must be finite and >= 0: {', '.join(bad)}")
     if w.sum() <= 0:
         raise MixtureError("mixture weights are all 0")
+    w = w / w.max()  # 1e308,1e308 sums to inf: scale first, so huge weights keep their proportions
     return w / w.sum()
 
 

@@ -105,3 +105,14 @@ def test_written_config_reads_back_the_same(tmp_path):
     path.write_text(to_yaml(cfg))
     assert load_config(path) == cfg
     assert yaml.safe_load(path.read_text())["cluster"]["k_init"] == 17
+
+
+@pytest.mark.parametrize("override, message", [
+    ("target.weights=[nan]", "target.weights=\\[nan\\]: must be finite"),
+    ("target.weights=[inf]", "target.weights=\\[inf\\]: must be finite"),
+    ("seed=-1", "seed=-1: must be at least 0"),
+    ("export.seed=-3", "export.seed=-3: must be at least 0"),
+])
+def test_values_that_would_fail_late_are_refused_up_front(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ["target.paths=[target.jsonl]", override])

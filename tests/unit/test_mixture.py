@@ -79,3 +79,10 @@ def test_a_cluster_with_weight_zero_is_never_read():
     s = MixtureStream(arrays(), NAMES, [0, 1, 0], n_sequences=50, seq_len=32, max_epochs=15, seed=0)
     values = np.concatenate([s.batch(i, 10) for i in range(5)])
     assert np.all((values >= 10_000) & (values < 13_000))
+
+
+def test_huge_weights_keep_their_proportions():
+    from climb_ray.mixture import parse_weights
+
+    assert parse_weights("1e308,1e308", ["a", "b"]).tolist() == [0.5, 0.5]
+    assert parse_weights("a=1e308,b=3e307", ["a", "b"]) == pytest.approx([1 / 1.3, 0.3 / 1.3])
