@@ -26,6 +26,7 @@ STAGES = {
 }
 DONE = "_DONE"
 STARTED = "_STARTED"  # written before a stage's work: a resumed stage must have the same settings
+MARKERS = (DONE, "_SUCCESS")  # a stage's and a chunk's "finished" markers
 
 
 class StageChangedError(RuntimeError):
@@ -98,7 +99,11 @@ class RunDir:
         self.write_json(f"{stage}/{DONE}", marker)
 
     def clear_stage(self, stage: str) -> None:
-        """Remove a stage's folder, marker included, so that it runs again from nothing."""
+        """Remove a stage's folder so that it runs again from nothing: its markers first, so a kill
+        half-way never leaves a marker over partial files."""
+        for marker in MARKERS:
+            if self.exists(stage, marker):
+                self.fs.rm(self.path(stage, marker))
         if self.exists(stage):
             self.fs.rm(self.path(stage), recursive=True)
 

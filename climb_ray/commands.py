@@ -10,7 +10,7 @@ from climb_ray.config import Config
 from climb_ray.pipeline import NOT_BUILT, ORDER, PipelineReport, run_pipeline
 
 EXIT_NOT_BUILT = 3
-DEMO_EXTRA_HINT = "install the demo extra: pip install 'climb-ray[demo]' (make demo does)"
+DEMO_EXTRA_HINT = "install the demo extra: pip install -e '.[demo]' in the climb_ray checkout (make demo does)"
 
 
 def corpus_demo(out: str, docs_per_source: int, seed: int, target_out: str | None = None) -> int:
@@ -298,21 +298,36 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token
 
 def _serve_until_interrupted(cfg: Config, predictor: str, deploy, seen: str | None) -> None:
     """Sleep until Ctrl-C; with `seen` (the served file's hash), redeploy when the file changes."""
-    import time
-
     from climb_ray.adapters.ray_serve import stop
 
     try:
-        while True:
-            time.sleep(cfg.serve.watch_s if seen else 3600)
-            fresh = _predictor_version(cfg.run_dir, predictor) if seen else None
-            if fresh and fresh != seen:
-                deploy()  # the file's hash is in user_config: the replicas reconfigure
-                seen = fresh
-                print(f"reloaded the predictor: version {fresh}", flush=True)
+        watch(cfg, predictor, deploy, seen)
     except KeyboardInterrupt:
         print("\nstopping the server")
         stop()
+
+
+def watch(cfg: Config, predictor: str, deploy, seen: str | None) -> None:
+    """Sleep; with `seen`, redeploy each time the predictor file's hash changes. A failed redeploy is
+    one line and the server goes on with the version it has; the next check tries again."""
+    import time
+
+    failed = None
+    while True:
+        time.sleep(cfg.serve.watch_s if seen else 3600)
+        fresh = _predictor_version(cfg.run_dir, predictor) if seen else None
+        if not fresh or fresh == seen:
+            continue
+        try:
+            deploy()  # the file's hash is in user_config: the replicas reconfigure
+        except Exception as err:  # a transient Serve error or a broken file: keep serving, retry next check
+            if fresh != failed:
+                print(f"could not reload the predictor (version {fresh}): {type(err).__name__}: {err}; still "
+                      f"serving {seen}, trying again every {cfg.serve.watch_s:g} s", flush=True)
+                failed = fresh
+            continue
+        seen, failed = fresh, None
+        print(f"reloaded the predictor: version {fresh}", flush=True)
 
 
 def print_serving(url: str, model, *, token: bool, token_env: str) -> None:

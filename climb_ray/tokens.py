@@ -146,8 +146,10 @@ def write_meta(fs, folder: str, *, dtype: np.dtype, eot: int, vocab_size: int, t
         "tokens": {n: shards[n].tokens if n in shards else 0 for n in names},
         "documents": {n: shards[n].documents if n in shards else 0 for n in names},
     }
-    with fs.open(posixpath.join(folder, "meta.json"), "w") as out:
+    final = posixpath.join(folder, "meta.json")
+    with fs.open(final + ".tmp", "w") as out:  # then renamed: a reader never sees half a file
         json.dump(meta, out, indent=2)
+    fs.mv(final + ".tmp", final)
     return meta
 
 

@@ -67,3 +67,30 @@ def test_a_killed_tokens_stage_resumes_without_redoing_finished_chunks(finished,
     again = run_pipeline(cfg, until="tokens").results[-1]
     assert not again.skipped and len(calls) == 2  # chunks 1 and 2 only
     assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")} == clean
+
+
+def test_a_tokens_stage_killed_while_moving_the_document_lists_resumes(finished, three_files, tmp_path,
+                                                                        monkeypatch):
+    from fsspec.implementations.local import LocalFileSystem
+
+    shutil.copytree(finished[0], tmp_path / "run")
+    cfg = config(three_files, tmp_path / "run")
+    clean = {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")}
+    docs = {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens" / "docs").iterdir()}
+    real, moved = LocalFileSystem.mv, []
+
+    def dies_on_the_second_move(self, path1, path2, *args, **kwargs):
+        if str(path1).endswith("docs.parquet"):
+            moved.append(path1)
+            if len(moved) == 2:
+                raise Killed("as if the job were killed between two moves")
+        return real(self, path1, path2, *args, **kwargs)
+
+    monkeypatch.setattr(LocalFileSystem, "mv", dies_on_the_second_move)
+    with pytest.raises(Killed):
+        run_pipeline(cfg, until="tokens", redo=("tokens",))
+    monkeypatch.undo()
+    again = run_pipeline(cfg, until="tokens").results[-1]
+    assert not again.skipped and again.info["documents"] == finished[1]["documents"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")} == clean
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens" / "docs").iterdir()} == docs

@@ -75,3 +75,25 @@ def test_a_killed_stage_resumes_only_with_the_settings_it_started_with(run):
         run_stage(run, "search", {"proxy.steps": 2000}, lambda: {"n": 1})
     assert run_stage(run, "search", {"proxy.steps": 40}, lambda: {"n": 1}).info == {"n": 1}
     assert run_stage(run, "search", {"proxy.steps": 2000}, lambda: {"n": 2}, redo=True).info == {"n": 2}
+
+
+def test_a_redo_killed_while_clearing_never_leaves_a_marker_over_partial_files(run, monkeypatch):
+    run_stage(run, "embed", {}, lambda: {"documents": 2})
+    for name in ("a.parquet", "b.parquet"):
+        run.write_text(f"embed/{name}", "rows")
+    real, removed = type(run.fs).rm, []
+
+    def killed_half_way(self, path, recursive=False, *args, **kwargs):
+        removed.append(str(path))
+        if recursive:  # the folder: one file goes, then the kill (an object store deletes in no set order)
+            real(self, run.path("embed", "a.parquet"))
+            raise KeyboardInterrupt
+        return real(self, path, recursive, *args, **kwargs)
+
+    monkeypatch.setattr(type(run.fs), "rm", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(run, "embed", {}, lambda: {"documents": 3}, redo=True)
+    monkeypatch.undo()
+    assert removed[0].endswith("embed/_DONE")
+    assert run.exists("embed", "b.parquet") and not run.is_done("embed")  # partial, and known to be
+    assert run_stage(run, "embed", {}, lambda: {"documents": 3}).info == {"documents": 3}

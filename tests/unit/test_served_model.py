@@ -125,3 +125,30 @@ def test_a_degenerate_predictor_is_reported_by_the_model_info(tmp_path):
     (run / "search" / "predictor.txt").write_text(text)
     (run / "search" / "predictor.json").write_text(sidecar)
     assert ServedModel.load(str(run), seed=0).info["degenerate"].startswith("nearly constant predictions")
+
+
+def test_a_failed_reload_keeps_the_server_watching_and_the_next_change_reloads(tmp_path, capsys):
+    """The watch loop of `climb-ray serve`: a redeploy that fails (a Serve error) is one line; the loop
+    goes on, tries the same file again, and takes the next fit."""
+    from climb_ray.commands import _predictor_version, watch
+    from climb_ray.config import Config
+    from tests.conftest import write_predictor
+
+    run = make_served_run(tmp_path)
+    cfg = Config()
+    cfg.run_dir, cfg.serve.watch_s = str(run), 0.01
+    first = _predictor_version(str(run), "search/predictor.txt")
+    calls = []
+
+    def deploy():
+        calls.append(_predictor_version(str(run), "search/predictor.txt"))
+        if len(calls) <= 2:
+            raise RuntimeError("the Serve controller did not answer")
+        raise KeyboardInterrupt  # the third attempt works; stop the test's loop there
+
+    write_predictor(run, (0.7, 0.1, 0.1, 0.1), seed=5)
+    with pytest.raises(KeyboardInterrupt):
+        watch(cfg, "search/predictor.txt", deploy, first)
+    out = capsys.readouterr().out
+    assert len(calls) == 3 and calls[0] != first and len(set(calls)) == 1
+    assert out.count("could not reload the predictor") == 1 and "the Serve controller did not answer" in out
