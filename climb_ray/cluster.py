@@ -48,7 +48,7 @@ def _fit_cuml(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
         from cuml.cluster import KMeans
     except ImportError as err:
         raise ConfigError(
-            "cluster.backend='cuml' needs cuML and a CUDA GPU: pip install 'climb-ray[gpu]' on the "
+            "cluster.backend='cuml' needs cuML and a CUDA GPU: pip install -e '<climb_ray checkout>[gpu]' on the "
             f"GPU nodes, or use cluster.backend=faiss ({err})"
         ) from None
     model = KMeans(n_clusters=k, max_iter=niter, random_state=seed, n_init=1).fit(x)

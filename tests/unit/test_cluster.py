@@ -40,7 +40,7 @@ def test_more_clusters_than_documents_is_a_config_error():
 
 @pytest.mark.skipif(importlib.util.find_spec("cuml") is not None, reason="cuML is installed here")
 def test_cuml_backend_without_cuml_says_how_to_get_it():
-    with pytest.raises(ConfigError, match="climb-ray\\[gpu\\]"):
+    with pytest.raises(ConfigError, match="\\[gpu\\]. on the GPU nodes"):
         fit_kmeans(blobs()[0], 4, backend="cuml")
 
 
