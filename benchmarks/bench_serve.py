@@ -128,7 +128,7 @@ def wait_ready(url: str, body: bytes, proc: subprocess.Popen, limit_s: float = 6
         if proc.poll() is not None:
             sys.exit(f"the baseline server exited with {proc.returncode}")
         try:
-            requests.post(url, data=body, timeout=2)
+            requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=2)
             return
         except requests.ConnectionError:
             time.sleep(0.2)
@@ -185,7 +185,8 @@ def main() -> None:
             for name, url in urls.items():
                 r = asyncio.run(drive(url, batches, c, args.batch_requests, 2, args.limit_s))
                 results[f"batch c={c} {name}"] = {**r, "mixtures_per_s": r["rps"] * args.batch}
-        check = requests.post(urls["ours"], data=batches[0], timeout=60).json()  # ours scored them all
+        check = requests.post(urls["ours"], data=batches[0], headers={"Content-Type": "application/json"},
+                              timeout=60).json()  # ours scored them all
         assert check["count"] == args.batch and len(check["predicted"]) == args.batch
     finally:
         serve.shutdown()

@@ -12,13 +12,15 @@ from climb_ray.artifacts import StageChangedError
 from climb_ray.config import ConfigError
 from climb_ray.corpus import CorpusError
 from climb_ray.export import ExportError
+from climb_ray.lease import RunLocked
 from climb_ray.mixture import MixtureError
 from climb_ray.search import SearchFailed
 from climb_ray.served_model import NotServable
 
 EXIT_BAD_INPUT = 2
 PRESETS = ("demo", "paper")
-USER_ERRORS = (ConfigError, CorpusError, StageChangedError, MixtureError, SearchFailed, NotServable, ExportError)
+USER_ERRORS = (ConfigError, CorpusError, StageChangedError, MixtureError, SearchFailed, NotServable, ExportError,
+               RunLocked)
 
 DESCRIPTION = """\
 CLIMB data-mixture search on Ray: embed a corpus, cluster it into super-clusters, search
@@ -141,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(the app stops with that Ray)")
     serve.add_argument("--no-token", dest="drop_token", action="store_true",
                        help="remove the bearer token of a running app (a redeploy otherwise keeps it)")
+    serve.add_argument("--insecure", action="store_true", help="allow a serve.host other machines can reach "
+                       "without a bearer token (refused otherwise)")
     sub.add_parser("config", parents=[_config_options()], help="print the resolved config as YAML",
                    description="Print the config after defaults, --config and overrides, validated.")
     return parser
@@ -221,9 +225,24 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "serve":
         return commands.serve(cfg, predictor=args.predictor, version=args.label, detach=args.detach,
-                              drop_token=args.drop_token)
+                              drop_token=args.drop_token, insecure=args.insecure)
     if args.command == "bench-search":
         return commands.bench_search(cfg, args)
+    from climb_ray.lease import RunLease
+
+    with RunLease(cfg.run_dir, f"climb-ray {args.command}"):  # one writer per run folder
+        code = _write(args, cfg)
+    if code == 0 and args.command == "demo":
+        if args.serve:
+            return commands.serve(cfg, predictor="search/predictor.txt", version="", detach=False)
+        commands.print_serve_hint(cfg)
+    return code
+
+
+def _write(args, cfg) -> int:
+    """The commands that write the run folder."""
+    from climb_ray import commands
+
     if args.command == "proxy":
         return commands.proxy(cfg, weights=args.weights, seed=args.seed, redo=tuple(args.redo),
                               json_out=args.json_out)
@@ -232,13 +251,8 @@ def _dispatch(args) -> int:
     if args.command == "demo":
         commands.ensure_demo_corpus(cfg, args.docs_per_source)
     until = {"demo": "export", "run": "export", "corpus": "corpus"}.get(args.command, args.command)
-    code = commands.run(cfg, until=until, redo=tuple(args.redo), whole=args.command in ("demo", "run"),
+    return commands.run(cfg, until=until, redo=tuple(args.redo), whole=args.command in ("demo", "run"),
                         extend=getattr(args, "extend", 0))
-    if code == 0 and args.command == "demo":
-        if args.serve:
-            return commands.serve(cfg, predictor="search/predictor.txt", version="", detach=False)
-        commands.print_serve_hint(cfg)
-    return code
 
 
 if __name__ == "__main__":

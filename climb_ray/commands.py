@@ -262,15 +262,21 @@ def bench_search(cfg: Config, args) -> int:
     return 0
 
 
-def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token: bool = False) -> int:
+def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token: bool = False,
+          insecure: bool = False) -> int:
     """Serve run_dir's predictor with Ray Serve; on a Ray we started, until Ctrl-C (hot-reloading
     the predictor file every serve.watch_s seconds when set)."""
     import os
 
+    from climb_ray.adapters.ray_serve import is_loopback
+    from climb_ray.config import ConfigError
     from climb_ray.served_model import ServedModel
 
-    model = ServedModel.load(cfg.run_dir, predictor, version=version)  # a missing search fails here, before Ray
     s = cfg.serve
+    if not is_loopback(s.host) and not os.environ.get(s.token_env) and not insecure:
+        raise ConfigError(f"serve.host={s.host} is reachable from other machines and ${s.token_env} is not set: "
+                          f"set a bearer token in ${s.token_env}, or pass --insecure to serve without one")
+    model = ServedModel.load(cfg.run_dir, predictor, version=version)  # a missing search fails here, before Ray
     joined = bool(os.environ.get("RAY_ADDRESS", "").strip())
     if not joined:
         _check_port_free(s.host, s.port)
@@ -282,7 +288,8 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token
     def deploy() -> str:
         config = user_config(cfg.run_dir, predictor=predictor, version=version, max_batch=s.max_batch,
                              max_body_bytes=s.max_body_bytes, token_env=s.token_env, drop_token=drop_token)
-        return start(config, host=s.host, port=s.port, num_replicas=s.num_replicas, num_cpus=s.cpus_per_replica)
+        return start(config, host=s.host, port=s.port, num_replicas=s.num_replicas, num_cpus=s.cpus_per_replica,
+                     route_prefix=s.route_prefix)
 
     url = deploy()
     print_serving(url, model, token=bool(os.environ.get(s.token_env)), token_env=s.token_env)
@@ -377,7 +384,7 @@ def print_serve_hint(cfg: Config) -> None:
 
     run = RunDir(cfg.run_dir)
     names = run.read_json("tokens/meta.json")["clusters"][:2] if run.exists("tokens/meta.json") else ["sc00", "sc01"]
-    url = f"http://{cfg.serve.host}:{cfg.serve.port}"
+    url = f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}"
     body = json.dumps({"weights": {n: round(1 / len(names), 4) for n in names}})
     auth = f' -H "Authorization: Bearer ${cfg.serve.token_env}"' if os.environ.get(cfg.serve.token_env) else ""
     print(f"\nexplore the predictor: climb-ray serve --config demo   (or: make serve), then open {url}/ or\n"

@@ -166,6 +166,7 @@ class PredictorConfig:
 class ServeConfig:
     host: str = "127.0.0.1"  # address the HTTP server binds to; loopback unless you mean otherwise
     port: int = 8000  # HTTP port
+    route_prefix: str = "/"  # the app's path on the Serve proxy (e.g. /climb behind a shared ingress)
     max_batch: int = 10_000  # most mixtures in one /v1/predict request (larger: 413)
     max_body_bytes: int = 8_000_000  # larger request bodies are refused with 413
     token_env: str = "CLIMB_API_TOKEN"  # environment variable holding the optional bearer token
@@ -318,6 +319,7 @@ _RULES = {
     "predictor.early_stopping_max": _at_least(1),
     "predictor.ensemble": _at_least(1),
     "serve.port": _between(1, 65535),
+    "serve.route_prefix": lambda v: None if v.startswith("/") and " " not in v else "must be a path starting with /",
     "serve.max_batch": _at_least(1),
     "serve.max_body_bytes": _at_least(1),
     "serve.num_replicas": _at_least(1),

@@ -17,6 +17,7 @@ import numpy as np
 BISECTION_STEPS = 60  # halvings of the shift tau: far below float precision of the weights
 STRENGTHS = (0.3, 1.0, 3.0, 10.0)  # Dirichlet concentrations of the global candidates
 LOCAL_STRENGTHS = (30.0, 100.0, 300.0, 1000.0)  # concentrations around the elite (larger = closer)
+CHUNK_CELLS = 1 << 20  # candidates x clusters made and scored at once: memory stays a few times 8 MiB
 
 
 class ConstraintError(ValueError):
@@ -86,23 +87,44 @@ def optimize(predict, prior: np.ndarray, b: Bounds, *, n_candidates: int, rng: n
     prior = np.asarray(prior, dtype=np.float64) * (b.hi > 0)
     prior = prior / prior.sum() if prior.sum() > 0 else (b.hi > 0) / np.sum(b.hi > 0)
     k = len(prior)
+    chunk = max(CHUNK_CELLS // k, 1)
+
+    def global_draws(n: int) -> np.ndarray:
+        strength = rng.choice(STRENGTHS, size=n)
+        alpha = np.where(rng.random(n)[:, None] < 0.5, strength[:, None] * np.maximum(prior, 1e-3),
+                         strength[:, None] / k)
+        return project(rng.gamma(alpha) + 1e-12, b)
+
     n_global = max(n_candidates // 2, 1)
-    strength = rng.choice(STRENGTHS, size=n_global)
-    alpha = np.where(rng.random(n_global)[:, None] < 0.5, strength[:, None] * np.maximum(prior, 1e-3),
-                     strength[:, None] / k)
-    candidates = project(rng.gamma(alpha) + 1e-12, b)
-    scores = predict(candidates)
-    scored = len(candidates)
+    candidates, scores = _top(global_draws, n_global, predict, elite, chunk)
+    scored = n_global
     per_round = max((n_candidates - n_global) // max(rounds, 1), elite)
     for _ in range(rounds):
-        top = np.argsort(-scores, kind="stable")[:elite]
-        centres = candidates[top][rng.integers(0, len(top), per_round)]
-        local = rng.choice(LOCAL_STRENGTHS, size=per_round)[:, None]
-        moved = project(rng.gamma(local * centres + 0.05) / local, b)
-        moved_scores = predict(moved)
-        candidates, scores = np.vstack([candidates[top], moved]), np.concatenate([scores[top], moved_scores])
-        scored += len(moved)
+        top = candidates
+
+        def around_top(n: int) -> np.ndarray:
+            centres = top[rng.integers(0, len(top), n)]
+            local = rng.choice(LOCAL_STRENGTHS, size=n)[:, None]
+            return project(rng.gamma(local * centres + 0.05) / local, b)
+
+        moved, moved_scores = _top(around_top, per_round, predict, elite, chunk)
+        both = np.argsort(-np.concatenate([scores, moved_scores]), kind="stable")[:elite]
+        candidates, scores = np.vstack([candidates, moved])[both], np.concatenate([scores, moved_scores])[both]
+        scored += per_round
     best = int(np.argmax(scores))
     w = candidates[best]
     return {"weights": w, "predicted": float(scores[best]), "candidates_scored": scored,
             "at_min": np.isclose(w, b.lo, atol=1e-6) & (b.lo > 0), "at_max": np.isclose(w, b.hi, atol=1e-6) & (b.hi > 0) & (b.hi < 1)}
+
+
+def _top(make, n: int, predict, keep: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `keep` best of n candidates from make(m), made and scored `chunk` at a time."""
+    best, best_scores = None, None
+    for start in range(0, n, chunk):
+        part = make(min(chunk, n - start))
+        part_scores = predict(part)
+        if best is not None:
+            part, part_scores = np.vstack([best, part]), np.concatenate([best_scores, part_scores])
+        order = np.argsort(-part_scores, kind="stable")[:keep]
+        best, best_scores = part[order], part_scores[order]
+    return best, best_scores

@@ -34,6 +34,10 @@ from climb_ray.served_model import PREDICTOR, RequestError, ServedModel, parse_m
 APP_NAME = "climb"
 WEB = resources.files("climb_ray") / "web"
 MAX_K = 100  # most mixtures /v1/best returns per list
+OPTIMIZE_AT_ONCE = 2  # /v1/optimize searches running at once per replica (each holds its chunks); the rest wait
+PUBLIC = {"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}  # open without the token; the
+PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/")  # page's files too; every other path needs it
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 BATCH_SIZE, BATCH_WAIT_S = 64, 0.002  # @serve.batch: single-mixture calls grouped into one predict
 DEFAULTS = ServeConfig()
 log = logging.getLogger("ray.serve")
@@ -46,19 +50,44 @@ app = FastAPIOffline(title="climb-ray predictor", version=__version__,
 app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
 
 
+def route_path(request: Request) -> str:
+    """The path the app routes on: without Serve's route_prefix or an ingress root_path, which
+    request.url.path carries."""
+    path, root = request.scope.get("path", ""), (request.scope.get("root_path") or "").rstrip("/")
+    return path[len(root):] or "/" if root and (path == root or path.startswith(root + "/")) else path
+
+
+def host_name(header: str) -> str:
+    """The name of a Host header, without its port ('[::1]:8000' -> '[::1]')."""
+    if header.startswith("["):
+        return header.split("]", 1)[0] + "]"
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
 @app.middleware("http")
-async def bearer_token(request: Request, call_next):
-    """Every /v1/ call needs the token when the server has one (before any other check); the page's
-    files are served with Cache-Control: no-cache."""
+async def guard(request: Request, call_next):
+    """Before anything else: on a loopback bind, a Host header that is not a loopback name is refused
+    (a DNS-rebinding page in a browser); then every path but the public ones needs the token when the
+    server has one; request bodies must be JSON. The page's files get Cache-Control: no-cache."""
+    path = route_path(request)
+    if api_models.TOKEN.get("loopback") and host_name(request.headers.get("host", "")).lower() not in LOOPBACK_NAMES:
+        return JSONResponse({"detail": f"Host {request.headers.get('host', '')!r} is not a loopback name; this "
+                                       "server listens on loopback only"}, status_code=421)
+    public = path in PUBLIC or path.startswith(PUBLIC_PREFIXES)
     expected = api_models.TOKEN["sha256"]
-    if expected and request.url.path.startswith("/v1/"):
+    if expected and not public:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         given = hashlib.sha256(token.strip().encode()).hexdigest()
         if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
             return JSONResponse({"detail": "missing or wrong bearer token (send Authorization: Bearer <token>)"},
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    if request.method in ("POST", "PUT", "PATCH"):
+        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind != "application/json":
+            return JSONResponse({"detail": f"Content-Type {kind or '(none)'!r}: send application/json"},
+                                status_code=415)
     response = await call_next(request)
-    if not request.url.path.startswith("/v1/"):  # the page: revalidated, so an upgrade is seen at once
+    if public:  # the page: revalidated, so an upgrade is seen at once
         response.headers.setdefault("Cache-Control", "no-cache")
     return response
 
@@ -78,6 +107,7 @@ class PredictorServer:
         self.settings: dict = {}
         self.reload_error: str | None = None
         self.batches = {"calls": 0, "rows": 0, "largest": 0}  # what @serve.batch grouped so far
+        self.optimizing = asyncio.Semaphore(OPTIMIZE_AT_ONCE)
 
     async def reconfigure(self, config: dict) -> None:
         """Load the predictor named by user_config; on failure keep serving the previous one (and
@@ -102,6 +132,11 @@ class PredictorServer:
         self.model, self.settings, self.reload_error = model, settings, None
         # through the module: Serve pickles this class by value, and a global here would be a copy
         api_models.TOKEN["sha256"] = settings["token_sha256"]
+        api_models.TOKEN["loopback"] = is_loopback(settings.get("host", ""))
+
+    def token_sha256(self) -> str:
+        """The token hash this replica checks (a redeploy without the token carries it into user_config)."""
+        return self.settings.get("token_sha256", "")
 
     # -- plumbing ---------------------------------------------------------------------------------
     async def _read(self, request: Request, model: type[BaseModel]):
@@ -187,9 +222,11 @@ class PredictorServer:
         req = await self._read(request, OptimizeRequest)
         model = self.model
         try:
-            found = await asyncio.to_thread(model.optimize, minimum=req.min, maximum=req.max, exclude=req.exclude,
-                                            token_budget=req.token_budget, max_epochs=req.max_epochs,
-                                            n_candidates=req.n_candidates, seed=req.seed)
+            async with self.optimizing:
+                found = await asyncio.to_thread(model.optimize, minimum=req.min, maximum=req.max,
+                                                exclude=req.exclude, token_budget=req.token_budget,
+                                                max_epochs=req.max_epochs, n_candidates=req.n_candidates,
+                                                seed=req.seed)
         except RequestError as err:
             return JSONResponse({"detail": str(err)}, status_code=400)
         return {**found, "version": model.info["version"]}
@@ -250,11 +287,42 @@ def build_app(args: dict):
     return application(user_config(**args), num_replicas=replicas, num_cpus=cpus)
 
 
-def start(config: dict, *, host: str, port: int, num_replicas: int = 1, num_cpus: float = 1.0) -> str:
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def running_token() -> str:
+    """The token hash the running app checks ("" when none runs): a redeploy from a shell without the
+    token writes it into the new user_config, so a replica started later (a crash, a new node, more
+    replicas) checks it too, not only the replicas that kept it in memory."""
+    try:
+        running = APP_NAME in serve.status().applications
+    except Exception:  # no Serve on this Ray yet
+        return ""
+    if not running:
+        return ""
+    handle = serve.get_deployment_handle("predictor", app_name=APP_NAME)
+    return handle.token_sha256.remote().result(timeout_s=60)
+
+
+def start(config: dict, *, host: str, port: int, num_replicas: int = 1, num_cpus: float = 1.0,
+          route_prefix: str = "/") -> str:
     """Deploy (or redeploy with a new user_config: a hot reload) on the connected Ray; return the URL."""
+    config = {**config, "host": host}
+    if not config.get("token_sha256") and not config.get("drop_token"):
+        config["token_sha256"] = running_token()
     serve.start(http_options={"host": host, "port": port})
-    serve.run(application(config, num_replicas=num_replicas, num_cpus=num_cpus), name=APP_NAME, route_prefix="/")
-    return f"http://{host}:{port}"
+    serve.run(application(config, num_replicas=num_replicas, num_cpus=num_cpus), name=APP_NAME,
+              route_prefix=route_prefix)
+    url_host = f"[{host}]" if ":" in host else host
+    return f"http://{url_host}:{port}{route_prefix.rstrip('/')}"
 
 
 def stop() -> None:

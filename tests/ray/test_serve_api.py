@@ -341,3 +341,79 @@ def test_serve_config_yaml_passes_serves_schema_and_its_import_path_builds_a_wor
         assert requests.get(f"{url}/yaml/v1/model", timeout=10).json()["version"] == "from-yaml"
     finally:
         serve.delete("yaml")
+
+
+def test_under_a_route_prefix_every_path_but_the_public_ones_needs_the_token(served):
+    """The token check runs on the route path (Serve's route_prefix stripped), and denies by default."""
+    import hashlib
+
+    from ray import serve
+
+    from climb_ray.adapters.ray_serve import application, user_config
+
+    url, run = served
+    config = {**user_config(str(run), version="prefixed"), "token_sha256": hashlib.sha256(b"pfx-token").hexdigest()}
+    serve.run(application(config, num_cpus=0), name="prefixed", route_prefix="/climb")
+    auth = {"Authorization": "Bearer pfx-token"}
+    try:
+        assert requests.get(f"{url}/climb/v1/model", headers=auth, timeout=10).json()["version"] == "prefixed"
+        assert requests.get(f"{url}/climb/v1/model", timeout=10).status_code == 401
+        assert requests.post(f"{url}/climb/v1/predict", json={"weights": [0.25] * 4}, timeout=10).status_code == 401
+        assert requests.get(f"{url}/climb/v1/nothing-here", timeout=10).status_code == 401  # deny by default
+        assert requests.get(f"{url}/climb/v1/nothing-here", headers=auth, timeout=10).status_code == 404
+        for public in ("/healthz", "/", "/docs", "/openapi.json", "/static/app.js"):
+            assert requests.get(f"{url}/climb{public}", timeout=10).status_code == 200, public
+    finally:
+        serve.delete("prefixed")
+
+
+def test_a_foreign_host_header_and_a_non_json_body_are_refused(served):
+    url, _ = served
+    port = port_of(url)
+    rebound = requests.get(f"{url}/v1/model", headers={"Host": f"attacker.example:{port}"}, timeout=10)
+    assert rebound.status_code == 421 and "attacker.example" in rebound.json()["detail"]
+    for name in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert requests.get(f"{url}/healthz", headers={"Host": name}, timeout=10).status_code == 200
+    form = requests.post(f"{url}/v1/predict", data="weights=1", timeout=10)  # a form post from another page
+    assert form.status_code == 415 and "application/json" in form.json()["detail"]
+    plain = requests.post(f"{url}/v1/predict", data='{"weights": [0.25, 0.25, 0.25, 0.25]}',
+                          headers={"Content-Type": "text/plain"}, timeout=10)
+    assert plain.status_code == 415
+
+
+def test_a_replacement_replica_still_checks_the_token_kept_by_a_redeploy_without_it(served):
+    """Redeploy from a shell without the token, then kill the replica: Serve starts a new one from the
+    deployed user_config, which must carry the token's hash."""
+    import os
+
+    import ray
+
+    url, run = served
+    port, auth = port_of(url), {"Authorization": "Bearer kept-token"}
+    os.environ["CLIMB_TEST_TOKEN"] = "kept-token"
+    try:
+        redeploy(run, _port=port, version="with-token", token_env="CLIMB_TEST_TOKEN")
+        wait_for_version(url, "with-token", headers=auth)
+        os.environ.pop("CLIMB_TEST_TOKEN")
+        redeploy(run, _port=port, version="kept", token_env="CLIMB_TEST_TOKEN")
+        wait_for_version(url, "kept", headers=auth)
+        old_pid = requests.get(f"{url}/v1/model", headers=auth, timeout=10).json()["replica_pid"]
+        (replica,) = [a for a in ray.util.list_named_actors(all_namespaces=True)
+                      if a["name"].startswith("SERVE_REPLICA::climb#predictor")]
+        ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                r = requests.get(f"{url}/v1/model", headers=auth, timeout=10)
+                if r.status_code == 200 and r.json()["replica_pid"] != old_pid:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no replacement replica within 120 s")
+        assert requests.get(f"{url}/v1/model", timeout=10).status_code == 401
+    finally:
+        os.environ.pop("CLIMB_TEST_TOKEN", None)
+        redeploy(run, _port=port, version="restored-4", drop_token=True)
+        wait_for_version(url, "restored-4")

@@ -152,3 +152,33 @@ def test_a_failed_reload_keeps_the_server_watching_and_the_next_change_reloads(t
     out = capsys.readouterr().out
     assert len(calls) == 3 and calls[0] != first and len(set(calls)) == 1
     assert out.count("could not reload the predictor") == 1 and "the Serve controller did not answer" in out
+
+
+def test_optimize_scores_candidates_in_bounded_chunks_whatever_the_request():
+    """200k candidates over 1000 clusters would be 1.6 GB at once (several times that while projecting):
+    the search makes and scores them a bounded chunk at a time and keeps only the best."""
+    from climb_ray.optimize import CHUNK_CELLS
+
+    k, target = 1000, np.zeros(1000)
+    target[:3] = [0.5, 0.3, 0.2]
+    seen = []
+
+    def predict(x):
+        seen.append(x.shape[0])
+        return -np.abs(x - target).sum(axis=1)
+
+    prior = np.full(k, 1.0 / k)
+    found = optimize(predict, prior, bounds([f"c{i}" for i in range(k)]), n_candidates=20_000,
+                     rng=np.random.default_rng(0))
+    assert found["candidates_scored"] == sum(seen) >= 19_990 and max(seen) * k <= CHUNK_CELLS
+    assert found["weights"][:3].sum() > 0.1  # and it still climbs towards the optimum
+
+
+def test_serving_beyond_loopback_without_a_token_needs_insecure(tmp_path, capsys, monkeypatch):
+    from climb_ray.cli import main
+
+    monkeypatch.delenv("CLIMB_API_TOKEN", raising=False)
+    run = make_served_run(tmp_path / "run")
+    assert main(["serve", "--config", "demo", f"run_dir={run}", "serve.host=0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "serve.host=0.0.0.0" in err and "--insecure" in err and err.count("\n") == 1
