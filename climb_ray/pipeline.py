@@ -57,13 +57,18 @@ DEPENDS["export"] = [*DEPENDS["search"], *(f"export.{name}" for name in (
     "weights", "token_budget", "max_epochs", "seed", "shard_mb", "write_token_ids"))]
 
 
+GUARDS = {"corpus.max_skip_share"}  # checks that stop a run or let it go on, never change its output
+
+
 def stage_depends(cfg: Config, stage: str) -> dict:
     out = {}
     for dotted in DEPENDS[stage]:
         value = cfg
         for part in dotted.split("."):
             value = getattr(value, part)
-        out[dotted] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        if dataclasses.is_dataclass(value):
+            value = {k: v for k, v in dataclasses.asdict(value).items() if f"{dotted}.{k}" not in GUARDS}
+        out[dotted] = value
     return out
 
 

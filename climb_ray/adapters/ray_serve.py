@@ -50,6 +50,18 @@ app = FastAPIOffline(title="climb-ray predictor", version=__version__,
 app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
 
 
+def is_loopback(host: str) -> bool:
+    """(Defined above the deployment class: Serve pickles the class where it is defined.)"""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def route_path(request: Request) -> str:
     """The path the app routes on: without Serve's route_prefix or an ingress root_path, which
     request.url.path carries."""
@@ -285,17 +297,6 @@ def build_app(args: dict):
         raise ValueError("serve needs args.run_dir: the run folder of a finished search")
     replicas, cpus = int(args.pop("num_replicas", 1)), float(args.pop("num_cpus", 1.0))
     return application(user_config(**args), num_replicas=replicas, num_cpus=cpus)
-
-
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def running_token() -> str:

@@ -7,7 +7,7 @@ from climb_ray.artifacts import RunDir, StageChangedError
 from climb_ray.cli import main
 from climb_ray.config import CorpusConfig
 from climb_ray.config_io import load_config
-from climb_ray.corpus import SkipCounts, iter_file, list_files
+from climb_ray.corpus import CorpusError, SkipCounts, iter_file, list_files
 from climb_ray.pipeline import run_pipeline
 
 pytestmark = pytest.mark.ray
@@ -54,8 +54,9 @@ def test_corpus_stage_writes_its_files_then_is_skipped_and_guards_its_settings(r
     changed = load_config(None, [f"run_dir={run_uri}", f"corpus.paths=[{corpus}]", "corpus.max_chars=10"])
     with pytest.raises(StageChangedError, match="corpus"):
         run_pipeline(changed, until="corpus")
-    redone = run_pipeline(changed, until="corpus", redo=("corpus",))
-    assert redone.results[0].info["skipped_by_reason"]["too_long"] == 31  # every row is over 10 characters
+    with pytest.raises(CorpusError, match="gave 0 documents from 2 files .*too_long 31"):
+        run_pipeline(changed, until="corpus", redo=("corpus",))  # every row is over 10 characters
+    assert not run.is_done("corpus") and run.read_json("corpus/stats.json")["skipped_by_reason"]["too_long"] == 31
 
 
 def test_an_error_inside_a_ray_task_reaches_the_user_as_one_line(ray_session, tmp_path, capsys):

@@ -91,3 +91,15 @@ def test_climb_ray_search_extend_hands_its_n_to_the_pipeline(monkeypatch):
     monkeypatch.setattr(commands, "run", lambda cfg, **kw: seen.update(kw) or 0)
     assert main(["search", "--config", "demo", "--extend", "3"]) == 0
     assert seen["extend"] == 3 and seen["until"] == "search"
+
+
+def test_a_guard_setting_is_no_stage_dependency_so_older_run_folders_stay_valid():
+    """corpus.max_skip_share decides whether a run stops, never what a stage writes: changing it (or
+    a run folder made before it existed) must not ask for a rebuild."""
+    from climb_ray.config import Config
+
+    cfg = Config()
+    before = {stage: stage_depends(cfg, stage) for stage in DEPENDS}
+    cfg.corpus.max_skip_share = 1.0
+    assert {stage: stage_depends(cfg, stage) for stage in DEPENDS} == before
+    assert "max_skip_share" not in before["corpus"]["corpus"] and "max_chars" in before["corpus"]["corpus"]
