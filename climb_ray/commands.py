@@ -305,13 +305,13 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token
 
 def _serve_until_interrupted(cfg: Config, predictor: str, deploy, seen: str | None) -> None:
     """Sleep until Ctrl-C; with `seen` (the served file's hash), redeploy when the file changes."""
-    import ray
+    from climb_ray.adapters.ray_runtime import shutdown
 
     try:
         watch(cfg, predictor, deploy, seen)
     except KeyboardInterrupt:  # only a Ray this process started gets here: stopping it stops Serve at once
         print("\nstopping the server", flush=True)
-        ray.shutdown()
+        shutdown()
 
 
 def watch(cfg: Config, predictor: str, deploy, seen: str | None) -> None:

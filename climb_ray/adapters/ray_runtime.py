@@ -32,6 +32,11 @@ def ensure_ray(resources: ResourcesConfig) -> str:
     return f"started a local Ray with {cpus} CPUs{where}"
 
 
+def shutdown() -> None:
+    """Disconnect; a local Ray this process started stops with it (Serve included)."""
+    ray.shutdown()
+
+
 def cluster_gpus() -> float:
     """GPUs in the connected cluster now (0 on CPU-only clusters)."""
     return float(ray.cluster_resources().get("GPU", 0))
