@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from climb_ray.config import Config
-from climb_ray.pipeline import NOT_BUILT, ORDER, PipelineReport, run_pipeline
+from climb_ray.stages.pipeline import NOT_BUILT, ORDER, PipelineReport, run_pipeline
 
 EXIT_NOT_BUILT = 3
 DEMO_EXTRA_HINT = "install the demo extra: pip install -e '.[demo]' in the climb_ray checkout (make demo does)"
@@ -185,7 +185,7 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
 
     if not report.ray:
         ensure_ray(cfg.resources)
-    from climb_ray.search_stage import absolute, with_absolute_paths
+    from climb_ray.stages.search import absolute, with_absolute_paths
 
     result = run_proxy(with_absolute_paths(cfg), absolute(run.url("tokens")), list(w), cfg.seed if seed is None else seed)
     print_proxy(result, run.read_json("cluster/clusters.json"))
@@ -214,7 +214,7 @@ def print_proxy(result: dict, clusters: dict) -> None:
 
 
 def doremi(cfg: Config, *, redo: tuple[str, ...]) -> int:
-    from climb_ray.compare_stage import doremi as run_doremi
+    from climb_ray.stages.compare import doremi as run_doremi
 
     run, result = run_doremi(cfg, redo)
     info = result.info
@@ -228,7 +228,7 @@ def doremi(cfg: Config, *, redo: tuple[str, ...]) -> int:
 
 
 def compare(cfg: Config, *, redo: tuple[str, ...]) -> int:
-    from climb_ray.compare_stage import compare as run_compare
+    from climb_ray.stages.compare import compare as run_compare
 
     result = run_compare(cfg, redo)
     print(f"\n{result['text']}\nwritten to {result['run']}/compare/table.md and results.json")

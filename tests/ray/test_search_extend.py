@@ -11,7 +11,7 @@ import pytest
 
 from climb_ray.artifacts import RunDir
 from climb_ray.config_io import load_config
-from climb_ray.pipeline import ORDER, run_pipeline, stage_depends
+from climb_ray.stages.pipeline import ORDER, run_pipeline, stage_depends
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.ray

@@ -13,7 +13,7 @@ from climb_ray.artifacts import RunDir
 from climb_ray.config_io import load_config
 from climb_ray.samplers import PoolSampler, fresh_mask
 from climb_ray.search import ClimbSearch
-from climb_ray.search_stage import write_outputs
+from climb_ray.stages.search import write_outputs
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.ray
@@ -43,7 +43,7 @@ def failures_by_index(storage):
 def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_session, source_shards, tmp_path):
     folder, names, sources, target = source_shards
     cfg = config(target, "search.schedule=[3,2]")
-    from climb_ray.search_stage import make_search
+    from climb_ray.stages.search import make_search
 
     meta = json.load(open(folder / "meta.json"))
     search, ids = run_search(cfg, make_search(cfg, meta), str(folder), str(tmp_path / "tune"))
@@ -93,7 +93,7 @@ def test_a_trial_that_keeps_failing_is_retried_then_recorded_and_the_search_comp
 def test_optuna_baseline_runs_through_ray_tune_and_answers_with_the_best_seen(ray_session, source_shards, tmp_path):
     folder, names, sources, target = source_shards
     cfg = config(target, "search.schedule=[2,2]", "search.method=optuna")
-    from climb_ray.search_stage import make_search
+    from climb_ray.stages.search import make_search
 
     search, ids = run_search(cfg, make_search(cfg, json.load(open(folder / "meta.json"))), str(folder),
                              str(tmp_path / "tune"))

@@ -12,7 +12,7 @@ from climb_ray.artifacts import RunDir
 from climb_ray.config import Config
 from climb_ray.samplers import RegMixSampler
 from climb_ray.search import ClimbSearch
-from climb_ray.search_plan import STATE, start_record, with_schedule
+from climb_ray.stages.search_plan import STATE, start_record, with_schedule
 
 
 def make_search(cfg: Config, meta: dict) -> ClimbSearch:

@@ -66,7 +66,7 @@ def check_export(cfg: Config, run: RunDir):
 def export_stage(cfg: Config, run: RunDir) -> dict:
     from climb_ray.adapters.ray_export import export_rows
     from climb_ray.export_writer import ShardedWriter
-    from climb_ray.stages import corpus_files
+    from climb_ray.stages.corpus import corpus_files
 
     e = cfg.export
     meta, names, (doc_ids, supers, n_tokens), weights, budget, max_epochs = check_export(cfg, run)

@@ -22,8 +22,8 @@ import numpy as np
 
 from climb_ray.artifacts import RunDir, StageResult, run_stage
 from climb_ray.config import Config
-from climb_ray.pipeline import PROXY_RESULT_FIELDS, run_pipeline, stage_depends
-from climb_ray.search_stage import absolute, search_stage, with_absolute_paths
+from climb_ray.stages.pipeline import PROXY_RESULT_FIELDS, run_pipeline, stage_depends
+from climb_ray.stages.search import absolute, search_stage, with_absolute_paths
 
 EVAL_SEED = 1000  # evaluation proxies use seeds 1000, 1001, ...: never the search's own
 

@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 
 from climb_ray.artifacts import RunDir, StageResult, run_stage
 from climb_ray.config import Config
-from climb_ray import stages
-from climb_ray.search_stage import search_stage
-from climb_ray.search_plan import prepare_search, run_search_stage
-from climb_ray.export_stage import export_stage
+from climb_ray.stages.cluster import cluster_stage
+from climb_ray.stages.corpus import corpus_stage
+from climb_ray.stages.embed import embed_stage
+from climb_ray.stages.search import search_stage
+from climb_ray.stages.tokens import tokens_stage
+from climb_ray.stages.search_plan import prepare_search, run_search_stage
+from climb_ray.stages.export import export_stage
 from climb_ray.config_io import to_yaml
 
 ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
@@ -30,8 +33,8 @@ class PipelineReport:
     seconds: float = 0.0
 
 
-STAGE_FUNCS = {"corpus": stages.corpus_stage, "embed": stages.embed_stage, "cluster": stages.cluster_stage,
-               "tokens": stages.tokens_stage, "search": search_stage, "export": export_stage}
+STAGE_FUNCS = {"corpus": corpus_stage, "embed": embed_stage, "cluster": cluster_stage, "tokens": tokens_stage,
+               "search": search_stage, "export": export_stage}
 # proxy settings that change a proxy's score (not the resources it runs on)
 PROXY_RESULT_FIELDS = [f"proxy.{name}" for name in (
     "hidden_size", "num_layers", "num_heads", "intermediate_size", "context", "batch_size", "steps", "lr",
@@ -87,7 +90,7 @@ def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = 
         redo = (*redo, "export")
     if "export" in redo and run.is_done("export") and run.is_done("tokens") and (
             cfg.export.weights.strip() != "best" or run.is_done("search")):
-        from climb_ray.export_stage import check_export
+        from climb_ray.stages.export import check_export
 
         check_export(cfg, run)  # a bad mixture or budget is refused before the old export is removed
     report = PipelineReport(run_url=run.url())
