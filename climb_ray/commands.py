@@ -179,7 +179,7 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
     w = parse_weights(weights, names, token_shares(meta))
     p = cfg.proxy
     tokens = np.array([meta["tokens"][n] for n in names])
-    check_epochs(allocate(w, p.steps * p.batch_size), p.context, tokens, names, cfg.search.max_epochs)
+    check_epochs(allocate(w, p.sequences), p.context, tokens, names, cfg.search.max_epochs)
     from climb_ray.adapters.ray_proxy import run_proxy
     from climb_ray.adapters.ray_runtime import ensure_ray
 

@@ -101,7 +101,7 @@ def _search_compute(cfg: Config, run: RunDir, out: str, info: dict) -> dict:
     if "proxy_seconds" in info:
         return {key: info[key] for key in ("proxy_runs", "proxy_tokens", "proxy_seconds")}
     p, runs = cfg.proxy, info["trials"]  # a search made before these figures were kept: count them now
-    return {"proxy_runs": runs, "proxy_tokens": runs * p.steps * p.batch_size * p.context,
+    return {"proxy_runs": runs, "proxy_tokens": runs * p.tokens,
             "proxy_seconds": round(proxy_seconds(absolute(run.url(out, "tune"))), 1)}
 
 
@@ -143,7 +143,7 @@ def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[st
     settings = {**{f: _get(ecfg, f) for f in PROXY_RESULT_FIELDS}, "target": dataclasses.asdict(ecfg.target),
                 "target_sha256": target_fingerprint(cfg), "search.max_epochs": ecfg.search.max_epochs}
     caps = epoch_caps([meta["tokens"][n] for n in names], max_epochs=ecfg.search.max_epochs,
-                      n_sequences=p.steps * p.batch_size, seq_len=p.context)
+                      n_sequences=p.sequences, seq_len=p.context)
     seeds = range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)
     scores = {label: [None] * len(seeds) for label in mixtures}
     waiting: dict[str, list[tuple[str, int]]] = {}  # proxy key -> the (label, seed index) it scores

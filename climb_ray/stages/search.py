@@ -20,7 +20,7 @@ def make_search(cfg: Config, meta: dict) -> ClimbSearch:
     names = list(meta["clusters"])
     tokens = np.array([meta["tokens"][n] for n in names], dtype=np.float64)
     s, p = cfg.search, cfg.proxy
-    budget = p.steps * p.batch_size * p.context
+    budget = p.tokens
     check_fits(tokens, budget, cfg)
     sampler = RegMixSampler(tokens / tokens.sum(), temperature=s.temperature, strength_min=s.strength_min,
                             strength_max=s.strength_max, max_epochs=s.max_epochs, min_weight=s.min_weight,
@@ -79,7 +79,7 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
     p = cfg.proxy
     done = sum(t.status == "done" for t in search.trials)
     return {**info, "wall_seconds": round(time.perf_counter() - start, 1), "proxy_runs": len(search.trials),
-            "proxy_tokens": len(search.trials) * p.steps * p.batch_size * p.context,
+            "proxy_tokens": len(search.trials) * p.tokens,
             "proxy_seconds": round(proxy_seconds(storage), 1), "proxies_done": done,
             "continued_from": before}
 
