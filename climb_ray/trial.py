@@ -20,7 +20,7 @@ class ProxyRunner:
         import fsspec
 
         from climb_ray.evaluate import check_targets, load_target
-        from climb_ray.proxy import pick_device
+        from climb_ray.device import pick_device
         from climb_ray.tokens import Shards
 
         check_targets(cfg.target)

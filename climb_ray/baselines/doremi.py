@@ -156,7 +156,8 @@ class DoReMiResult:
 def run_doremi(arrays: list[np.ndarray], names: list[str], cfg: Config, vocab_size: int, *, device: str = "cpu",
                seed: int | None = None, progress=None) -> DoReMiResult:
     """DoReMi's domain weights for these clusters' token arrays; progress(step, weights) after each DRO step."""
-    from climb_ray.proxy import build_model, pick_device, train
+    from climb_ray.device import pick_device
+    from climb_ray.proxy import build_model, train
 
     if len(arrays) != len(names):
         raise ValueError(f"{len(arrays)} token arrays for {len(names)} clusters")
