@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from climb_ray.config import Config
-from climb_ray.stages.pipeline import NOT_BUILT, ORDER, PipelineReport, run_pipeline
+from climb_ray.stages.pipeline import ORDER, PipelineReport, run_pipeline
+from climb_ray.artifacts import CLUSTERS, TOKENS_META
 
-EXIT_NOT_BUILT = 3
 DEMO_EXTRA_HINT = "install the demo extra: pip install -e '.[demo]' in the climb_ray checkout (make demo does)"
 
 
@@ -72,14 +72,8 @@ def _clear_target_stages(cfg: Config) -> None:
               "(made with the old target); they run again")
 
 
-def not_built(stage: str) -> int:
-    print(f"climb-ray: the {stage} stage is not built yet (issue #{NOT_BUILT[stage]})", file=sys.stderr)
-    return EXIT_NOT_BUILT
-
-
 def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: int = 0) -> int:
-    """Run the stages up to `until`. A stage command (whole=False) for a stage not built yet exits 3;
-    the whole pipeline (demo, run) succeeds with the stages built so far, and lists the others.
+    """Run the stages up to `until` (whole: the demo or run command, every stage).
     extend: `climb-ray search --extend N` (one more generation of N proxies)."""
     if until in ORDER and ORDER.index(until) >= ORDER.index("search"):
         from climb_ray.evaluate import check_targets
@@ -89,7 +83,7 @@ def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: 
     skip = ("search",) if until == "export" and not whole and cfg.export.weights.strip() != "best" else ()
     report = run_pipeline(cfg, until=until, redo=redo, skip=skip, extend=extend)
     print_summary(report)
-    return EXIT_NOT_BUILT if not whole and until in report.not_built else 0
+    return 0
 
 
 def print_summary(report: PipelineReport) -> None:
@@ -100,8 +94,6 @@ def print_summary(report: PipelineReport) -> None:
     for result in report.results:
         state = "already done, skipped" if result.skipped else "done"
         print(f"  {result.stage:<9} {state}: {_describe(result.stage, result.info)}")
-    for stage in report.not_built:
-        print(f"  {stage:<9} not built yet (issue #{NOT_BUILT[stage]})")
 
 
 
@@ -174,7 +166,7 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
     report = run_pipeline(cfg, until="tokens", redo=redo)
     print_summary(report)
     run = RunDir(cfg.run_dir)
-    meta = run.read_json("tokens/meta.json")
+    meta = run.read_json(TOKENS_META)
     names = meta["clusters"]
     w = parse_weights(weights, names, token_shares(meta))
     p = cfg.proxy
@@ -188,7 +180,7 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
     from climb_ray.stages.search import absolute, with_absolute_paths
 
     result = run_proxy(with_absolute_paths(cfg), absolute(run.url("tokens")), list(w), cfg.seed if seed is None else seed)
-    print_proxy(result, run.read_json("cluster/clusters.json"))
+    print_proxy(result, run.read_json(CLUSTERS))
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"  result written to {json_out}")
@@ -383,7 +375,7 @@ def print_serve_hint(cfg: Config) -> None:
     from climb_ray.artifacts import RunDir
 
     run = RunDir(cfg.run_dir)
-    names = run.read_json("tokens/meta.json")["clusters"][:2] if run.exists("tokens/meta.json") else ["sc00", "sc01"]
+    names = run.read_json(TOKENS_META)["clusters"][:2] if run.exists(TOKENS_META) else ["sc00", "sc01"]
     url = f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}"
     body = json.dumps({"weights": {n: round(1 / len(names), 4) for n in names}})
     auth = f' -H "Authorization: Bearer ${cfg.serve.token_env}"' if os.environ.get(cfg.serve.token_env) else ""

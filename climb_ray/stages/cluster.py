@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 
-from climb_ray.artifacts import RunDir
+from climb_ray.artifacts import CENTROIDS, CLUSTERS, CLUSTERS_PNG, CORPUS_LABELS, CORPUS_STATS, RunDir
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 from climb_ray.stages.embed import embed_chunks
@@ -22,12 +22,12 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
     if cfg.corpus.label_field:
         return label_cluster_stage(cfg, run)
     c, embed_url = cfg.cluster, run.url("embed")
-    n_docs = run.read_json("corpus/stats.json")["documents"]
+    n_docs = run.read_json(CORPUS_STATS)["documents"]
     sample = rc.sample_embeddings(embed_url, n_docs, c.fit_sample, cfg.seed)
     centroids = rc.fit_centroids(sample, c.k_init, backend=c.backend, niter=c.niter, seed=cfg.seed)
     buffer = io.BytesIO()
     np.save(buffer, centroids)
-    run.write_bytes("cluster/centroids.npy", buffer.getvalue())
+    run.write_bytes(CENTROIDS, buffer.getvalue())
     stats = rc.cluster_statistics(embed_url, centroids)
     kept = prune(stats, c.prune_threshold)
     super_of = merge(centroids, kept, distance=c.merge_distance, n_super=c.n_super_clusters,
@@ -38,8 +38,8 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
     n_super = int(super_of.max()) + 1
     samples = rc.sample_texts(run.url("cluster/assignments"), n_super, c.report_docs, n_docs, cfg.seed)
     report = build_report(stats, super_of, c.prune_threshold, samples)
-    run.write_json("cluster/clusters.json", report)
-    run.write_bytes("cluster/clusters.png", report_png(report))
+    run.write_json(CLUSTERS, report)
+    run.write_bytes(CLUSTERS_PNG, report_png(report))
     pruned_docs = int(stats.documents[super_of < 0].sum())
     return {"k_init": c.k_init, "fit_documents": int(len(sample)), "clusters_pruned": int((super_of < 0).sum()),
             "documents_pruned": pruned_docs, "super_clusters": n_super,
@@ -57,7 +57,7 @@ def label_cluster_stage(cfg: Config, run: RunDir) -> dict:
     from climb_ray.cluster_report import build_report, report_png
     from climb_ray.corpus import CorpusError
 
-    labels = [label for label, _ in run.read_json("corpus/labels.json")["labels"]]
+    labels = [label for label, _ in run.read_json(CORPUS_LABELS)["labels"]]
     if len(labels) > MAX_LABELS:
         raise CorpusError(f"corpus.label_field={cfg.corpus.label_field!r} has {len(labels)} different labels "
                           f"(e.g. {labels[:3]!r}), more than {MAX_LABELS} super-clusters: is it a per-document field?")
@@ -72,11 +72,11 @@ def label_cluster_stage(cfg: Config, run: RunDir) -> dict:
         rl.write_label_assignments([(f["file"], f["name"]) for f in chunk], cfg.corpus, index_of,
                                    cfg.cluster.quality_scorer, run.url("cluster/assignments", f"chunk-{index:05d}"),
                                    tokenizer)
-    k, n_docs = len(labels), run.read_json("corpus/stats.json")["documents"]
+    k, n_docs = len(labels), run.read_json(CORPUS_STATS)["documents"]
     stats = rl.label_statistics(run.url("cluster/assignments"), k)
     samples = rc.sample_texts(run.url("cluster/assignments"), k, cfg.cluster.report_docs, n_docs, cfg.seed)
     report = build_report(stats, np.arange(k), 0.0, samples, labels=labels, quality=not cfg.corpus.token_ids_field)
-    run.write_json("cluster/clusters.json", report)
-    run.write_bytes("cluster/clusters.png", report_png(report))
+    run.write_json(CLUSTERS, report)
+    run.write_bytes(CLUSTERS_PNG, report_png(report))
     return {"k_init": 0, "fit_documents": 0, "clusters_pruned": 0, "documents_pruned": 0, "super_clusters": k,
             "names": [s["name"] for s in report["super_clusters"]], "label_field": cfg.corpus.label_field}

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from climb_ray.artifacts import RunDir, StageResult, run_stage
+from climb_ray.artifacts import COMPARE_RESULTS, RunDir, StageResult, TOKENS_META, run_stage
 from climb_ray.config import Config
 from climb_ray.stages.pipeline import PROXY_RESULT_FIELDS, run_pipeline, stage_depends
 from climb_ray.stages.search import absolute, search_stage, with_absolute_paths
@@ -138,7 +138,7 @@ def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[st
     from climb_ray.adapters.ray_doremi import evaluate
     from climb_ray.baselines.doremi import epoch_caps, fit_to_caps
 
-    ecfg, meta = with_absolute_paths(eval_config(cfg)), run.read_json("tokens/meta.json")
+    ecfg, meta = with_absolute_paths(eval_config(cfg)), run.read_json(TOKENS_META)
     names, p = meta["clusters"], ecfg.proxy
     settings = {**{f: _get(ecfg, f) for f in PROXY_RESULT_FIELDS}, "target": dataclasses.asdict(ecfg.target),
                 "target_sha256": target_fingerprint(cfg), "search.max_epochs": ecfg.search.max_epochs}
@@ -209,7 +209,7 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
             top = sorted(mixture["weights"].items(), key=lambda kv: -kv[1])[:3]
             print(f"compare: {answer_label(method, search_seed)} answers " + ", ".join(f"{n} {w:.3f}" for n, w in top),
                   flush=True)
-    meta = run.read_json("tokens/meta.json")
+    meta = run.read_json(TOKENS_META)
     groups.update({r: [reference_mixture(r, meta)] for r in cfg.compare.references if r not in groups})
     scores = evaluate_all(cfg, run, {answer_label(g, s): m for g, answers in groups.items()
                                      for s, m in enumerate(answers)})
@@ -217,7 +217,7 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
     p = eval_config(cfg).proxy
     proxy = (f"{p.num_layers} layers x {p.hidden_size}, {p.steps} steps of {p.batch_size} x {p.context} tokens")
     text = format_table(table, seeds=cfg.compare.seeds, proxy=proxy)
-    run.write_json("compare/results.json", {
+    run.write_json(COMPARE_RESULTS, {
         "rows": table, "proxy": proxy, "seeds": cfg.compare.seeds, "search_seeds": cfg.compare.search_seeds,
         "eval_seeds": list(range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)),
         "run_seeds": [cfg.seed + s for s in range(cfg.compare.search_seeds)],

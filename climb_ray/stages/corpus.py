@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 
-from climb_ray.artifacts import RunDir
+from climb_ray.artifacts import CORPUS_FILES, CORPUS_LABELS, CORPUS_STATS, RunDir
 from climb_ray.config import Config
 from climb_ray.corpus import CorpusError, SkipCounts, check_unique_ids, list_files
 
@@ -24,12 +24,12 @@ def corpus_stage(cfg: Config, run: RunDir) -> dict:
         del row["id_hashes"]
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buffer)
-    run.write_bytes("corpus/files.parquet", buffer.getvalue())
+    run.write_bytes(CORPUS_FILES, buffer.getvalue())
     skips = SkipCounts()
     for row in rows:
         skips.add(SkipCounts(**{k: row[f"skipped_{k}"] for k in dataclasses.asdict(skips)}))
     if cfg.corpus.label_field:
-        run.write_json("corpus/labels.json", gather_labels(rows, cfg.corpus.label_field))
+        run.write_json(CORPUS_LABELS, gather_labels(rows, cfg.corpus.label_field))
     stats = {
         "files": len(rows),
         "documents": sum(r["documents"] for r in rows),
@@ -37,7 +37,7 @@ def corpus_stage(cfg: Config, run: RunDir) -> dict:
         "skipped": skips.total,
         "skipped_by_reason": dataclasses.asdict(skips),
     }
-    run.write_json("corpus/stats.json", stats)
+    run.write_json(CORPUS_STATS, stats)
     check_yield(stats, cfg)
     return stats
 
@@ -101,5 +101,5 @@ def plan_chunks(files: list[dict], chunk_docs: int) -> list[list[dict]]:
 def corpus_files(run: RunDir) -> list[dict]:
     import pyarrow.parquet as pq
 
-    with run.fs.open(run.path("corpus/files.parquet"), "rb") as src:
+    with run.fs.open(run.path(CORPUS_FILES), "rb") as src:
         return pq.read_table(src, columns=["file", "name", "documents"]).to_pylist()

@@ -1,7 +1,4 @@
-"""The stages of a run, in order, each skipped when its `_DONE` marker says it is finished.
-
-Stages that later issues build are listed in NOT_BUILT; the pipeline says so instead of faking them.
-"""
+"""The stages of a run, in order, each skipped when its `_DONE` marker says it is finished."""
 
 from __future__ import annotations
 
@@ -21,7 +18,6 @@ from climb_ray.stages.export import export_stage
 from climb_ray.config_io import to_yaml
 
 ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
-NOT_BUILT: dict[str, int] = {}  # stage -> the issue that builds it
 
 
 @dataclass
@@ -29,7 +25,6 @@ class PipelineReport:
     run_url: str
     ray: str = ""  # which Ray was used
     results: list[StageResult] = field(default_factory=list)
-    not_built: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -95,9 +90,6 @@ def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = 
         check_export(cfg, run)  # a bad mixture or budget is refused before the old export is removed
     report = PipelineReport(run_url=run.url())
     for stage in ORDER[: ORDER.index(until) + 1]:
-        if stage in NOT_BUILT:
-            report.not_built.append(stage)
-            continue
         if stage in skip:
             continue
 

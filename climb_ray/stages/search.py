@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from climb_ray.artifacts import RunDir
+from climb_ray.artifacts import CLUSTERS, RunDir, TOKENIZER, TOKENS_META
 from climb_ray.config import Config
 from climb_ray.samplers import RegMixSampler
 from climb_ray.search import ClimbSearch
@@ -60,22 +60,22 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
 
     from climb_ray.evaluate import check_targets, load_target
 
-    tokenizer = Tokenizer.from_str(run.read_bytes("tokens/tokenizer.json").decode("utf-8"))
+    tokenizer = Tokenizer.from_str(run.read_bytes(TOKENIZER).decode("utf-8"))
     try:
         for path in check_targets(cfg.target):  # a bad target stops here, not in every trial
             load_target(path, tokenizer, cfg.target)
-        make_search(cfg, run.read_json("tokens/meta.json"))  # so does a proxy budget no mixture fits
+        make_search(cfg, run.read_json(TOKENS_META))  # so does a proxy budget no mixture fits
     except Exception:
         if not run.exists(out, STATE) and not run.exists(out, "tune"):
             run.clear_stage(out)  # nothing ran: the corrected command starts afresh
         raise
-    meta = run.read_json("tokens/meta.json")
+    meta = run.read_json(TOKENS_META)
     storage = absolute(run.url(out, "tune"))
     cfg = with_absolute_paths(cfg)  # Tune runs each trial in its own folder: relative paths would break
     start = time.perf_counter()
     before = len(run.read_json(f"{out}/{STATE}")["search"]["trials"]) if run.exists(out, STATE) else 0
     search, trial_ids = run_experiments(cfg, run, meta, storage, out)
-    info = write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"), out=out)
+    info = write_outputs(run, search, trial_ids, run.read_json(CLUSTERS), out=out)
     p = cfg.proxy
     done = sum(t.status == "done" for t in search.trials)
     return {**info, "wall_seconds": round(time.perf_counter() - start, 1), "proxy_runs": len(search.trials),
@@ -121,8 +121,8 @@ def restored_search(cfg: Config, run: RunDir, meta: dict, out: str = "search") -
 
 def reanswer(cfg: Config, run: RunDir, out: str = "search") -> dict:
     """The outputs of the recorded search answered with cfg's answer and predictor settings; no proxy trains."""
-    search, trial_ids = restored_search(cfg, run, run.read_json("tokens/meta.json"), out)
-    return write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"), out=out)
+    search, trial_ids = restored_search(cfg, run, run.read_json(TOKENS_META), out)
+    return write_outputs(run, search, trial_ids, run.read_json(CLUSTERS), out=out)
 
 
 def absolute(url: str) -> str:

@@ -3,7 +3,7 @@ per-super-cluster shards, joined into tokens/<cluster>.bin."""
 
 from __future__ import annotations
 
-from climb_ray.artifacts import RunDir
+from climb_ray.artifacts import CLUSTERS, CORPUS_STATS, RunDir, TOKENIZER
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 
@@ -23,7 +23,7 @@ def tokens_stage(cfg: Config, run: RunDir) -> dict:
     tok, eot_token, tok_json = _tokenizer(cfg, run, [(f["file"], f["name"]) for c in chunks for f in c])
     eot, vocab = tk.eot_id(tok, eot_token), tok.get_vocab_size()
     dtype = tk.shard_dtype(vocab)
-    names = [tk.cluster_name(i) for i in range(len(run.read_json("cluster/clusters.json")["super_clusters"]))]
+    names = [tk.cluster_name(i) for i in range(len(run.read_json(CLUSTERS)["super_clusters"]))]
     folders = [f"tokens/parts/chunk-{index:05d}" for index in range(len(chunks))]
     for chunk, folder in zip(chunks, folders):
         if run.exists(folder, "_SUCCESS"):
@@ -69,11 +69,11 @@ def _tokenizer(cfg: Config, run: RunDir, files: list[tuple[str, str]]):
 
     if cfg.tokens.tokenizer != "bpe":
         tok, eot_token = tk.pretrained_tokenizer(cfg.tokens.tokenizer)
-        run.write_text("tokens/tokenizer.json", tok.to_str())
+        run.write_text(TOKENIZER, tok.to_str())
         return tok, eot_token, tok.to_str()
-    if not run.exists("tokens/tokenizer.json"):
-        n_docs = run.read_json("corpus/stats.json")["documents"]
+    if not run.exists(TOKENIZER):
+        n_docs = run.read_json(CORPUS_STATS)["documents"]
         texts = rt.sample_training_texts(files, cfg.corpus, n_docs, cfg.tokens.train_docs, cfg.seed)
-        run.write_text("tokens/tokenizer.json", tk.train_bpe(texts, cfg.tokens.vocab_size).to_str())
-    tok_json = run.read_bytes("tokens/tokenizer.json").decode("utf-8")
+        run.write_text(TOKENIZER, tk.train_bpe(texts, cfg.tokens.vocab_size).to_str())
+    tok_json = run.read_bytes(TOKENIZER).decode("utf-8")
     return Tokenizer.from_str(tok_json), tk.EOT, tok_json
