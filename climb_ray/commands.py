@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from climb_ray.config import Config
-from climb_ray.stages.pipeline import ORDER, PipelineReport, run_pipeline
+from climb_ray.stages.pipeline import ORDER, PipelineReport, describe, run_pipeline
 from climb_ray.artifacts import CLUSTERS, TOKENS_META
 
 DEMO_EXTRA_HINT = "install the demo extra: pip install -e '.[demo]' in the climb_ray checkout (make demo does)"
@@ -93,63 +93,8 @@ def print_summary(report: PipelineReport) -> None:
     print(f"  config    {report.run_url}/config.yaml")
     for result in report.results:
         state = "already done, skipped" if result.skipped else "done"
-        print(f"  {result.stage:<9} {state}: {_describe(result.stage, result.info)}")
+        print(f"  {result.stage:<9} {state}: {describe(result.stage, result.info)}")
 
-
-
-def _answer_line(info: dict) -> str:
-    """The search's answer in words: its estimate and interval, or its predicted score."""
-    interval, estimate = info.get("interval"), info.get("estimate")
-    if estimate is None:
-        line = f"predicted score {info['predicted']:.4f}"
-    else:
-        line = f"estimated score {estimate:.4f}"
-        line += f" (95% interval {interval[0]:.4f} to {interval[1]:.4f})" if interval else " (noise not measured)"
-        line += f", measured {info['measurements']} time(s)" if info.get("measurements") else ""
-    line += f"; best seen {info['best_seen']:.4f}"
-    if info.get("degenerate"):
-        line += f"\n            the predictor is degenerate ({info['degenerate']}): it did not choose the answer"
-    return line
-
-
-def _describe(stage: str, info: dict) -> str:
-    if stage == "corpus":
-        reasons = ", ".join(f"{k} {v}" for k, v in info["skipped_by_reason"].items() if v) or "none"
-        return (f"{info['documents']} documents in {info['files']} file(s); {info['skipped']} rows "
-                f"skipped ({reasons}) -> corpus/stats.json, corpus/files.parquet")
-    if stage == "embed" and info.get("label_field"):
-        return f"not needed: the corpus is pre-clustered (corpus.label_field={info['label_field']!r})"
-    if stage == "cluster" and info.get("label_field"):
-        return (f"{info['super_clusters']} super-clusters, one per label of corpus.label_field="
-                f"{info['label_field']!r} -> cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
-    if stage == "embed":
-        return (f"{info['documents']} documents embedded with {info['model']} ({info['chunks']} chunk(s), "
-                f"{info['chunks_reused']} reused) -> embed/")
-    if stage == "cluster":
-        return (f"{info['super_clusters']} super-clusters from k={info['k_init']} "
-                f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
-                f"cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
-    if stage == "search":
-        rows = "".join(f"\n              {name}  {weight:6.3f}  {', '.join(info.get('top_terms', {}).get(name, []))}"
-                       for name, weight in sorted(info["weights"].items(), key=lambda x: -x[1]))
-        how = ""
-        if "reanswered" in info:
-            how = (f"re-answered from the recorded trials in {info['reanswered']['seconds']:.1f} s, no proxy trained "
-                   f"({', '.join(info['reanswered']['changed'])} changed); ")
-        elif info.get("continued_from"):
-            how = f"continued from {info['continued_from']} recorded trials; "
-        return (f"{how}{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
-                f"strategy {info['strategy']} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
-                f"            best mixture: {_answer_line(info)}; higher is better "
-                f"(answer {info.get('answer', 'best_predicted')}){rows}")
-    if stage == "tokens":
-        return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} shards "
-                f"({info['dtype']}), tokenizer {info['tokenizer']} with {info['vocab_size']} ids -> tokens/")
-    if stage == "export":
-        ids = ", tokens-*.bin/.idx" if info["token_ids"] else ""
-        return (f"{info['rows']} rows, {info['tokens']} tokens (budget {info['budget']}) in {info['shards']} "
-                f"shard(s) ({info['shards_reused']} reused) -> export/part-*.parquet{ids}, manifest.json")
-    return json.dumps(info)
 
 
 def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...], json_out: str | None) -> int:

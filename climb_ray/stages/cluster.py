@@ -80,3 +80,12 @@ def label_cluster_stage(cfg: Config, run: RunDir) -> dict:
     run.write_bytes(CLUSTERS_PNG, report_png(report))
     return {"k_init": 0, "fit_documents": 0, "clusters_pruned": 0, "documents_pruned": 0, "super_clusters": k,
             "names": [s["name"] for s in report["super_clusters"]], "label_field": cfg.corpus.label_field}
+
+
+def describe(info: dict) -> str:
+    if info.get("label_field"):
+        return (f"{info['super_clusters']} super-clusters, one per label of corpus.label_field="
+                f"{info['label_field']!r} -> cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
+    return (f"{info['super_clusters']} super-clusters from k={info['k_init']} "
+            f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
+            f"cluster/clusters.json, clusters.png: {', '.join(info['names'])}")

@@ -103,3 +103,9 @@ def corpus_files(run: RunDir) -> list[dict]:
 
     with run.fs.open(run.path(CORPUS_FILES), "rb") as src:
         return pq.read_table(src, columns=["file", "name", "documents"]).to_pylist()
+
+
+def describe(info: dict) -> str:
+    reasons = ", ".join(f"{k} {v}" for k, v in info["skipped_by_reason"].items() if v) or "none"
+    return (f"{info['documents']} documents in {info['files']} file(s); {info['skipped']} rows "
+            f"skipped ({reasons}) -> corpus/stats.json, corpus/files.parquet")

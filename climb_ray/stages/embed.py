@@ -32,3 +32,10 @@ def embed_stage(cfg: Config, run: RunDir) -> dict:
     documents = sum(f["documents"] for chunk in chunks for f in chunk)
     return {"documents": documents, "chunks": len(chunks), "chunks_reused": reused,
             "model": cfg.embed.model, "max_tokens": cfg.embed.max_tokens}
+
+
+def describe(info: dict) -> str:
+    if info.get("label_field"):
+        return f"not needed: the corpus is pre-clustered (corpus.label_field={info['label_field']!r})"
+    return (f"{info['documents']} documents embedded with {info['model']} ({info['chunks']} chunk(s), "
+            f"{info['chunks_reused']} reused) -> embed/")

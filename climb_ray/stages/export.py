@@ -97,3 +97,9 @@ def export_stage(cfg: Config, run: RunDir) -> dict:
     return {"rows": sum(rows.values()), "tokens": int(sum(p.tokens for p in plans)), "budget": budget,
             "shards": len(shards), "shards_reused": writer.reused, "token_ids": token_ids,
             "weights": {p.name: p.weight for p in plans}}
+
+
+def describe(info: dict) -> str:
+    ids = ", tokens-*.bin/.idx" if info["token_ids"] else ""
+    return (f"{info['rows']} rows, {info['tokens']} tokens (budget {info['budget']}) in {info['shards']} "
+            f"shard(s) ({info['shards_reused']} reused) -> export/part-*.parquet{ids}, manifest.json")

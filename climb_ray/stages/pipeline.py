@@ -28,6 +28,17 @@ class PipelineReport:
     seconds: float = 0.0
 
 
+def describe(stage: str, info: dict) -> str:
+    """A finished stage's summary (its _DONE marker's info) in one or a few lines."""
+    import json
+
+    from climb_ray.stages import cluster, corpus, embed, export, search, tokens
+
+    modules = {"corpus": corpus, "embed": embed, "cluster": cluster, "tokens": tokens, "search": search,
+               "export": export}
+    return modules[stage].describe(info) if stage in modules else json.dumps(info)
+
+
 STAGE_FUNCS = {"corpus": corpus_stage, "embed": embed_stage, "cluster": cluster_stage, "tokens": tokens_stage,
                "search": search_stage, "export": export_stage}
 # proxy settings that change a proxy's score (not the resources it runs on)

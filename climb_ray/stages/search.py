@@ -169,3 +169,33 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
             "estimate": best["estimate"], "interval": best["interval"], "measurements": best["measurements"],
             "degenerate": best["degenerate"],
             "top_terms": {c["name"]: c["top_terms"][:5] for c in best["clusters"]}}
+
+
+def describe(info: dict) -> str:
+    rows = "".join(f"\n              {name}  {weight:6.3f}  {', '.join(info.get('top_terms', {}).get(name, []))}"
+                   for name, weight in sorted(info["weights"].items(), key=lambda x: -x[1]))
+    how = ""
+    if "reanswered" in info:
+        how = (f"re-answered from the recorded trials in {info['reanswered']['seconds']:.1f} s, no proxy trained "
+               f"({', '.join(info['reanswered']['changed'])} changed); ")
+    elif info.get("continued_from"):
+        how = f"continued from {info['continued_from']} recorded trials; "
+    return (f"{how}{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
+            f"strategy {info['strategy']} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
+            f"            best mixture: {answer_line(info)}; higher is better "
+            f"(answer {info.get('answer', 'best_predicted')}){rows}")
+
+
+def answer_line(info: dict) -> str:
+    """The search's answer in words: its estimate and interval, or its predicted score."""
+    interval, estimate = info.get("interval"), info.get("estimate")
+    if estimate is None:
+        line = f"predicted score {info['predicted']:.4f}"
+    else:
+        line = f"estimated score {estimate:.4f}"
+        line += f" (95% interval {interval[0]:.4f} to {interval[1]:.4f})" if interval else " (noise not measured)"
+        line += f", measured {info['measurements']} time(s)" if info.get("measurements") else ""
+    line += f"; best seen {info['best_seen']:.4f}"
+    if info.get("degenerate"):
+        line += f"\n            the predictor is degenerate ({info['degenerate']}): it did not choose the answer"
+    return line

@@ -77,3 +77,8 @@ def _tokenizer(cfg: Config, run: RunDir, files: list[tuple[str, str]]):
         run.write_text(TOKENIZER, tk.train_bpe(texts, cfg.tokens.vocab_size).to_str())
     tok_json = run.read_bytes(TOKENIZER).decode("utf-8")
     return Tokenizer.from_str(tok_json), tk.EOT, tok_json
+
+
+def describe(info: dict) -> str:
+    return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} shards "
+            f"({info['dtype']}), tokenizer {info['tokenizer']} with {info['vocab_size']} ids -> tokens/")
