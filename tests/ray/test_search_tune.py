@@ -54,7 +54,11 @@ def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_ses
     assert all(fresh_mask(weights[i:i + 1], weights[:i]).all() == (search.trials[i].repeat == 0) for i in range(1, 5))
     assert len(set(ids.values())) == 5
     run = RunDir(str(tmp_path / "run"))
+    written, write_text = [], run.write_text
+    run.write_text = lambda rel, text: (written.append(rel), write_text(rel, text))[1]  # the real write, noted
     info = write_outputs(run, search, ids, clusters(names))
+    # the sidecar first: a server watching predictor.txt reloads a model whose sidecar is already there
+    assert written.index("search/predictor.json") < written.index("search/predictor.txt")
     table = pq.read_table(tmp_path / "run" / "search" / "trials.parquet").to_pandas()
     assert list(table["iteration"]) == [0, 0, 0, 1, 1] and set(table["status"]) == {"done"}
     assert {f"w_{n}" for n in names} <= set(table.columns)
