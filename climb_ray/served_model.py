@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from climb_ray.predictor import Predictor
+from climb_ray.artifacts import BEST_MIXTURE, CLUSTERS, PREDICTOR, TOKENS_META, TRIALS
 
 SUM_TOLERANCE = 1e-3  # weights sent without normalize must sum to 1 within this
-PREDICTOR = "search/predictor.txt"  # the predictor served by default, inside the run folder
 TOP_PREDICTED = 100  # predicted-best candidates kept at load for /v1/best
 TOP_CANDIDATES = 20_000  # candidates scored at load to find them
 
@@ -94,18 +94,18 @@ class ServedModel:
 
         run = RunDir(run_dir)
         sidecar_path = predictor[: -len(".txt")] + ".json" if predictor.endswith(".txt") else predictor + ".json"
-        for rel in (predictor, sidecar_path, "tokens/meta.json", "cluster/clusters.json"):
+        for rel in (predictor, sidecar_path, TOKENS_META, CLUSTERS):
             if not run.exists(rel):
                 raise NotServable(f"{run.url(rel)} is missing: serve needs a finished search "
                                         "(climb-ray search) in this run folder")
         text = run.read_bytes(predictor)
         sidecar = json.loads(run.read_bytes(sidecar_path))
         model = Predictor.from_text(text.decode("utf-8"), json.dumps(sidecar))
-        meta, report = run.read_json("tokens/meta.json"), run.read_json("cluster/clusters.json")
+        meta, report = run.read_json(TOKENS_META), run.read_json(CLUSTERS)
         clusters = _clusters(model.names, meta, report)
         prior = np.array([c["token_share"] for c in clusters])
-        measured = _measured(run, model) if run.exists("search/trials.parquet") else []
-        answer = run.read_json("search/best_mixture.json") if run.exists("search/best_mixture.json") else {}
+        measured = _measured(run, model) if run.exists(TRIALS) else []
+        answer = run.read_json(BEST_MIXTURE) if run.exists(BEST_MIXTURE) else {}
         quality = model.quality
         info = {"version": version or hashlib.sha256(text).hexdigest()[:12], "source": run.url(predictor),
                 "fitted_at": sidecar.get("fitted_at") or _modified(run, predictor),
@@ -217,7 +217,7 @@ def _measured(run, model: Predictor) -> list[dict]:
 
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(io.BytesIO(run.read_bytes("search/trials.parquet"))).to_pylist()
+    rows = pq.read_table(io.BytesIO(run.read_bytes(TRIALS))).to_pylist()
     groups: dict[tuple, list[dict]] = {}  # a mixture measured several times (repeats, new proxy seeds) is one entry
     for r in rows:
         if r.get("status") == "done" and _finite(r.get("score")) is not None:

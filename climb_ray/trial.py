@@ -20,7 +20,7 @@ class ProxyRunner:
         import fsspec
 
         from climb_ray.evaluate import check_targets, load_target
-        from climb_ray.proxy import pick_device
+        from climb_ray.device import pick_device
         from climb_ray.tokens import Shards
 
         check_targets(cfg.target)
@@ -48,7 +48,7 @@ class ProxyRunner:
         from climb_ray.mixture import MixtureStream
 
         p = self.cfg.proxy
-        return MixtureStream(self.shards.arrays, self.names, weights, n_sequences=p.steps * p.batch_size,
+        return MixtureStream(self.shards.arrays, self.names, weights, n_sequences=p.sequences,
                              seq_len=p.context, max_epochs=self.cfg.search.max_epochs, seed=seed)
 
     def __call__(self, weights, *, seed: int) -> dict:

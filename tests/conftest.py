@@ -215,7 +215,7 @@ def tokens_config(folder, run, *more):
 def finished(ray_session, three_files, tmp_path_factory):
     """A run folder with every stage up to tokens done (3 files, 4 super-clusters), and the tokens
     stage's summary; tests copy it before changing anything."""
-    from climb_ray.pipeline import run_pipeline
+    from climb_ray.stages.pipeline import run_pipeline
 
     run = tmp_path_factory.mktemp("tokens_run") / "run"
     report = run_pipeline(tokens_config(three_files, run), until="tokens")

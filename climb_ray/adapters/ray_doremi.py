@@ -14,7 +14,7 @@ def _doremi(cfg: Config, tokens_url: str) -> dict:
     import torch
 
     from climb_ray.baselines.doremi import run_doremi
-    from climb_ray.proxy import pick_device
+    from climb_ray.device import pick_device
     from climb_ray.tokens import Shards
 
     device = pick_device("auto")

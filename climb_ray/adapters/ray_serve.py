@@ -29,7 +29,8 @@ from ray import serve
 from climb_ray import __version__, api_models
 from climb_ray.api_models import OptimizeRequest, PredictRequest, body_schema, validation_message
 from climb_ray.config import ServeConfig
-from climb_ray.served_model import PREDICTOR, RequestError, ServedModel, parse_mixture
+from climb_ray.artifacts import PREDICTOR
+from climb_ray.served_model import RequestError, ServedModel, parse_mixture
 
 APP_NAME = "climb"
 WEB = resources.files("climb_ray") / "web"

@@ -19,6 +19,7 @@ from climb_ray.config import Config
 import numpy as np
 
 from climb_ray.search import ClimbSearch, Trial
+from climb_ray.artifacts import PREDICTOR, PREDICTOR_SIDECAR
 
 EXPERIMENT = "climb"
 _RUNNERS: dict[str, object] = {}  # one ProxyRunner per worker process (trials reuse actors)
@@ -68,8 +69,8 @@ class ClimbSearcher(Searcher):
 
         run = RunDir(self.publish_to)
         model, sidecar = self.search.predictor.to_text()
-        run.write_text("search/predictor.json", sidecar)
-        run.write_text("search/predictor.txt", model)  # last: a watcher reloads when this file changes
+        run.write_text(PREDICTOR_SIDECAR, sidecar)
+        run.write_text(PREDICTOR, model)  # last: a watcher reloads when this file changes
         self.published = fits
 
     def save(self, checkpoint_path: str) -> None:

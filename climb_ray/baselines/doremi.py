@@ -156,7 +156,8 @@ class DoReMiResult:
 def run_doremi(arrays: list[np.ndarray], names: list[str], cfg: Config, vocab_size: int, *, device: str = "cpu",
                seed: int | None = None, progress=None) -> DoReMiResult:
     """DoReMi's domain weights for these clusters' token arrays; progress(step, weights) after each DRO step."""
-    from climb_ray.proxy import build_model, pick_device, train
+    from climb_ray.device import pick_device
+    from climb_ray.proxy import build_model, train
 
     if len(arrays) != len(names):
         raise ValueError(f"{len(arrays)} token arrays for {len(names)} clusters")
@@ -176,7 +177,7 @@ def run_doremi(arrays: list[np.ndarray], names: list[str], cfg: Config, vocab_si
     return DoReMiResult(
         names=list(names), weights=average / average.sum(), final_weights=history[-1].copy(),
         reference_weights=reference_weights, train_weights=train_weights, history=history, steps=steps,
-        tokens=stats.tokens + steps * p.batch_size * p.context, reference_seconds=middle - start,
+        tokens=stats.tokens + p.tokens, reference_seconds=middle - start,
         proxy_seconds=time.perf_counter() - middle, reference_loss_last=float(np.mean(stats.losses[-5:])),
         proxy_loss_last=float(np.mean(losses[-5:])), mean_excess=excess.mean(axis=0), seed=seed)
 
@@ -187,7 +188,7 @@ def _mixtures(arrays, cfg: Config, p: ProxyConfig) -> tuple[np.ndarray, np.ndarr
     if cfg.doremi.reference not in ("uniform", "prior"):
         raise ValueError(f"doremi.reference={cfg.doremi.reference!r}: must be uniform or prior")
     reference = np.ones(len(arrays)) if cfg.doremi.reference == "uniform" else tokens.astype(np.float64)
-    caps = epoch_caps(tokens, max_epochs=cfg.search.max_epochs, n_sequences=p.steps * p.batch_size,
+    caps = epoch_caps(tokens, max_epochs=cfg.search.max_epochs, n_sequences=p.sequences,
                       seq_len=p.context)
     try:
         return fit_to_caps(reference, caps), fit_to_caps(np.ones(len(arrays)), caps)
@@ -197,7 +198,7 @@ def _mixtures(arrays, cfg: Config, p: ProxyConfig) -> tuple[np.ndarray, np.ndarr
 
 
 def _stream(arrays, names, weights, cfg: Config, p: ProxyConfig, seed: int) -> MixtureStream:
-    return MixtureStream(arrays, names, weights, n_sequences=p.steps * p.batch_size, seq_len=p.context,
+    return MixtureStream(arrays, names, weights, n_sequences=p.sequences, seq_len=p.context,
                          max_epochs=cfg.search.max_epochs, seed=seed)
 
 

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from climb_ray import compare_stage
+from climb_ray.stages import compare as compare_stage
 from climb_ray.adapters import ray_doremi
 from tests.conftest import tokens_config
 

@@ -8,7 +8,7 @@ from climb_ray.cli import main
 from climb_ray.config import CorpusConfig
 from climb_ray.config_io import load_config
 from climb_ray.corpus import CorpusError, SkipCounts, iter_file, list_files
-from climb_ray.pipeline import run_pipeline
+from climb_ray.stages.pipeline import run_pipeline
 
 pytestmark = pytest.mark.ray
 

@@ -8,7 +8,7 @@ import pytest
 from climb_ray.artifacts import RunDir
 from climb_ray.config_io import load_config
 from climb_ray.embed import Embedder
-from climb_ray.pipeline import run_pipeline
+from climb_ray.stages.pipeline import run_pipeline
 
 pytestmark = pytest.mark.ray
 FAST = ["embed.max_tokens=64", "embed.threads=2", "embed.num_actors=1"]

@@ -9,7 +9,7 @@ import pytest
 
 from climb_ray.artifacts import StageChangedError
 from climb_ray.export import ExportError
-from climb_ray.pipeline import run_pipeline
+from climb_ray.stages.pipeline import run_pipeline
 from tests.conftest import tokens_config
 
 pytestmark = pytest.mark.ray

@@ -13,9 +13,9 @@ from climb_ray.artifacts import RunDir
 from climb_ray.config_io import load_config
 from climb_ray.corpus import CorpusError
 from climb_ray.export import ExportError
-from climb_ray.export_stage import check_export
-from climb_ray.pipeline import run_pipeline
-from climb_ray.search_stage import make_search
+from climb_ray.stages.export import check_export
+from climb_ray.stages.pipeline import run_pipeline
+from climb_ray.stages.search import make_search
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.ray

@@ -11,7 +11,7 @@ import pytest
 
 from climb_ray.artifacts import RunDir
 from climb_ray.config_io import load_config
-from climb_ray.pipeline import ORDER, run_pipeline, stage_depends
+from climb_ray.stages.pipeline import ORDER, run_pipeline, stage_depends
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.ray
@@ -66,7 +66,7 @@ def extended(searched, tmp_path_factory):
 
 def test_changing_only_the_answer_settings_reanswers_from_the_recorded_trials_in_seconds_without_training(
         searched, tmp_path):
-    from climb_ray.commands import _describe
+    from climb_ray.stages.pipeline import describe
 
     run = tmp_path / "run"
     shutil.copytree(searched[0], run)
@@ -85,7 +85,7 @@ def test_changing_only_the_answer_settings_reanswers_from_the_recorded_trials_in
     assert best["answer"] == "confirmed" and best["trials"] == 4
     marker = json.loads((run / "search" / "_DONE").read_text())
     assert marker["depends"]["search.answer"] == "confirmed" and marker["depends"]["predictor"]["num_rounds"] == 40
-    assert "re-answered from the recorded trials" in _describe("search", result.info)
+    assert "re-answered from the recorded trials" in describe("search", result.info)
     again = run_pipeline(config(run, searched[1], "search.answer=confirmed", "predictor.num_rounds=40"),
                          until="search").results[-1]
     assert again.skipped

@@ -13,7 +13,7 @@ from climb_ray.artifacts import RunDir
 from climb_ray.config_io import load_config
 from climb_ray.samplers import PoolSampler, fresh_mask
 from climb_ray.search import ClimbSearch
-from climb_ray.search_stage import write_outputs
+from climb_ray.stages.search import write_outputs
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.ray
@@ -43,7 +43,7 @@ def failures_by_index(storage):
 def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_session, source_shards, tmp_path):
     folder, names, sources, target = source_shards
     cfg = config(target, "search.schedule=[3,2]")
-    from climb_ray.search_stage import make_search
+    from climb_ray.stages.search import make_search
 
     meta = json.load(open(folder / "meta.json"))
     search, ids = run_search(cfg, make_search(cfg, meta), str(folder), str(tmp_path / "tune"))
@@ -54,7 +54,11 @@ def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_ses
     assert all(fresh_mask(weights[i:i + 1], weights[:i]).all() == (search.trials[i].repeat == 0) for i in range(1, 5))
     assert len(set(ids.values())) == 5
     run = RunDir(str(tmp_path / "run"))
+    written, write_text = [], run.write_text
+    run.write_text = lambda rel, text: (written.append(rel), write_text(rel, text))[1]  # the real write, noted
     info = write_outputs(run, search, ids, clusters(names))
+    # the sidecar first: a server watching predictor.txt reloads a model whose sidecar is already there
+    assert written.index("search/predictor.json") < written.index("search/predictor.txt")
     table = pq.read_table(tmp_path / "run" / "search" / "trials.parquet").to_pandas()
     assert list(table["iteration"]) == [0, 0, 0, 1, 1] and set(table["status"]) == {"done"}
     assert {f"w_{n}" for n in names} <= set(table.columns)
@@ -93,7 +97,7 @@ def test_a_trial_that_keeps_failing_is_retried_then_recorded_and_the_search_comp
 def test_optuna_baseline_runs_through_ray_tune_and_answers_with_the_best_seen(ray_session, source_shards, tmp_path):
     folder, names, sources, target = source_shards
     cfg = config(target, "search.schedule=[2,2]", "search.method=optuna")
-    from climb_ray.search_stage import make_search
+    from climb_ray.stages.search import make_search
 
     search, ids = run_search(cfg, make_search(cfg, json.load(open(folder / "meta.json"))), str(folder),
                              str(tmp_path / "tune"))

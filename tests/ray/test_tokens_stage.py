@@ -7,7 +7,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from climb_ray.adapters import ray_tokens
-from climb_ray.pipeline import run_pipeline
+from climb_ray.stages.pipeline import run_pipeline
 from tests.conftest import tokens_config as config
 
 pytestmark = pytest.mark.ray

@@ -208,7 +208,7 @@ def test_a_shared_id_is_one_line_naming_it_and_its_files_and_a_hash_is_not_enoug
 
 def test_a_corpus_with_no_documents_or_mostly_one_skip_reason_stops_in_one_line():
     from climb_ray.config import Config
-    from climb_ray.stages import check_yield
+    from climb_ray.stages.corpus import check_yield
 
     cfg = Config()
     cfg.corpus.paths = ["data/"]

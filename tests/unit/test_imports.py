@@ -35,7 +35,26 @@ def test_the_check_above_would_catch_a_ray_import(tmp_path):
 
 def test_importing_the_package_and_cli_stays_light():
     code = ("import sys, climb_ray, climb_ray.cli, climb_ray.config_io, climb_ray.corpus, "
-            "climb_ray.artifacts, climb_ray.pipeline; "
+            "climb_ray.artifacts, climb_ray.stages.pipeline; "
             "print(sorted(m for m in ('ray', 'torch', 'transformers', 'lightgbm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_core_imports_neither_the_stages_nor_the_adapters():
+    """Four bands: entry (cli, commands), stages/, adapters/, and the flat core below them all."""
+    entry = {"cli.py", "commands.py", "__init__.py", "__main__.py"}
+    offenders = []
+    for path in sorted([*PACKAGE.glob("*.py"), *PACKAGE.glob("baselines/*.py")]):
+        if path.name in entry:
+            continue
+        for name in imported_modules(path):
+            if name.startswith(("climb_ray.stages", "climb_ray.adapters")):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == []
+
+
+def test_the_adapters_do_not_import_the_stages():
+    offenders = [f"{path.relative_to(ROOT)} imports {name}" for path in sorted((PACKAGE / "adapters").glob("*.py"))
+                 for name in imported_modules(path) if name.startswith("climb_ray.stages")]
+    assert offenders == []

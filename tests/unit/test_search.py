@@ -212,7 +212,7 @@ def test_a_proxy_budget_no_mixture_fits_is_one_line_naming_the_tokens_and_what_f
     ever; the stage says so before any trial starts, with the settings that fit."""
     from climb_ray.config import ConfigError
     from climb_ray.config_io import load_config
-    from climb_ray.search_stage import make_search
+    from climb_ray.stages.search import make_search
     from tests.conftest import ROOT
 
     cfg = load_config(ROOT / "climb_ray" / "configs" / "paper.yaml")

@@ -5,8 +5,8 @@ import pytest
 
 from climb_ray.artifacts import RunDir, StageChangedError
 from climb_ray.config import Config, ConfigError
-from climb_ray.pipeline import ANSWER_FIELDS, DEPENDS, stage_depends
-from climb_ray.search_plan import (covers, next_generations, prepare_search, run_search_stage, target_schedule,
+from climb_ray.stages.pipeline import ANSWER_FIELDS, DEPENDS, stage_depends
+from climb_ray.stages.search_plan import (covers, next_generations, prepare_search, run_search_stage, target_schedule,
                                    with_schedule)
 
 

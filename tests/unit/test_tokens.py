@@ -89,3 +89,17 @@ def test_shards_in_an_object_store_are_cached_locally_and_read_the_same(tmp_path
     assert np.array_equal(remote.arrays[0], np.fromfile(tmp_path / "sc00.bin", dtype=np.uint16))
     assert list(remote.tokens) == [shards["sc00"].tokens, shards["sc01"].tokens, 0]
     assert np.allclose(tk.token_shares(remote.meta), remote.tokens / remote.tokens.sum())
+
+
+def test_meta_json_is_replaced_whole_or_not_at_all(tmp_path):
+    """A write that fails half-way (here: a value JSON cannot hold) leaves the previous meta.json."""
+    fs = fsspec.filesystem("file")
+    good = {"sc00": tk.ClusterShard(tokens=10, documents=2)}
+    tk.write_meta(fs, str(tmp_path), dtype=np.uint16, eot=0, vocab_size=500, tokenizer="bpe", shards=good,
+                  names=["sc00"])
+    before = (tmp_path / "meta.json").read_text()
+    bad = {"sc00": tk.ClusterShard(tokens=object(), documents=2)}
+    with pytest.raises(TypeError):
+        tk.write_meta(fs, str(tmp_path), dtype=np.uint16, eot=0, vocab_size=500, tokenizer="bpe", shards=bad,
+                      names=["sc00"])
+    assert (tmp_path / "meta.json").read_text() == before

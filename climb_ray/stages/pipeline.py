@@ -1,7 +1,4 @@
-"""The stages of a run, in order, each skipped when its `_DONE` marker says it is finished.
-
-Stages that later issues build are listed in NOT_BUILT; the pipeline says so instead of faking them.
-"""
+"""The stages of a run, in order, each skipped when its `_DONE` marker says it is finished."""
 
 from __future__ import annotations
 
@@ -11,14 +8,16 @@ from dataclasses import dataclass, field
 
 from climb_ray.artifacts import RunDir, StageResult, run_stage
 from climb_ray.config import Config
-from climb_ray import stages
-from climb_ray.search_stage import search_stage
-from climb_ray.search_plan import prepare_search, run_search_stage
-from climb_ray.export_stage import export_stage
+from climb_ray.stages.cluster import cluster_stage
+from climb_ray.stages.corpus import corpus_stage
+from climb_ray.stages.embed import embed_stage
+from climb_ray.stages.search import search_stage
+from climb_ray.stages.tokens import tokens_stage
+from climb_ray.stages.search_plan import prepare_search, run_search_stage
+from climb_ray.stages.export import export_stage
 from climb_ray.config_io import to_yaml
 
 ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
-NOT_BUILT: dict[str, int] = {}  # stage -> the issue that builds it
 
 
 @dataclass
@@ -26,12 +25,22 @@ class PipelineReport:
     run_url: str
     ray: str = ""  # which Ray was used
     results: list[StageResult] = field(default_factory=list)
-    not_built: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
-STAGE_FUNCS = {"corpus": stages.corpus_stage, "embed": stages.embed_stage, "cluster": stages.cluster_stage,
-               "tokens": stages.tokens_stage, "search": search_stage, "export": export_stage}
+def describe(stage: str, info: dict) -> str:
+    """A finished stage's summary (its _DONE marker's info) in one or a few lines."""
+    import json
+
+    from climb_ray.stages import cluster, corpus, embed, export, search, tokens
+
+    modules = {"corpus": corpus, "embed": embed, "cluster": cluster, "tokens": tokens, "search": search,
+               "export": export}
+    return modules[stage].describe(info) if stage in modules else json.dumps(info)
+
+
+STAGE_FUNCS = {"corpus": corpus_stage, "embed": embed_stage, "cluster": cluster_stage, "tokens": tokens_stage,
+               "search": search_stage, "export": export_stage}
 # proxy settings that change a proxy's score (not the resources it runs on)
 PROXY_RESULT_FIELDS = [f"proxy.{name}" for name in (
     "hidden_size", "num_layers", "num_heads", "intermediate_size", "context", "batch_size", "steps", "lr",
@@ -87,14 +96,11 @@ def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = 
         redo = (*redo, "export")
     if "export" in redo and run.is_done("export") and run.is_done("tokens") and (
             cfg.export.weights.strip() != "best" or run.is_done("search")):
-        from climb_ray.export_stage import check_export
+        from climb_ray.stages.export import check_export
 
         check_export(cfg, run)  # a bad mixture or budget is refused before the old export is removed
     report = PipelineReport(run_url=run.url())
     for stage in ORDER[: ORDER.index(until) + 1]:
-        if stage in NOT_BUILT:
-            report.not_built.append(stage)
-            continue
         if stage in skip:
             continue
 

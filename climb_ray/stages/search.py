@@ -8,11 +8,11 @@ import io
 
 import numpy as np
 
-from climb_ray.artifacts import RunDir
+from climb_ray.artifacts import CLUSTERS, RunDir, TOKENIZER, TOKENS_META
 from climb_ray.config import Config
 from climb_ray.samplers import RegMixSampler
 from climb_ray.search import ClimbSearch
-from climb_ray.search_plan import STATE, start_record, with_schedule
+from climb_ray.stages.search_plan import STATE, start_record, with_schedule
 
 
 def make_search(cfg: Config, meta: dict) -> ClimbSearch:
@@ -20,7 +20,7 @@ def make_search(cfg: Config, meta: dict) -> ClimbSearch:
     names = list(meta["clusters"])
     tokens = np.array([meta["tokens"][n] for n in names], dtype=np.float64)
     s, p = cfg.search, cfg.proxy
-    budget = p.steps * p.batch_size * p.context
+    budget = p.tokens
     check_fits(tokens, budget, cfg)
     sampler = RegMixSampler(tokens / tokens.sum(), temperature=s.temperature, strength_min=s.strength_min,
                             strength_max=s.strength_max, max_epochs=s.max_epochs, min_weight=s.min_weight,
@@ -60,26 +60,26 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
 
     from climb_ray.evaluate import check_targets, load_target
 
-    tokenizer = Tokenizer.from_str(run.read_bytes("tokens/tokenizer.json").decode("utf-8"))
+    tokenizer = Tokenizer.from_str(run.read_bytes(TOKENIZER).decode("utf-8"))
     try:
         for path in check_targets(cfg.target):  # a bad target stops here, not in every trial
             load_target(path, tokenizer, cfg.target)
-        make_search(cfg, run.read_json("tokens/meta.json"))  # so does a proxy budget no mixture fits
+        make_search(cfg, run.read_json(TOKENS_META))  # so does a proxy budget no mixture fits
     except Exception:
         if not run.exists(out, STATE) and not run.exists(out, "tune"):
             run.clear_stage(out)  # nothing ran: the corrected command starts afresh
         raise
-    meta = run.read_json("tokens/meta.json")
+    meta = run.read_json(TOKENS_META)
     storage = absolute(run.url(out, "tune"))
     cfg = with_absolute_paths(cfg)  # Tune runs each trial in its own folder: relative paths would break
     start = time.perf_counter()
     before = len(run.read_json(f"{out}/{STATE}")["search"]["trials"]) if run.exists(out, STATE) else 0
     search, trial_ids = run_experiments(cfg, run, meta, storage, out)
-    info = write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"), out=out)
+    info = write_outputs(run, search, trial_ids, run.read_json(CLUSTERS), out=out)
     p = cfg.proxy
     done = sum(t.status == "done" for t in search.trials)
     return {**info, "wall_seconds": round(time.perf_counter() - start, 1), "proxy_runs": len(search.trials),
-            "proxy_tokens": len(search.trials) * p.steps * p.batch_size * p.context,
+            "proxy_tokens": len(search.trials) * p.tokens,
             "proxy_seconds": round(proxy_seconds(storage), 1), "proxies_done": done,
             "continued_from": before}
 
@@ -121,8 +121,8 @@ def restored_search(cfg: Config, run: RunDir, meta: dict, out: str = "search") -
 
 def reanswer(cfg: Config, run: RunDir, out: str = "search") -> dict:
     """The outputs of the recorded search answered with cfg's answer and predictor settings; no proxy trains."""
-    search, trial_ids = restored_search(cfg, run, run.read_json("tokens/meta.json"), out)
-    return write_outputs(run, search, trial_ids, run.read_json("cluster/clusters.json"), out=out)
+    search, trial_ids = restored_search(cfg, run, run.read_json(TOKENS_META), out)
+    return write_outputs(run, search, trial_ids, run.read_json(CLUSTERS), out=out)
 
 
 def absolute(url: str) -> str:
@@ -169,3 +169,33 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
             "estimate": best["estimate"], "interval": best["interval"], "measurements": best["measurements"],
             "degenerate": best["degenerate"],
             "top_terms": {c["name"]: c["top_terms"][:5] for c in best["clusters"]}}
+
+
+def describe(info: dict) -> str:
+    rows = "".join(f"\n              {name}  {weight:6.3f}  {', '.join(info.get('top_terms', {}).get(name, []))}"
+                   for name, weight in sorted(info["weights"].items(), key=lambda x: -x[1]))
+    how = ""
+    if "reanswered" in info:
+        how = (f"re-answered from the recorded trials in {info['reanswered']['seconds']:.1f} s, no proxy trained "
+               f"({', '.join(info['reanswered']['changed'])} changed); ")
+    elif info.get("continued_from"):
+        how = f"continued from {info['continued_from']} recorded trials; "
+    return (f"{how}{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
+            f"strategy {info['strategy']} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
+            f"            best mixture: {answer_line(info)}; higher is better "
+            f"(answer {info.get('answer', 'best_predicted')}){rows}")
+
+
+def answer_line(info: dict) -> str:
+    """The search's answer in words: its estimate and interval, or its predicted score."""
+    interval, estimate = info.get("interval"), info.get("estimate")
+    if estimate is None:
+        line = f"predicted score {info['predicted']:.4f}"
+    else:
+        line = f"estimated score {estimate:.4f}"
+        line += f" (95% interval {interval[0]:.4f} to {interval[1]:.4f})" if interval else " (noise not measured)"
+        line += f", measured {info['measurements']} time(s)" if info.get("measurements") else ""
+    line += f"; best seen {info['best_seen']:.4f}"
+    if info.get("degenerate"):
+        line += f"\n            the predictor is degenerate ({info['degenerate']}): it did not choose the answer"
+    return line

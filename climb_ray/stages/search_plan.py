@@ -165,7 +165,7 @@ def run_search_stage(cfg: Config, run: RunDir, depends: dict, work, *, redo: boo
 
 
 def _reanswer(cfg: Config, run: RunDir, out: str, depends: dict, changed: list[str]) -> StageResult:
-    from climb_ray.search_stage import reanswer
+    from climb_ray.stages.search import reanswer
 
     start = time.perf_counter()
     if not run.exists(out, STATE):

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from climb_ray.artifacts import RunDir
+from climb_ray.artifacts import BEST_MIXTURE, MANIFEST, RunDir, TOKENIZER, TOKENS_META
 from climb_ray.config import Config
 from climb_ray.export import (ExportError, check_caps, copies, doc_key, largest_budget, manifest, plan_cluster,
                              targets)
@@ -20,10 +20,10 @@ def chosen_weights(cfg: Config, run: RunDir, names: list[str], shares: np.ndarra
 
     spec = cfg.export.weights.strip()
     if spec == "best":
-        if not run.exists("search/best_mixture.json"):
+        if not run.exists(BEST_MIXTURE):
             raise ExportError(f"export.weights=best: {run.url()} has no search/best_mixture.json (run the search "
                               "first, or give export.weights)")
-        spec = json.dumps(run.read_json("search/best_mixture.json")["weights"])
+        spec = json.dumps(run.read_json(BEST_MIXTURE)["weights"])
     elif spec.endswith(".json") and not spec.startswith(("{", "[")):
         import fsspec
 
@@ -51,7 +51,7 @@ def check_export(cfg: Config, run: RunDir):
     """Everything the export is asked for, checked (mixture, budget, epoch caps) without writing:
     (meta, names, (doc ids, clusters, tokens), weights, budget, max_epochs). Run before an
     --overwrite removes the old export, so a bad request loses nothing."""
-    meta = run.read_json("tokens/meta.json")
+    meta = run.read_json(TOKENS_META)
     names = list(meta["clusters"])
     docs = read_docs(run)
     supers, n_tokens = docs.column("super_cluster").to_numpy(), docs.column("n_tokens").to_numpy()
@@ -66,7 +66,7 @@ def check_export(cfg: Config, run: RunDir):
 def export_stage(cfg: Config, run: RunDir) -> dict:
     from climb_ray.adapters.ray_export import export_rows
     from climb_ray.export_writer import ShardedWriter
-    from climb_ray.stages import corpus_files
+    from climb_ray.stages.corpus import corpus_files
 
     e = cfg.export
     meta, names, (doc_ids, supers, n_tokens), weights, budget, max_epochs = check_export(cfg, run)
@@ -80,7 +80,7 @@ def export_stage(cfg: Config, run: RunDir) -> dict:
             if (times := copies(plan, keys[m])) > 0:
                 chosen[doc_ids[m]] = (name, times)
     token_ids = e.write_token_ids or bool(cfg.corpus.token_ids_field)  # a token-ID corpus exports its ids
-    tokenizer = run.read_bytes("tokens/tokenizer.json").decode("utf-8") if token_ids else None
+    tokenizer = run.read_bytes(TOKENIZER).decode("utf-8") if token_ids else None
     writer = ShardedWriter(run.fs, run.path("export"), e.shard_mb * 2**20,
                            np.dtype(meta["dtype"]) if token_ids else None)
     rows = {name: 0 for name in names}
@@ -92,8 +92,14 @@ def export_stage(cfg: Config, run: RunDir) -> dict:
     shards = writer.close()
     source = {"run_dir": run.url(), "weights": e.weights, "tokenizer": meta["tokenizer"],
               "vocab_size": meta["vocab_size"], "token_dtype": meta["dtype"], "eot_id": meta["eot_id"]}
-    run.write_json("export/manifest.json", manifest(plans, rows, budget=budget, seed=e.seed, max_epochs=max_epochs,
+    run.write_json(MANIFEST, manifest(plans, rows, budget=budget, seed=e.seed, max_epochs=max_epochs,
                                                     source=source, shards=shards))
     return {"rows": sum(rows.values()), "tokens": int(sum(p.tokens for p in plans)), "budget": budget,
             "shards": len(shards), "shards_reused": writer.reused, "token_ids": token_ids,
             "weights": {p.name: p.weight for p in plans}}
+
+
+def describe(info: dict) -> str:
+    ids = ", tokens-*.bin/.idx" if info["token_ids"] else ""
+    return (f"{info['rows']} rows, {info['tokens']} tokens (budget {info['budget']}) in {info['shards']} "
+            f"shard(s) ({info['shards_reused']} reused) -> export/part-*.parquet{ids}, manifest.json")

@@ -20,10 +20,10 @@ import json
 
 import numpy as np
 
-from climb_ray.artifacts import RunDir, StageResult, run_stage
+from climb_ray.artifacts import COMPARE_RESULTS, RunDir, StageResult, TOKENS_META, run_stage
 from climb_ray.config import Config
-from climb_ray.pipeline import PROXY_RESULT_FIELDS, run_pipeline, stage_depends
-from climb_ray.search_stage import absolute, search_stage, with_absolute_paths
+from climb_ray.stages.pipeline import PROXY_RESULT_FIELDS, run_pipeline, stage_depends
+from climb_ray.stages.search import absolute, search_stage, with_absolute_paths
 
 EVAL_SEED = 1000  # evaluation proxies use seeds 1000, 1001, ...: never the search's own
 
@@ -101,7 +101,7 @@ def _search_compute(cfg: Config, run: RunDir, out: str, info: dict) -> dict:
     if "proxy_seconds" in info:
         return {key: info[key] for key in ("proxy_runs", "proxy_tokens", "proxy_seconds")}
     p, runs = cfg.proxy, info["trials"]  # a search made before these figures were kept: count them now
-    return {"proxy_runs": runs, "proxy_tokens": runs * p.steps * p.batch_size * p.context,
+    return {"proxy_runs": runs, "proxy_tokens": runs * p.tokens,
             "proxy_seconds": round(proxy_seconds(absolute(run.url(out, "tune"))), 1)}
 
 
@@ -138,12 +138,12 @@ def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[st
     from climb_ray.adapters.ray_doremi import evaluate
     from climb_ray.baselines.doremi import epoch_caps, fit_to_caps
 
-    ecfg, meta = with_absolute_paths(eval_config(cfg)), run.read_json("tokens/meta.json")
+    ecfg, meta = with_absolute_paths(eval_config(cfg)), run.read_json(TOKENS_META)
     names, p = meta["clusters"], ecfg.proxy
     settings = {**{f: _get(ecfg, f) for f in PROXY_RESULT_FIELDS}, "target": dataclasses.asdict(ecfg.target),
                 "target_sha256": target_fingerprint(cfg), "search.max_epochs": ecfg.search.max_epochs}
     caps = epoch_caps([meta["tokens"][n] for n in names], max_epochs=ecfg.search.max_epochs,
-                      n_sequences=p.steps * p.batch_size, seq_len=p.context)
+                      n_sequences=p.sequences, seq_len=p.context)
     seeds = range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)
     scores = {label: [None] * len(seeds) for label in mixtures}
     waiting: dict[str, list[tuple[str, int]]] = {}  # proxy key -> the (label, seed index) it scores
@@ -209,7 +209,7 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
             top = sorted(mixture["weights"].items(), key=lambda kv: -kv[1])[:3]
             print(f"compare: {answer_label(method, search_seed)} answers " + ", ".join(f"{n} {w:.3f}" for n, w in top),
                   flush=True)
-    meta = run.read_json("tokens/meta.json")
+    meta = run.read_json(TOKENS_META)
     groups.update({r: [reference_mixture(r, meta)] for r in cfg.compare.references if r not in groups})
     scores = evaluate_all(cfg, run, {answer_label(g, s): m for g, answers in groups.items()
                                      for s, m in enumerate(answers)})
@@ -217,7 +217,7 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
     p = eval_config(cfg).proxy
     proxy = (f"{p.num_layers} layers x {p.hidden_size}, {p.steps} steps of {p.batch_size} x {p.context} tokens")
     text = format_table(table, seeds=cfg.compare.seeds, proxy=proxy)
-    run.write_json("compare/results.json", {
+    run.write_json(COMPARE_RESULTS, {
         "rows": table, "proxy": proxy, "seeds": cfg.compare.seeds, "search_seeds": cfg.compare.search_seeds,
         "eval_seeds": list(range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)),
         "run_seeds": [cfg.seed + s for s in range(cfg.compare.search_seeds)],

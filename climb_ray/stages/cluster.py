@@ -1,0 +1,91 @@
+"""The cluster stage: k-means on a sample, statistics, pruning and merging into super-clusters, the
+assignment of every document and the report; or, for a pre-clustered corpus, its labels as super-clusters."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from climb_ray.artifacts import CENTROIDS, CLUSTERS, CLUSTERS_PNG, CORPUS_LABELS, CORPUS_STATS, RunDir
+from climb_ray.config import Config
+from climb_ray.stages.corpus import plan_chunks, corpus_files
+from climb_ray.stages.embed import embed_chunks
+
+
+def cluster_stage(cfg: Config, run: RunDir) -> dict:
+    """k-means on a sample, statistics and assignment of every document, pruning, merging, report."""
+    from climb_ray.adapters import ray_cluster as rc
+    from climb_ray.cluster import merge, prune
+    from climb_ray.cluster_report import build_report, report_png
+
+    if cfg.corpus.label_field:
+        return label_cluster_stage(cfg, run)
+    c, embed_url = cfg.cluster, run.url("embed")
+    n_docs = run.read_json(CORPUS_STATS)["documents"]
+    sample = rc.sample_embeddings(embed_url, n_docs, c.fit_sample, cfg.seed)
+    centroids = rc.fit_centroids(sample, c.k_init, backend=c.backend, niter=c.niter, seed=cfg.seed)
+    buffer = io.BytesIO()
+    np.save(buffer, centroids)
+    run.write_bytes(CENTROIDS, buffer.getvalue())
+    stats = rc.cluster_statistics(embed_url, centroids)
+    kept = prune(stats, c.prune_threshold)
+    super_of = merge(centroids, kept, distance=c.merge_distance, n_super=c.n_super_clusters,
+                     documents=stats.documents)
+    run.clear_stage("cluster/assignments")
+    for chunk in embed_chunks(run):  # assignments keep the embed chunks: the tokens stage resumes by chunk
+        rc.write_assignments(run.url("embed", chunk), centroids, super_of, run.url("cluster/assignments", chunk))
+    n_super = int(super_of.max()) + 1
+    samples = rc.sample_texts(run.url("cluster/assignments"), n_super, c.report_docs, n_docs, cfg.seed)
+    report = build_report(stats, super_of, c.prune_threshold, samples)
+    run.write_json(CLUSTERS, report)
+    run.write_bytes(CLUSTERS_PNG, report_png(report))
+    pruned_docs = int(stats.documents[super_of < 0].sum())
+    return {"k_init": c.k_init, "fit_documents": int(len(sample)), "clusters_pruned": int((super_of < 0).sum()),
+            "documents_pruned": pruned_docs, "super_clusters": n_super,
+            "names": [s["name"] for s in report["super_clusters"]]}
+
+
+MAX_LABELS = 1000  # a pre-clustered corpus with more labels than this is more likely labelled by document
+
+
+def label_cluster_stage(cfg: Config, run: RunDir) -> dict:
+    """A pre-clustered corpus (corpus.label_field): each label, in sorted order, is a super-cluster;
+    the assignments and the report are written as the k-means path writes them."""
+    from climb_ray.adapters import ray_cluster as rc
+    from climb_ray.adapters import ray_labels as rl
+    from climb_ray.cluster_report import build_report, report_png
+    from climb_ray.corpus import CorpusError
+
+    labels = [label for label, _ in run.read_json(CORPUS_LABELS)["labels"]]
+    if len(labels) > MAX_LABELS:
+        raise CorpusError(f"corpus.label_field={cfg.corpus.label_field!r} has {len(labels)} different labels "
+                          f"(e.g. {labels[:3]!r}), more than {MAX_LABELS} super-clusters: is it a per-document field?")
+    index_of = {str(label): i for i, label in enumerate(labels)}
+    tokenizer = None
+    if cfg.corpus.token_ids_field:  # the report shows token-ID documents decoded (their first ids only)
+        from climb_ray.tokens import pretrained_tokenizer
+
+        tokenizer = pretrained_tokenizer(cfg.tokens.tokenizer)[0].to_str()
+    run.clear_stage("cluster/assignments")
+    for index, chunk in enumerate(plan_chunks(corpus_files(run), cfg.embed.chunk_docs)):
+        rl.write_label_assignments([(f["file"], f["name"]) for f in chunk], cfg.corpus, index_of,
+                                   cfg.cluster.quality_scorer, run.url("cluster/assignments", f"chunk-{index:05d}"),
+                                   tokenizer)
+    k, n_docs = len(labels), run.read_json(CORPUS_STATS)["documents"]
+    stats = rl.label_statistics(run.url("cluster/assignments"), k)
+    samples = rc.sample_texts(run.url("cluster/assignments"), k, cfg.cluster.report_docs, n_docs, cfg.seed)
+    report = build_report(stats, np.arange(k), 0.0, samples, labels=labels, quality=not cfg.corpus.token_ids_field)
+    run.write_json(CLUSTERS, report)
+    run.write_bytes(CLUSTERS_PNG, report_png(report))
+    return {"k_init": 0, "fit_documents": 0, "clusters_pruned": 0, "documents_pruned": 0, "super_clusters": k,
+            "names": [s["name"] for s in report["super_clusters"]], "label_field": cfg.corpus.label_field}
+
+
+def describe(info: dict) -> str:
+    if info.get("label_field"):
+        return (f"{info['super_clusters']} super-clusters, one per label of corpus.label_field="
+                f"{info['label_field']!r} -> cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
+    return (f"{info['super_clusters']} super-clusters from k={info['k_init']} "
+            f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
+            f"cluster/clusters.json, clusters.png: {', '.join(info['names'])}")

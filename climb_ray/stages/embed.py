@@ -1,0 +1,41 @@
+"""The embed stage: every document encoded, one chunk of files at a time (a finished chunk is kept)."""
+
+from __future__ import annotations
+
+from climb_ray.artifacts import RunDir
+from climb_ray.config import Config
+from climb_ray.stages.corpus import plan_chunks, corpus_files
+
+
+def embed_chunks(run: RunDir) -> list[str]:
+    return [name for name in run.listdir("embed") if name.startswith("chunk-")]
+
+
+def embed_stage(cfg: Config, run: RunDir) -> dict:
+    """Embed every document, one chunk of files at a time; a chunk with _SUCCESS is never redone."""
+    from climb_ray.adapters.ray_data import embed_files
+
+    if cfg.corpus.label_field:  # pre-clustered: the labels are the clusters
+        return {"documents": 0, "chunks": 0, "chunks_reused": 0, "model": "", "max_tokens": 0,
+                "label_field": cfg.corpus.label_field}
+    chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
+    reused = 0
+    for index, chunk in enumerate(chunks):
+        folder = f"embed/chunk-{index:05d}"
+        if run.exists(folder, "_SUCCESS"):
+            reused += 1
+            continue
+        run.clear_stage(folder)  # a chunk killed half-way starts again from nothing
+        files = [(f["file"], f["name"]) for f in chunk]
+        embed_files(files, cfg.corpus, cfg.embed, cfg.cluster.quality_scorer, run.url(folder), cfg.resources.device)
+        run.write_text(f"{folder}/_SUCCESS", "done\n")
+    documents = sum(f["documents"] for chunk in chunks for f in chunk)
+    return {"documents": documents, "chunks": len(chunks), "chunks_reused": reused,
+            "model": cfg.embed.model, "max_tokens": cfg.embed.max_tokens}
+
+
+def describe(info: dict) -> str:
+    if info.get("label_field"):
+        return f"not needed: the corpus is pre-clustered (corpus.label_field={info['label_field']!r})"
+    return (f"{info['documents']} documents embedded with {info['model']} ({info['chunks']} chunk(s), "
+            f"{info['chunks_reused']} reused) -> embed/")
