@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-climb-ray
 PYTEST_ARGS ?= -q
 
-.PHONY: setup demo compare serve test browser clean-runs
+.PHONY: setup demo compare serve test test-fast browser clean-runs
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ test: $(STAMP) browser
 	else \
 		$(BIN)/python -m pytest $(PYTEST_ARGS); \
 	fi
+
+# The quick subset (about 5 minutes here): everything not marked slow.
+test-fast:
+	$(MAKE) test PYTEST_ARGS='-q -m "not slow"'
 
 clean-runs:
 	rm -rf runs data

@@ -242,8 +242,17 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token
 
 def _serve_until_interrupted(cfg: Config, predictor: str, deploy, seen: str | None) -> None:
     """Sleep until Ctrl-C; with `seen` (the served file's hash), redeploy when the file changes."""
+    import signal
+
     from climb_ray.adapters.ray_runtime import shutdown
 
+    def stop_on(signum, frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C and a service manager's SIGTERM stop the server, also where SIGINT came in ignored (a shell
+    # starts background jobs that way, and Python then raises no KeyboardInterrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop_on)
     try:
         watch(cfg, predictor, deploy, seen)
     except KeyboardInterrupt:  # only a Ray this process started gets here: stopping it stops Serve at once

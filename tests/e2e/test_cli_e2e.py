@@ -50,6 +50,7 @@ def test_a_corpus_mixing_integer_and_string_labels_is_one_line_exit_2(ray_sessio
     assert_one_line_error(proc, "d.jsonl", "integer labels (e.g. 3)", "string labels (e.g. 'news')")
 
 
+@pytest.mark.slow
 def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     """Run from a user's folder with the demo's relative paths (data/..., runs/demo), as `make demo` does."""
     env = {"RAY_ADDRESS": "", "RAY_AUTH_MODE": ""}  # as a user's shell: auth on, no cluster
@@ -136,6 +137,7 @@ def test_serve_starts_a_local_ray_with_auth_on_serves_with_a_token_until_ctrl_c(
             proc.wait()
 
 
+@pytest.mark.slow
 def test_proxy_trains_and_scores_one_mixture_and_refuses_bad_weights_in_one_line(ray_session, demo_corpus, tmp_path):
     target = demo_corpus.parent / "demo_target.jsonl"
     common = ["--config", "demo", f"corpus.paths=[{demo_corpus}]", f"target.paths=[{target}]",

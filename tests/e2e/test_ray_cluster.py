@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import CLI, ROOT, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 VENV_BIN = str(Path(sys.executable).parent)  # `python` in a job's entrypoint is this environment's
 # the same small run in every test: 300 documents, 4 super-clusters, 4 + 4 proxies of 30 steps
 STAGES = ["--config", "demo", "embed.max_tokens=64", "embed.num_actors=2", "embed.threads=1", "cluster.k_init=20",

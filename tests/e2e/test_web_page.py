@@ -16,7 +16,7 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing (pip install playwright)")
 expect = sync_api.expect
 
-pytestmark = [pytest.mark.e2e, pytest.mark.ray]
+pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.slow]
 
 ARTIFACTS = ROOT / "test-artifacts"
 ANSWER = {"sc00": 0.1, "sc01": 0.6, "sc02": 0.2, "sc03": 0.1}  # best_mixture.json of the synthetic run

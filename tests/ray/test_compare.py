@@ -11,7 +11,7 @@ from climb_ray.stages import compare as compare_stage
 from climb_ray.adapters import ray_doremi
 from tests.conftest import tokens_config
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 SMALL = ["proxy.steps=8", "proxy.batch_size=8", "proxy.context=64", "proxy.warmup_steps=2", "target.max_docs=20",
          "search.schedule=[2,2]", "search.n_candidates=2000", "predictor.num_rounds=50", "search.answer=best_seen",
          "compare.seeds=2", "compare.references=[uniform]", "compare.search_seeds=1"]

@@ -12,7 +12,7 @@ from climb_ray.export import ExportError
 from climb_ray.stages.pipeline import run_pipeline
 from tests.conftest import tokens_config
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def export(finished, three_files, folder, *settings, skip=("search",), **kwargs):

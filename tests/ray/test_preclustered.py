@@ -18,7 +18,7 @@ from climb_ray.stages.pipeline import run_pipeline
 from climb_ray.stages.search import make_search
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def config(folder, run, *more):

@@ -14,7 +14,7 @@ from climb_ray.config_io import load_config
 from climb_ray.stages.pipeline import ORDER, run_pipeline, stage_depends
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 FAST = ["proxy.steps=4", "proxy.batch_size=8", "proxy.context=64", "target.max_docs=20", "proxy.threads=1",
         "search.n_candidates=2000", "predictor.num_rounds=50", "search.max_concurrent_trials=2",
         "search.schedule=[2,2]", "search.answer=best_seen"]

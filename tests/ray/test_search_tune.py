@@ -16,7 +16,7 @@ from climb_ray.search import ClimbSearch
 from climb_ray.stages.search import write_outputs
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 FAST = ["proxy.steps=4", "proxy.batch_size=8", "proxy.context=64", "target.max_docs=20", "proxy.threads=1",
         "search.n_candidates=2000", "predictor.num_rounds=50", "search.max_concurrent_trials=2"]
 

@@ -10,7 +10,7 @@ from climb_ray.adapters import ray_tokens
 from climb_ray.stages.pipeline import run_pipeline
 from tests.conftest import tokens_config as config
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 class Killed(Exception):

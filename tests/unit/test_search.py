@@ -50,6 +50,7 @@ def test_paper_acquisition_and_answer_never_repeat_a_mixture():
         assert fresh_mask(asked[i:i + 1], asked[:i]).all()
 
 
+@pytest.mark.slow
 def test_climb_gets_closer_to_a_known_optimum_than_random_search_at_the_same_budget():
     climb, random = [], []
     for seed in range(8):

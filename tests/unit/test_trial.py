@@ -20,6 +20,7 @@ def weights_on(sources, chosen):
     return [1.0 if s in chosen else 0.0 for s in sources]
 
 
+@pytest.mark.slow
 def test_same_seed_same_mixture_gives_the_identical_score_twice(runner):
     run, sources = runner
     first = run([1, 2, 1, 3, 1], seed=11)
@@ -28,6 +29,7 @@ def test_same_seed_same_mixture_gives_the_identical_score_twice(runner):
     assert run([1, 2, 1, 3, 1], seed=12)["score"] != first["score"]
 
 
+@pytest.mark.slow
 def test_training_on_the_targets_own_cluster_beats_training_on_unrelated_ones(runner):
     run, sources = runner
     own = run(weights_on(sources, {"wikipedia"}), seed=0)
