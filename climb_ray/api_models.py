@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 MAX_CANDIDATES = 200_000  # most candidates one /v1/optimize request may ask to score
-TOKEN = {"sha256": ""}  # the bearer token's hash in this replica process (set by reconfigure, read per request)
+TOKEN = {"sha256": "", "loopback": False, "hosts": set()}  # the bearer token's hash in this replica process (set by reconfigure, read per request)
 
 Weight = Annotated[float, Strict()]
 Mixture = dict[str, Weight] | list[Weight]

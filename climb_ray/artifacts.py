@@ -107,9 +107,12 @@ class RunDir:
     def clear_stage(self, stage: str) -> None:
         """Remove a stage's folder so that it runs again from nothing: its markers first, so a kill
         half-way never leaves a marker over partial files."""
-        for marker in MARKERS:
-            if self.exists(stage, marker):
-                self.fs.rm(self.path(stage, marker))
+        if not self.exists(stage):
+            return
+        found = self.fs.find(self.path(stage)) if self.fs.isdir(self.path(stage)) else []
+        for path in sorted(found, key=lambda p: p.count("/")):  # the stage's own marker, then its chunks'
+            if posixpath.basename(path) in MARKERS:
+                self.fs.rm(path)
         if self.exists(stage):
             self.fs.rm(self.path(stage), recursive=True)
 

@@ -30,7 +30,7 @@ Every command reads one config: the defaults (the paper's settings), then --conf
 file, or a preset: demo, paper), then `section.field=value` overrides, e.g.
   climb-ray run --config my.yaml corpus.paths=[data/a.jsonl] cluster.k_init=200
 Ray is started locally on demand, or joined when RAY_ADDRESS is set (as `ray job submit` does).
-Exit codes: 0 done, 2 bad input (config, corpus, mixture, changed settings), 3 stage not built yet."""
+Exit codes: 0 done, 2 bad input (config, corpus, mixture, changed settings, a held run folder), 130 interrupted."""
 
 
 def _config_options() -> argparse.ArgumentParser:

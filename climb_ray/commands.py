@@ -224,7 +224,8 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token
 
     def deploy() -> str:
         config = user_config(cfg.run_dir, predictor=predictor, version=version, max_batch=s.max_batch,
-                             max_body_bytes=s.max_body_bytes, token_env=s.token_env, drop_token=drop_token)
+                             max_body_bytes=s.max_body_bytes, token_env=s.token_env, drop_token=drop_token,
+                             allowed_hosts=s.allowed_hosts)
         return start(config, host=s.host, port=s.port, num_replicas=s.num_replicas, num_cpus=s.cpus_per_replica,
                      route_prefix=s.route_prefix)
 
@@ -314,9 +315,9 @@ def _check_port_free(host: str, port: int) -> None:
 
     from climb_ray.config import ConfigError
 
-    with socket.socket() as probe:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         try:
-            probe.bind((host, port))
+            probe.bind((host.strip("[]"), port))
         except OSError as err:
             raise ConfigError(f"serve.host={host} serve.port={port}: cannot listen there ({err.strerror}); "
                               "choose another, e.g. serve.port=8001") from None
@@ -330,7 +331,8 @@ def print_serve_hint(cfg: Config) -> None:
 
     run = RunDir(cfg.run_dir)
     names = run.read_json(TOKENS_META)["clusters"][:2] if run.exists(TOKENS_META) else ["sc00", "sc01"]
-    url = f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}"
+    host = f"[{cfg.serve.host}]" if ":" in cfg.serve.host else cfg.serve.host
+    url = f"http://{host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}"
     body = json.dumps({"weights": {n: round(1 / len(names), 4) for n in names}})
     auth = f' -H "Authorization: Bearer ${cfg.serve.token_env}"' if os.environ.get(cfg.serve.token_env) else ""
     print(f"\nexplore the predictor: climb-ray serve --config demo   (or: make serve), then open {url}/ or\n"

@@ -8,6 +8,7 @@ dotted `key=value` overrides with `climb_ray.config_io.load_config`.
 from __future__ import annotations
 
 import math
+import re
 
 from dataclasses import dataclass, field
 
@@ -177,6 +178,8 @@ class ServeConfig:
     host: str = "127.0.0.1"  # address the HTTP server binds to; loopback unless you mean otherwise
     port: int = 8000  # HTTP port
     route_prefix: str = "/"  # the app's path on the Serve proxy (e.g. /climb behind a shared ingress)
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names accepted besides loopback ones on a
+    # loopback bind (e.g. a reverse proxy that forwards its own Host header); others get 421
     max_batch: int = 10_000  # most mixtures in one /v1/predict request (larger: 413)
     max_body_bytes: int = 8_000_000  # larger request bodies are refused with 413
     token_env: str = "CLIMB_API_TOKEN"  # environment variable holding the optional bearer token
@@ -329,7 +332,8 @@ _RULES = {
     "predictor.early_stopping_max": _at_least(1),
     "predictor.ensemble": _at_least(1),
     "serve.port": _between(1, 65535),
-    "serve.route_prefix": lambda v: None if v.startswith("/") and " " not in v else "must be a path starting with /",
+    "serve.route_prefix": lambda v: None if v == "/" or (re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", v)) else
+    "must be / or a path such as /climb (letters, digits, . _ ~ -; no trailing slash)",
     "serve.max_batch": _at_least(1),
     "serve.max_body_bytes": _at_least(1),
     "serve.num_replicas": _at_least(1),

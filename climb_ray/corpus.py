@@ -32,8 +32,9 @@ READ_BLOCK = 1 << 16  # JSONL is read in blocks of this many bytes (at most this
 
 def line_cap(cfg: CorpusConfig) -> int:
     """Bytes a JSONL line may take before it is skipped unparsed as too long: max_chars characters of
-    text written as JSON escapes (up to 12 bytes each) plus 64 KiB of other fields."""
-    return 12 * cfg.max_chars + (64 << 10)
+    text written as JSON escapes (up to 12 bytes each) plus 64 KiB of other fields; a token-ID line
+    (max_chars does not apply to ids) up to 256 MiB."""
+    return (256 << 20) if cfg.token_ids_field else 12 * cfg.max_chars + (64 << 10)
 
 
 class CorpusError(ValueError):
@@ -153,8 +154,8 @@ def iter_records(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts, labe
                     continue
             yield (str(doc_id) if doc_id not in (None, "") else f"{name}:{index}"), value, label
     except BROKEN as err:  # every stage reads the same rows before the break: the count is the same
-        if isinstance(err, (CorpusError, *NOT_BROKEN)):
-            raise
+        if isinstance(err, (CorpusError, *NOT_BROKEN)) or (isinstance(err, OSError) and err.errno is not None):
+            raise  # the storage failed (an errno: S3 throttling, a disk error...), not the file: no silent skip
         skips.broken_file += 1
 
 
@@ -171,7 +172,7 @@ def _broken_errors() -> tuple:
     return tuple(errors)
 
 
-BROKEN = _broken_errors()  # a truncated or corrupt compressed stream or Parquet file
+BROKEN = _broken_errors()  # a truncated or corrupt compressed stream or Parquet file (an OSError without errno)
 NOT_BROKEN = (FileNotFoundError, PermissionError, ConnectionError, TimeoutError)  # the storage, not the file
 
 
@@ -243,6 +244,47 @@ _MISSING = object()  # a JSONL row without the label key
 _TOO_LONG = object()  # a line or file over the byte cap, never parsed
 
 
+class _Zstd:
+    """A .zst stream read frame by frame; a stream that ends inside a frame raises EOFError (fsspec's
+    zstd reader returns what it has and stops, so a truncated file would lose its tail unnoticed)."""
+
+    def __init__(self, raw):
+        import zstandard
+
+        self.raw, self.new = raw, zstandard.ZstdDecompressor().decompressobj
+        self.dobj, self.started = self.new(), False
+
+    def read(self, n: int) -> bytes:
+        while True:
+            chunk = self.raw.read(READ_BLOCK)
+            if not chunk:
+                if self.started and not self.dobj.eof:
+                    raise EOFError("zstd stream ends inside a frame (truncated file)")
+                return b""
+            out = b""
+            while chunk:
+                if self.dobj.eof:  # the next frame of a multi-frame file
+                    self.dobj = self.new()
+                self.started = True
+                out += self.dobj.decompress(chunk)
+                chunk = self.dobj.unused_data if self.dobj.eof else b""
+            if out:
+                return out
+
+
+def _open(url: str):
+    """A binary stream of the file's bytes, decompressed as its name says."""
+    import contextlib
+
+    if url.lower().endswith(".zst"):
+        @contextlib.contextmanager
+        def zst():
+            with fsspec.open(url, "rb") as raw:
+                yield _Zstd(raw)
+        return zst()
+    return fsspec.open(url, "rb", compression="infer")
+
+
 def _lines(src, cap: int):
     """The lines of a binary stream, each at most `cap` bytes; a longer one is read past in blocks
     (never held whole) and comes out as _TOO_LONG."""
@@ -276,7 +318,7 @@ def _lines(src, cap: int):
 def _jsonl_rows(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts):
     seen_field, seen_label, missing_here, last_row = False, False, 0, None
     field, setting = (cfg.token_ids_field, "token_ids_field") if cfg.token_ids_field else (cfg.text_field, "text_field")
-    with fsspec.open(url, "rb", compression="infer") as src:
+    with _open(url) as src:
         for index, raw in enumerate(_lines(src, line_cap(cfg))):
             if raw is _TOO_LONG:
                 skips.too_long += 1
@@ -353,8 +395,10 @@ def _parquet_rows(url: str, name: str, cfg: CorpusConfig):
 
 def _text_rows(url: str, name: str, cap: int):
     """The file as one document; over `cap` bytes (4 per character of corpus.max_chars) it is not read on."""
-    with fsspec.open(url, "rb", compression="infer") as src:
-        data = src.read(cap + 1)
+    with _open(url) as src:
+        data = b""
+        while len(data) <= cap and (piece := src.read(cap + 1 - len(data))):
+            data += piece
     yield 0, posixpath.splitext(name)[0], data if len(data) <= cap else _TOO_LONG
 
 
@@ -394,17 +438,20 @@ def check_unique_ids(rows: list[dict], cfg: CorpusConfig) -> None:
     hashes = [np.frombuffer(r["id_hashes"], dtype=np.uint64) for r in rows]
     every = np.concatenate(hashes)
     order = np.argsort(every, kind="stable")
-    same = np.flatnonzero(every[order][1:] == every[order][:-1])
+    ranked = every[order]
+    same = np.flatnonzero(ranked[1:] == ranked[:-1])
     if not len(same):
         return
-    owner = np.repeat(np.arange(len(rows)), [len(h) for h in hashes])
+    owner = np.repeat(np.arange(len(rows)), [len(h) for h in hashes])[order]
     for at in same[:20]:  # a 64-bit hash clash between two different ids is possible, so confirm on the ids
-        h = int(every[order][at])
-        files = sorted({int(owner[order][at]), int(owner[order][at + 1])})
+        h = int(ranked[at])
+        files = sorted({int(owner[at]), int(owner[at + 1])})
         ids = [(d, rows[f]["file"]) for f in files for d, _, _ in iter_records(rows[f]["file"], rows[f]["name"], cfg,
                                                                                 SkipCounts()) if id_hash(d) == h]
-        if len({d for d, _ in ids}) < len(ids):
-            where = " and ".join(dict.fromkeys(f for _, f in ids))
-            raise CorpusError(f"corpus.id_field={cfg.id_field!r}: id {ids[0][0]!r} belongs to {len(ids)} documents "
+        shared = next((d for d, _ in ids if sum(e == d for e, _ in ids) > 1), None)
+        if shared is not None:
+            where = " and ".join(dict.fromkeys(f for d, f in ids if d == shared))
+            count = sum(d == shared for d, _ in ids)
+            raise CorpusError(f"corpus.id_field={cfg.id_field!r}: id {shared!r} belongs to {count} documents "
                               f"(in {where}); ids must be unique across corpus.paths: fix the ids, or set "
                               "corpus.id_field='' to name documents <file>:<row>")

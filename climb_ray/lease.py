@@ -4,14 +4,17 @@ A command that writes the run folder (run, demo, a stage, search, export, doremi
 takes the lease first and renews its heartbeat every TTL/6 seconds while it works. A second
 command on the same folder stops with a line naming the holder, unless the lease is stale: its
 heartbeat is older than its TTL (the holder died without releasing it; clocks are assumed to
-agree within a minute, as NTP keeps them), or its holder ran on this host and its process is
-gone (a killed driver, resubmitted at once). The lease is written, then read back after a pause:
+agree within a minute, as NTP keeps them), or its holder ran on this host, in this pid namespace,
+and its process is gone (a killed driver, resubmitted at once). A command whose lease another
+took (after its heartbeat stalled for a TTL) stops rather than write on. The lease is written, then read back after a pause:
 of two drivers starting together, the one whose write landed last keeps it.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
+import signal
 import socket
 import threading
 import time
@@ -22,6 +25,16 @@ from climb_ray.artifacts import RunDir
 LEASE = "_LEASE.json"
 TTL_S = 120.0  # a lease whose heartbeat is older than this is stale
 SETTLE_S = 0.5  # pause between writing the lease and reading it back
+
+
+def pid_space() -> str:
+    """This machine's boot and pid namespace: a pid means the same process only where these match
+    (containers may share a host name but not their pids)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            return f"{boot.read().strip()}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
 
 
 class RunLocked(RuntimeError):
@@ -42,7 +55,8 @@ class RunLease:
     def _record(self) -> dict:
         job = os.environ.get("RAY_JOB_SUBMISSION_ID") or os.environ.get("RAY_JOB_ID") or ""
         return {"owner": self.owner, "what": self.what, "host": socket.gethostname(), "pid": os.getpid(),
-                "job": job, "started_at": self._started, "heartbeat": time.time(), "ttl_s": self.ttl_s}
+                "pid_space": pid_space(), "job": job, "started_at": self._started, "heartbeat": time.time(),
+                "ttl_s": self.ttl_s}
 
     def holder(self) -> dict | None:
         try:
@@ -53,7 +67,8 @@ class RunLease:
     def _stale(self, held: dict) -> bool:
         if time.time() - float(held.get("heartbeat", 0)) > float(held.get("ttl_s", TTL_S)):
             return True
-        if held.get("host") == socket.gethostname() and held.get("pid") != os.getpid():
+        same_pids = held.get("pid_space") == pid_space() != ""  # this machine's boot and pid namespace
+        if same_pids and held.get("host") == socket.gethostname() and held.get("pid") != os.getpid():
             try:
                 os.kill(int(held["pid"]), 0)
             except ProcessLookupError:
@@ -92,9 +107,14 @@ class RunLease:
         while not self._stop.wait(self.ttl_s / 6):
             try:
                 held = self.holder()
-                if held and held.get("owner") != self.owner:
+                if held and held.get("owner") != self.owner:  # taken: writing on would mix two runs' files
                     self.lost = True
-                    print(f"climb-ray: warning: {self._refuse(held)} - this command lost its lease", flush=True)
+                    print(f"climb-ray: error: this command lost the run folder's lease and stops: "
+                          f"{self._refuse(held)}", flush=True)
+                    if callable(signal.getsignal(signal.SIGINT)):
+                        _thread.interrupt_main()  # KeyboardInterrupt in the main thread: the command unwinds
+                    else:  # SIGINT ignored (a background job): nothing else would stop it
+                        os.kill(os.getpid(), signal.SIGTERM)
                     return
                 self.run.write_json(LEASE, self._record())
             except OSError as err:  # a storage hiccup: the next beat tries again, well before the TTL

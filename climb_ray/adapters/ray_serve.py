@@ -19,7 +19,7 @@ from importlib import resources
 
 import numpy as np
 from fastapi import HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
@@ -38,7 +38,6 @@ MAX_K = 100  # most mixtures /v1/best returns per list
 OPTIMIZE_AT_ONCE = 2  # /v1/optimize searches running at once per replica (each holds its chunks); the rest wait
 PUBLIC = {"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}  # open without the token; the
 PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/")  # page's files too; every other path needs it
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 BATCH_SIZE, BATCH_WAIT_S = 64, 0.002  # @serve.batch: single-mixture calls grouped into one predict
 DEFAULTS = ServeConfig()
 log = logging.getLogger("ray.serve")
@@ -83,9 +82,14 @@ async def guard(request: Request, call_next):
     (a DNS-rebinding page in a browser); then every path but the public ones needs the token when the
     server has one; request bodies must be JSON. The page's files get Cache-Control: no-cache."""
     path = route_path(request)
-    if api_models.TOKEN.get("loopback") and host_name(request.headers.get("host", "")).lower() not in LOOPBACK_NAMES:
+    root = (request.scope.get("root_path") or "").rstrip("/")
+    if root and request.scope.get("path") == root and request.method == "GET":  # /climb -> /climb/: the page's
+        return RedirectResponse(root + "/", status_code=307)  # relative links then stay under the prefix
+    name = host_name(request.headers.get("host", "")).lower()
+    if api_models.TOKEN.get("loopback") and name and not is_loopback(name) and name not in api_models.TOKEN["hosts"]:
         return JSONResponse({"detail": f"Host {request.headers.get('host', '')!r} is not a loopback name; this "
-                                       "server listens on loopback only"}, status_code=421)
+                                       "server listens on loopback only (serve.allowed_hosts lists other names, "
+                                       "e.g. a reverse proxy's)"}, status_code=421)
     public = path in PUBLIC or path.startswith(PUBLIC_PREFIXES)
     expected = api_models.TOKEN["sha256"]
     if expected and not public:
@@ -146,6 +150,7 @@ class PredictorServer:
         # through the module: Serve pickles this class by value, and a global here would be a copy
         api_models.TOKEN["sha256"] = settings["token_sha256"]
         api_models.TOKEN["loopback"] = is_loopback(settings.get("host", ""))
+        api_models.TOKEN["hosts"] = {h.lower() for h in settings.get("allowed_hosts", [])}
 
     def token_sha256(self) -> str:
         """The token hash this replica checks (a redeploy without the token carries it into user_config)."""
@@ -247,7 +252,7 @@ class PredictorServer:
 
 def user_config(run_dir: str, *, predictor: str = PREDICTOR, version: str = "", max_batch: int = DEFAULTS.max_batch,
                 max_body_bytes: int = DEFAULTS.max_body_bytes, token_env: str = DEFAULTS.token_env,
-                drop_token: bool = False) -> dict:
+                drop_token: bool = False, allowed_hosts: list | None = None) -> dict:
     """The deployment's user_config. It holds the predictor file's SHA-256, so a redeploy after the
     file changed reconfigures the replicas even with the same arguments. The token itself never goes
     in, only its SHA-256, read from the environment variable `token_env` here (and in the replica, for
@@ -260,6 +265,7 @@ def user_config(run_dir: str, *, predictor: str = PREDICTOR, version: str = "", 
     digest = hashlib.sha256(run.read_bytes(predictor)).hexdigest() if run.exists(predictor) else ""
     return {"run_dir": run_dir, "predictor": predictor, "predictor_sha256": digest, "version": version,
             "max_batch": max_batch, "max_body_bytes": max_body_bytes, "token_env": token_env,
+            "allowed_hosts": list(allowed_hosts or []),
             "token_sha256": hashlib.sha256(token.encode()).hexdigest() if token else "", "drop_token": drop_token}
 
 
@@ -268,10 +274,10 @@ def code_version() -> str:
     is a light update (reconfigure on the running replicas) rather than new replicas."""
     import sys
 
-    from climb_ray import api_models, optimize, predictor, served_model
+    from climb_ray import api_models, artifacts, optimize, predictor, served_model
 
     digest = hashlib.sha256(__version__.encode())
-    for module in (sys.modules[__name__], api_models, served_model, predictor, optimize):
+    for module in (sys.modules[__name__], api_models, artifacts, served_model, predictor, optimize):
         with open(module.__file__, "rb") as source:
             digest.update(source.read())
     return f"{__version__}-{digest.hexdigest()[:10]}"
@@ -310,8 +316,15 @@ def running_token() -> str:
         return ""
     if not running:
         return ""
-    handle = serve.get_deployment_handle("predictor", app_name=APP_NAME)
-    return handle.token_sha256.remote().result(timeout_s=60)
+    from climb_ray.config import ConfigError
+
+    try:
+        handle = serve.get_deployment_handle("predictor", app_name=APP_NAME)
+        return handle.token_sha256.remote().result(timeout_s=60)
+    except Exception as err:  # an older app without the method, or no healthy replica
+        raise ConfigError(f"could not read the running server's token to keep it ({type(err).__name__}); set "
+                          "the token's environment variable (serve.token_env), or pass --no-token to serve "
+                          "without one") from None
 
 
 def start(config: dict, *, host: str, port: int, num_replicas: int = 1, num_cpus: float = 1.0,

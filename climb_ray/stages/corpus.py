@@ -58,6 +58,11 @@ def check_yield(stats: dict, cfg: Config) -> None:
     if stats["documents"] == 0:
         raise CorpusError(f"corpus.paths={cfg.corpus.paths!r} gave 0 documents from {stats['files']} files "
                           f"(skipped rows: {reasons}); check the paths, corpus.format and corpus.text_field")
+    broken = stats["skipped_by_reason"].get("broken_file", 0)
+    if broken > cfg.corpus.max_skip_share * stats["files"] and cfg.corpus.max_skip_share < 1:
+        raise CorpusError(f"corpus: {broken} of {stats['files']} files are truncated or corrupt (more than "
+                          f"corpus.max_skip_share={cfg.corpus.max_skip_share:g}); check the files, or set "
+                          "corpus.max_skip_share=1 to go on with what is left")
     worst, count = max(by_row.items(), key=lambda kv: kv[1])
     if count > cfg.corpus.max_skip_share * rows and cfg.corpus.max_skip_share < 1:
         raise CorpusError(f"corpus: {count} of {rows} rows skipped as {worst} (more than corpus.max_skip_share="

@@ -83,7 +83,7 @@ def stage_depends(cfg: Config, stage: str) -> dict:
 
 def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = (),
                  skip: tuple[str, ...] = (), extend: int = 0) -> PipelineReport:
-    """Run every built stage up to and including `until`, but those in `skip`; list the ones not built yet.
+    """Run every stage up to and including `until`, but those in `skip`.
     extend: proxies of one more search generation once the recorded search is done (`climb-ray search --extend`)."""
     from climb_ray.adapters.ray_runtime import ensure_ray
 

@@ -28,6 +28,9 @@ def make_search(cfg: Config, meta: dict) -> ClimbSearch:
     return ClimbSearch(sampler, names, s, cfg.predictor, seed=cfg.seed, strategy=s.method)
 
 
+FIT_MARGIN = 1.25  # the caps must add up to this much (1 = a single mixture fits: nothing to search)
+
+
 def check_fits(tokens: np.ndarray, budget: int, cfg: Config) -> None:
     """No mixture can be drawn when the proxy trains on more tokens than max_epochs passes over the
     whole corpus allow: say so before any trial starts, with the largest proxy settings that fit."""
@@ -38,13 +41,13 @@ def check_fits(tokens: np.ndarray, budget: int, cfg: Config) -> None:
     if total <= 0:
         raise ConfigError("the corpus has no tokens: nothing to search over (see the corpus stage's skip counts)")
     cap = np.minimum(np.minimum(s.max_epochs * tokens / total, 1.0), s.max_epochs * tokens / budget)
-    if cap.sum() >= 1 - 1e-9:
+    if cap.sum() >= FIT_MARGIN:
         return
-    room = s.max_epochs * total
+    room = s.max_epochs * total / FIT_MARGIN  # at the bare limit only the prior itself fits: leave room
     raise ConfigError(
         f"no mixture fits the epoch caps: the corpus has {int(total):,} tokens and each proxy trains on "
-        f"{budget:,} (proxy.steps {p.steps} x batch_size {p.batch_size} x context {p.context}), more than "
-        f"search.max_epochs={s.max_epochs:g} passes allow ({int(room):,}); set proxy.steps <= "
+        f"{budget:,} (proxy.steps {p.steps} x batch_size {p.batch_size} x context {p.context}), too many for "
+        f"search.max_epochs={s.max_epochs:g} passes to leave a choice (at most {int(room):,}); set proxy.steps <= "
         f"{int(room // (p.batch_size * p.context))}, proxy.batch_size <= {int(room // (p.steps * p.context))} or "
         f"proxy.context <= {int(room // (p.steps * p.batch_size))}, raise search.max_epochs, or use a larger corpus")
 

@@ -25,7 +25,7 @@ async function api(path, body) {
   }
   let res;
   try {
-    res = await fetch(path, init);
+    res = await fetch(path.replace(/^\//, ""), init);  // relative to the page: works under a route prefix
   } catch (err) {
     throw new ApiError(0, `cannot reach the server: ${err.message}`);
   }

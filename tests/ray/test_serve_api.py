@@ -363,6 +363,8 @@ def test_under_a_route_prefix_every_path_but_the_public_ones_needs_the_token(ser
         assert requests.get(f"{url}/climb/v1/nothing-here", headers=auth, timeout=10).status_code == 404
         for public in ("/healthz", "/", "/docs", "/openapi.json", "/static/app.js"):
             assert requests.get(f"{url}/climb{public}", timeout=10).status_code == 200, public
+        page = requests.get(f"{url}/climb", timeout=10)  # redirected to /climb/: the page's relative links
+        assert page.status_code == 200 and page.url == f"{url}/climb/" and 'src="static/app.js"' in page.text
     finally:
         serve.delete("prefixed")
 
@@ -379,6 +381,15 @@ def test_a_foreign_host_header_and_a_non_json_body_are_refused(served):
     plain = requests.post(f"{url}/v1/predict", data='{"weights": [0.25, 0.25, 0.25, 0.25]}',
                           headers={"Content-Type": "text/plain"}, timeout=10)
     assert plain.status_code == 415
+    _, run = served
+    try:  # a reverse proxy on this machine that forwards its own Host name: allowed when listed
+        redeploy(run, _port=port, version="proxied", allowed_hosts=["Proxy.Internal"])
+        wait_for_version(url, "proxied")
+        assert requests.get(f"{url}/healthz", headers={"Host": "proxy.internal"}, timeout=10).status_code == 200
+        assert requests.get(f"{url}/healthz", headers={"Host": "other.example"}, timeout=10).status_code == 421
+    finally:
+        redeploy(run, _port=port, version="restored-5")
+        wait_for_version(url, "restored-5")
 
 
 def test_a_replacement_replica_still_checks_the_token_kept_by_a_redeploy_without_it(served):

@@ -136,14 +136,17 @@ def test_every_listed_text_format_reads_as_one_document(tmp_path, ext):
     assert [text for _, text in docs] == ["one whole document\nover two lines"] and skips.total == 0
 
 
-def test_a_truncated_stream_keeps_the_rows_before_the_break_and_counts_the_file(tmp_path):
+@pytest.mark.parametrize("ext", [".gz", ".zst"])
+def test_a_truncated_stream_keeps_the_rows_before_the_break_and_counts_the_file(tmp_path, ext):
     rows = "".join(json.dumps({"text": f"document number {i} {i * 7919 % 10007} {i ** 3}"}) + "\n"
                    for i in range(20_000)).encode()
-    whole = gzip.compress(rows)
-    (tmp_path / "cut.jsonl.gz").write_bytes(whole[: len(whole) // 2])
-    docs, skips = read_all(tmp_path / "cut.jsonl.gz")
+    _compressed(tmp_path / f"whole.jsonl{ext}", rows)
+    whole = (tmp_path / f"whole.jsonl{ext}").read_bytes()
+    (tmp_path / f"cut.jsonl{ext}").write_bytes(whole[: len(whole) // 2])
+    docs, skips = read_all(tmp_path / f"cut.jsonl{ext}")
     assert 1000 < len(docs) < 20_000 and skips.broken_file == 1
-    assert docs == read_all(tmp_path / "cut.jsonl.gz")[0]  # every stage reads the same rows
+    assert docs == read_all(tmp_path / f"cut.jsonl{ext}")[0]  # every stage reads the same rows
+    assert len(read_all(tmp_path / f"whole.jsonl{ext}")[0]) == 20_000
 
 
 def test_a_corrupt_parquet_file_is_counted_not_a_traceback(tmp_path):
@@ -221,3 +224,20 @@ def test_a_corpus_with_no_documents_or_mostly_one_skip_reason_stops_in_one_line(
     check_yield({"files": 1, "documents": 60, "skipped": 40, "skipped_by_reason": {**reasons, "empty": 40}}, cfg)
     cfg.corpus.max_skip_share = 1.0
     check_yield({"files": 1, "documents": 40, "skipped": 60, "skipped_by_reason": {**reasons, "missing_field": 60}}, cfg)
+
+
+def test_two_different_ids_sharing_a_hash_are_not_called_duplicates(tmp_path, monkeypatch):
+    """The check compares 64-bit hashes first; a clash between different ids is confirmed on the ids."""
+    from climb_ray import corpus
+    from climb_ray.corpus import check_unique_ids
+
+    monkeypatch.setattr(corpus, "id_hash", lambda doc_id: 7)  # every id clashes
+    write_jsonl(tmp_path / "one.jsonl", [{"id": "a", "text": "first"}, {"id": "b", "text": "second"}])
+    write_jsonl(tmp_path / "two.jsonl", [{"id": "c", "text": "third"}])
+    cfg = CorpusConfig()
+    rows = [scan_file(url, name, cfg) for url, name in list_files([str(tmp_path)])]
+    check_unique_ids(rows, cfg)
+    write_jsonl(tmp_path / "two.jsonl", [{"id": "a", "text": "third"}])
+    rows = [scan_file(url, name, cfg) for url, name in list_files([str(tmp_path)])]
+    with pytest.raises(CorpusError, match="'a' belongs to 2 documents"):
+        check_unique_ids(rows, cfg)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from climb_ray.artifacts import RunDir
-from climb_ray.lease import LEASE, RunLease, RunLocked
+from climb_ray.lease import LEASE, RunLease, RunLocked, pid_space
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -45,8 +45,12 @@ def test_a_dead_process_on_this_host_does_not_hold_the_folder(tmp_path):
     """A killed driver resubmitted at once: its pid is gone, so the lease is stale without waiting."""
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     run_dir = str(tmp_path / "run")
-    RunDir(run_dir).write_json(LEASE, {"owner": "killed", "what": "climb-ray run", "host": socket.gethostname(),
-                                       "pid": int(gone.stdout), "heartbeat": time.time(), "ttl_s": 120})
+    dead = {"owner": "killed", "what": "climb-ray run", "host": socket.gethostname(), "pid": int(gone.stdout),
+            "pid_space": pid_space(), "heartbeat": time.time(), "ttl_s": 120}
+    RunDir(run_dir).write_json(LEASE, {**dead, "pid_space": "another-container"})  # its pids are not ours
+    with pytest.raises(RunLocked):
+        RunLease(run_dir, "climb-ray run").acquire()
+    RunDir(run_dir).write_json(LEASE, dead)
     with RunLease(run_dir, "climb-ray run"):
         pass
 
@@ -76,3 +80,19 @@ def test_the_cli_refuses_a_second_driver_in_one_line(tmp_path, capsys):
         assert json.loads(RunDir(run_dir).read_bytes(LEASE))["owner"] == "x"  # the holder's lease is untouched
     finally:
         holder.kill()
+
+
+def test_a_command_whose_lease_was_taken_stops_instead_of_writing_on(tmp_path):
+    import signal
+
+    run_dir = str(tmp_path / "run")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with RunLease(run_dir, "climb-ray run", ttl_s=0.6) as lease:
+                RunDir(run_dir).write_json(LEASE, {"owner": "another", "what": "climb-ray search", "host": "h",
+                                                   "pid": 1, "heartbeat": time.time(), "ttl_s": 120})
+                time.sleep(5)
+        assert lease.lost and RunDir(run_dir).read_json(LEASE)["owner"] == "another"  # not ours to remove
+    finally:
+        signal.signal(signal.SIGINT, previous)
