@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import lzma
 import posixpath
 import re
-import zlib
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import fsspec
 
 from climb_ray.config import CorpusConfig
+from climb_ray.corpus_stream import BROKEN, NOT_BROKEN, TOO_LONG, lines, open_stream
 
 JSONL_EXT = (".jsonl", ".ndjson", ".json")
 COMPRESSED_EXT = ("", ".gz", ".bz2", ".xz", ".zst")
@@ -27,7 +26,6 @@ FORMATS_BY_EXT = {
     **{".txt" + c: "text" for c in COMPRESSED_EXT},
 }
 PROBE_ROWS = 100  # a JSONL file whose first rows all lack the text field is an error, not 100 skips
-READ_BLOCK = 1 << 16  # JSONL is read in blocks of this many bytes (at most this much is lost at a break)
 
 
 def line_cap(cfg: CorpusConfig) -> int:
@@ -159,21 +157,8 @@ def iter_records(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts, labe
         skips.broken_file += 1
 
 
-def _broken_errors() -> tuple:
-    import pyarrow as pa
-
-    errors = [EOFError, zlib.error, lzma.LZMAError, OSError, pa.ArrowException]
-    try:
-        import zstandard
-
-        errors.append(zstandard.ZstdError)
-    except ImportError:
-        pass
-    return tuple(errors)
 
 
-BROKEN = _broken_errors()  # a truncated or corrupt compressed stream or Parquet file (an OSError without errno)
-NOT_BROKEN = (FileNotFoundError, PermissionError, ConnectionError, TimeoutError)  # the storage, not the file
 
 
 class LabelKind:
@@ -224,7 +209,7 @@ def _check_text(value, cfg: CorpusConfig, skips: SkipCounts) -> str | None:
     if value is None:
         skips.empty += 1
         return None
-    if value is _TOO_LONG:
+    if value is TOO_LONG:
         skips.too_long += 1
         return None
     if not isinstance(value, str):
@@ -241,86 +226,20 @@ def _check_text(value, cfg: CorpusConfig, skips: SkipCounts) -> str | None:
 
 _NO_ROW = object()
 _MISSING = object()  # a JSONL row without the label key
-_TOO_LONG = object()  # a line or file over the byte cap, never parsed
 
 
-class _Zstd:
-    """A .zst stream read frame by frame; a stream that ends inside a frame raises EOFError (fsspec's
-    zstd reader returns what it has and stops, so a truncated file would lose its tail unnoticed)."""
-
-    def __init__(self, raw):
-        import zstandard
-
-        self.raw, self.new = raw, zstandard.ZstdDecompressor().decompressobj
-        self.dobj, self.started = self.new(), False
-
-    def read(self, n: int) -> bytes:
-        while True:
-            chunk = self.raw.read(READ_BLOCK)
-            if not chunk:
-                if self.started and not self.dobj.eof:
-                    raise EOFError("zstd stream ends inside a frame (truncated file)")
-                return b""
-            out = b""
-            while chunk:
-                if self.dobj.eof:  # the next frame of a multi-frame file
-                    self.dobj = self.new()
-                self.started = True
-                out += self.dobj.decompress(chunk)
-                chunk = self.dobj.unused_data if self.dobj.eof else b""
-            if out:
-                return out
 
 
-def _open(url: str):
-    """A binary stream of the file's bytes, decompressed as its name says."""
-    import contextlib
-
-    if url.lower().endswith(".zst"):
-        @contextlib.contextmanager
-        def zst():
-            with fsspec.open(url, "rb") as raw:
-                yield _Zstd(raw)
-        return zst()
-    return fsspec.open(url, "rb", compression="infer")
 
 
-def _lines(src, cap: int):
-    """The lines of a binary stream, each at most `cap` bytes; a longer one is read past in blocks
-    (never held whole) and comes out as _TOO_LONG."""
-    rest, skipping = b"", False
-    while True:
-        block = src.read(READ_BLOCK)
-        if not block:
-            break
-        rest += block
-        start = 0
-        while True:
-            end = rest.find(b"\n", start)
-            if end < 0:
-                break
-            if skipping:
-                skipping = False
-            elif end - start > cap:
-                yield _TOO_LONG
-            else:
-                yield rest[start:end + 1]
-            start = end + 1
-        rest = rest[start:]
-        if len(rest) > cap:
-            if not skipping:
-                yield _TOO_LONG
-            skipping, rest = True, b""
-    if rest and not skipping:
-        yield rest if len(rest) <= cap else _TOO_LONG
 
 
 def _jsonl_rows(url: str, name: str, cfg: CorpusConfig, skips: SkipCounts):
     seen_field, seen_label, missing_here, last_row = False, False, 0, None
     field, setting = (cfg.token_ids_field, "token_ids_field") if cfg.token_ids_field else (cfg.text_field, "text_field")
-    with _open(url) as src:
-        for index, raw in enumerate(_lines(src, line_cap(cfg))):
-            if raw is _TOO_LONG:
+    with open_stream(url) as src:
+        for index, raw in enumerate(lines(src, line_cap(cfg))):
+            if raw is TOO_LONG:
                 skips.too_long += 1
                 continue
             row = _parse_json_line(raw, skips)
@@ -395,11 +314,11 @@ def _parquet_rows(url: str, name: str, cfg: CorpusConfig):
 
 def _text_rows(url: str, name: str, cap: int):
     """The file as one document; over `cap` bytes (4 per character of corpus.max_chars) it is not read on."""
-    with _open(url) as src:
+    with open_stream(url) as src:
         data = b""
         while len(data) <= cap and (piece := src.read(cap + 1 - len(data))):
             data += piece
-    yield 0, posixpath.splitext(name)[0], data if len(data) <= cap else _TOO_LONG
+    yield 0, posixpath.splitext(name)[0], data if len(data) <= cap else TOO_LONG
 
 
 def scan_file(url: str, name: str, cfg: CorpusConfig) -> dict:

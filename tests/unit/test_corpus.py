@@ -166,12 +166,12 @@ def test_deeply_nested_json_and_overlong_lines_are_skipped_and_counted(tmp_path)
 
 
 def test_an_overlong_line_is_never_held_whole(tmp_path):
-    from climb_ray.corpus import _TOO_LONG, _lines
+    from climb_ray.corpus_stream import TOO_LONG, lines
 
     import io
 
     stream = io.BytesIO(b"short\n" + b"z" * (5 << 20) + b"\nafter\nlast")
-    assert list(_lines(stream, 1000)) == [b"short\n", _TOO_LONG, b"after\n", b"last"]
+    assert list(lines(stream, 1000)) == [b"short\n", TOO_LONG, b"after\n", b"last"]
 
 
 def test_an_overlong_text_file_is_counted_too_long(tmp_path):
