@@ -21,8 +21,9 @@ demo: $(STAMP)
 	$(BIN)/climb-ray demo
 
 # CLIMB, RegMix, random and DoReMi on the demo's clusters and target, each searched with 3 seeds and
-# each answer scored by 3 evaluation proxies (runs the demo's stages first when they are not done).
+# each answer scored by 3 evaluation proxies (runs `make demo` first; its finished stages are kept).
 compare: $(STAMP)
+	$(BIN)/climb-ray demo
 	$(BIN)/climb-ray compare --config demo
 
 # The demo's predictor over HTTP (web page, API, docs) on 127.0.0.1:8000 until Ctrl-C.
