@@ -1,4 +1,5 @@
-"""The cluster report: per super-cluster its size, tokens, distinctive terms and examples, and a PNG."""
+"""The cluster report: per super-cluster its size, tokens, distinctive terms, examples and place on a 2-D
+map of the clusters, and its PNGs (token shares, the map)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,37 @@ def top_terms(texts_by_group: list[list[str]], n: int = N_TERMS) -> list[list[st
     return top
 
 
+def cluster_map(centroids: np.ndarray, super_of: np.ndarray, tokens: np.ndarray) -> dict:
+    """The kept k-means clusters on a plane: the first two principal components of their centroids,
+    scaled into [-1, 1] (each axis's sign fixed so that its largest loading is positive); each
+    super-cluster sits at the token-weighted mean of its members."""
+    kept = np.flatnonzero(super_of >= 0)
+    points = np.asarray(centroids, dtype=np.float64)[kept]
+    xy = np.zeros((len(kept), 2))
+    if len(kept) >= 2:
+        centered = points - points.mean(axis=0)
+        _, _, vt = np.linalg.svd(centered, full_matrices=False)
+        axes = vt[:2] * np.sign(vt[:2][np.arange(min(2, len(vt))), np.abs(vt[:2]).argmax(axis=1)])[:, None]
+        xy[:, : len(axes)] = centered @ axes.T
+        xy /= np.abs(xy).max() or 1.0
+    weight = np.asarray(tokens, dtype=np.float64)[kept] + 1e-9
+    supers = []
+    for s in range(int(super_of.max()) + 1 if len(kept) else 0):
+        members = super_of[kept] == s
+        supers.append([round(float(v), 4) for v in np.average(xy[members], axis=0, weights=weight[members])])
+    return {"method": "PCA of the kept k-means centroids",
+            "clusters": [[int(c), round(float(x), 4), round(float(y), 4), int(super_of[c]), int(tokens[c])]
+                         for c, (x, y) in zip(kept, xy)],
+            "super_clusters": supers}
+
+
 def build_report(stats: ClusterStats, super_of: np.ndarray, threshold: float,
-                 samples: dict[int, list[str]], labels: list | None = None, quality: bool = True) -> dict:
+                 samples: dict[int, list[str]], labels: list | None = None, quality: bool = True,
+                 centroids: np.ndarray | None = None) -> dict:
     """clusters.json content. `samples` holds some document texts of each super-cluster; `labels`, the
     given label of each super-cluster of a pre-clustered corpus (it names the cluster); quality=False
-    when there was no text to score (a token-ID corpus: mean_quality is null)."""
+    when there was no text to score (a token-ID corpus: mean_quality is null); `centroids` (k-means)
+    place the clusters on the map (`map`, and each super-cluster's `map_xy`)."""
     n_super = int(super_of.max()) + 1 if (super_of >= 0).any() else 0
     terms = top_terms([samples.get(s, []) for s in range(n_super)])
     total_tokens = max(int(stats.tokens[super_of >= 0].sum()), 1)
@@ -58,8 +85,13 @@ def build_report(stats: ClusterStats, super_of: np.ndarray, threshold: float,
             "top_terms": terms[s],
             "examples": [_snippet(t) for t in samples.get(s, [])[:N_EXAMPLES]],
         })
-    return {"super_clusters": supers, "pruned": _pruned(stats, super_of, threshold),
-            "k_init": int(len(super_of)), "prune_threshold": threshold}
+    report = {"super_clusters": supers, "pruned": _pruned(stats, super_of, threshold),
+              "k_init": int(len(super_of)), "prune_threshold": threshold}
+    if centroids is not None and n_super:
+        report["map"] = cluster_map(centroids, super_of, stats.tokens)
+        for s, xy in zip(supers, report["map"]["super_clusters"]):
+            s["map_xy"] = xy
+    return report
 
 
 def _pruned(stats: ClusterStats, super_of: np.ndarray, threshold: float) -> list[dict]:
@@ -94,6 +126,35 @@ def report_png(report: dict) -> bytes:
     ax.set_xlabel("share of tokens (%)")
     pruned = len(report["pruned"])
     ax.set_title(f"{len(supers)} super-clusters from k={report['k_init']} ({pruned} clusters pruned)")
+    return _png(fig)
+
+
+def map_png(report: dict) -> bytes:
+    """The cluster map: each kept k-means cluster a dot sized by its tokens, coloured by its
+    super-cluster, each super-cluster labelled with its top terms at its place."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = np.array(report["map"]["clusters"], dtype=np.float64).reshape(-1, 5)
+    colors = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(8, 7))
+    sizes = 8 + 400 * points[:, 4] / max(points[:, 4].max(), 1)
+    ax.scatter(points[:, 1], points[:, 2], s=sizes, c=[colors(int(s) % 20) for s in points[:, 3]], alpha=0.6,
+               edgecolors="white", linewidths=0.5)
+    for s in report["super_clusters"]:
+        x, y = s["map_xy"]
+        ax.annotate(f"sc{s['id']:02d}: {', '.join(s['top_terms'][:3])}", (x, y), fontsize=8, ha="center",
+                    weight="bold", bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8, "lw": 0})
+    ax.set(xticks=[], yticks=[], title=f"{len(points)} k-means clusters in {len(report['super_clusters'])} "
+                                       f"super-clusters ({report['map']['method']}; dot area ~ tokens)")
+    return _png(fig)
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

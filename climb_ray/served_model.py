@@ -208,7 +208,7 @@ def _clusters(names: list[str], meta: dict, report: dict) -> list[dict]:
         out.append({"name": name, "label": s.get("name", name), "documents": int(meta["documents"].get(name, 0)),
                     "tokens": int(meta["tokens"][name]), "token_share": meta["tokens"][name] / total,
                     "top_terms": s.get("top_terms", []), "examples": s.get("examples", []),
-                    "mean_quality": s.get("mean_quality")})
+                    "mean_quality": s.get("mean_quality"), "map_xy": s.get("map_xy")})
     return out
 
 

@@ -131,7 +131,7 @@ def make_served_run(run: Path, optimum=(0.1, 0.6, 0.2, 0.1)) -> Path:
              ["says", "minister", "police"]]
     (run / "cluster" / "clusters.json").write_text(json.dumps({"super_clusters": [
         {"id": i, "name": f"sc{i:02d}-{t[0]}-{t[1]}", "top_terms": t, "examples": [f"an example of {t[0]}"],
-         "mean_quality": 0.9} for i, t in enumerate(terms)]}))
+         "mean_quality": 0.9, "map_xy": [round(0.5 * i - 0.75, 2), 0.1 * i]} for i, t in enumerate(terms)]}))
     (run / "config.yaml").write_text("search:\n  max_epochs: 4.0\n")
     write_predictor(run, optimum)
     (run / "search" / "best_mixture.json").write_text(json.dumps({

@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 
-from climb_ray.artifacts import CENTROIDS, CLUSTERS, CLUSTERS_PNG, CORPUS_LABELS, CORPUS_STATS, RunDir
+from climb_ray.artifacts import CENTROIDS, CLUSTERS, CLUSTERS_MAP_PNG, CLUSTERS_PNG, CORPUS_LABELS, CORPUS_STATS, RunDir
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 from climb_ray.stages.embed import embed_chunks
@@ -17,7 +17,7 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
     """k-means on a sample, statistics and assignment of every document, pruning, merging, report."""
     from climb_ray.adapters import ray_cluster as rc
     from climb_ray.cluster import merge, prune
-    from climb_ray.cluster_report import build_report, report_png
+    from climb_ray.cluster_report import build_report, map_png, report_png
 
     if cfg.corpus.label_field:
         return label_cluster_stage(cfg, run)
@@ -37,9 +37,10 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
         rc.write_assignments(run.url("embed", chunk), centroids, super_of, run.url("cluster/assignments", chunk))
     n_super = int(super_of.max()) + 1
     samples = rc.sample_texts(run.url("cluster/assignments"), n_super, c.report_docs, n_docs, cfg.seed)
-    report = build_report(stats, super_of, c.prune_threshold, samples)
+    report = build_report(stats, super_of, c.prune_threshold, samples, centroids=centroids)
     run.write_json(CLUSTERS, report)
     run.write_bytes(CLUSTERS_PNG, report_png(report))
+    run.write_bytes(CLUSTERS_MAP_PNG, map_png(report))
     pruned_docs = int(stats.documents[super_of < 0].sum())
     return {"k_init": c.k_init, "fit_documents": int(len(sample)), "clusters_pruned": int((super_of < 0).sum()),
             "documents_pruned": pruned_docs, "super_clusters": n_super,
@@ -88,4 +89,4 @@ def describe(info: dict) -> str:
                 f"{info['label_field']!r} -> cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
     return (f"{info['super_clusters']} super-clusters from k={info['k_init']} "
             f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
-            f"cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
+            f"cluster/clusters.json, clusters.png, map.png: {', '.join(info['names'])}")

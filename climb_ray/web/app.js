@@ -1,5 +1,6 @@
 // The climb-ray web page: sliders over the super-clusters, the predicted score of the chosen
-// mixture, a bar chart of it, and the best mixtures of the search. Plain JS, no build step.
+// mixture, a bar chart of it, the cluster map (click a cluster to read examples) and the best
+// mixtures of the search. Plain JS, no build step.
 "use strict";
 
 const TOKEN_KEY = "climb-ray-token";
@@ -166,6 +167,49 @@ function drawChart(w) {
   $("chart").replaceChildren(chart);
 }
 
+// -- the cluster map ------------------------------------------------------------------------------------
+function drawMap(clusters) {
+  const placed = clusters.filter((c) => Array.isArray(c.map_xy));
+  if (!placed.length) {  // a pre-clustered corpus has no centroids, so no map
+    $("map").replaceChildren(Object.assign(document.createElement("p"),
+      { className: "hint", textContent: "no map: the clusters were given as labels, not found by k-means" }));
+  }
+  const size = 360, pad = 46;
+  const at = (v) => pad + ((v + 1) / 2) * (size - 2 * pad);
+  const map = svg("svg", { viewBox: `0 0 ${size} ${size}`, role: "img", class: "bubbles" });
+  const top = Math.max(...clusters.map((c) => c.token_share || 0), 1e-9);
+  clusters.forEach((c, i) => {
+    if (!Array.isArray(c.map_xy)) return;
+    const [x, y] = c.map_xy, r = 6 + 30 * Math.sqrt((c.token_share || 0) / top);
+    const dot = svg("circle", { cx: at(x), cy: at(-y), r, fill: color(i), class: "bubble", tabindex: 0,
+                                role: "button", "data-cluster": c.name });
+    dot.append(svg("title", {}, `${c.name}: ${(c.top_terms || []).slice(0, 4).join(", ")}`));
+    const show = () => showCluster(c, i);
+    dot.addEventListener("click", show);
+    dot.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); show(); } });
+    map.append(dot, svg("text", { x: at(x), y: at(-y) + 4, class: "bubble-label", "text-anchor": "middle" }, c.name));
+  });
+  if (placed.length) $("map").replaceChildren(map);
+  if (clusters.length) showCluster(clusters[0], 0);
+}
+
+function showCluster(c, i) {
+  document.querySelectorAll(".bubble").forEach((b) => b.classList.toggle("chosen", b.dataset.cluster === c.name));
+  const box = $("cluster-detail");
+  const head = Object.assign(document.createElement("h3"), { textContent: c.label || c.name });
+  head.style.borderLeft = `4px solid ${color(i)}`;
+  const facts = Object.assign(document.createElement("p"), { className: "hint",
+    textContent: `${c.documents} documents · ${pct(c.token_share || 0)} of the tokens` +
+      (typeof c.mean_quality === "number" ? ` · mean quality ${c.mean_quality.toFixed(2)}` : "") +
+      ((c.top_terms || []).length ? ` · ${c.top_terms.join(", ")}` : "") });
+  const list = document.createElement("ol");
+  list.className = "examples";
+  (c.examples || []).forEach((t) => list.append(Object.assign(document.createElement("li"), { textContent: t })));
+  if (!(c.examples || []).length) list.append(Object.assign(document.createElement("li"), { textContent: "no examples" }));
+  box.replaceChildren(head, facts, list);
+  box.dataset.cluster = c.name;
+}
+
 // -- the best mixtures ----------------------------------------------------------------------------------
 function mixtureCell(weights) {  // a stacked bar of one mixture (the colours of the chart) + its top 3
   const bar = svg("svg", { viewBox: "0 0 100 10", class: "mini", preserveAspectRatio: "none" });
@@ -229,6 +273,7 @@ async function load() {
     showModel(model);
     state.clusters = clusters.clusters;
     buildSliders(state.clusters);
+    drawMap(state.clusters);
     showBest(best);
     showMeta(best.direction, best.uncertainty);
     const start = best.answer && best.answer.weights

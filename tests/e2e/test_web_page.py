@@ -91,6 +91,25 @@ def test_page_opens_at_the_search_answer_with_its_score_model_and_chart(page, se
     expect(page.locator("#status")).to_have_text("")
 
 
+def test_the_cluster_map_shows_each_super_cluster_and_a_click_shows_its_examples(page, served):
+    url, _ = served
+    open_page(page, url)
+    bubbles = page.locator("#map svg circle.bubble")
+    expect(bubbles).to_have_count(len(SERVED_NAMES))
+    xs = [float(bubbles.nth(i).get_attribute("cx")) for i in range(len(SERVED_NAMES))]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)  # placed by map_xy (x = -0.75, -0.25, 0.25, 0.75)
+    radii = [float(bubbles.nth(i).get_attribute("r")) for i in range(len(SERVED_NAMES))]
+    assert radii == sorted(radii, reverse=True)  # area by token share: 40%, 30%, 20%, 10%
+    expect(page.locator("#cluster-detail")).to_contain_text("an example of python")  # the first is shown at start
+    page.locator("#map circle[data-cluster=sc01]").click()
+    expect(page.locator("#cluster-detail")).to_contain_text("an example of thou")
+    expect(page.locator("#cluster-detail")).to_contain_text("30.0% of the tokens")
+    expect(page.locator("#map circle.chosen")).to_have_attribute("data-cluster", "sc01")
+    page.locator("#map circle[data-cluster=sc03]").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#cluster-detail")).to_contain_text("an example of says")
+
+
 def test_without_a_search_answer_the_sliders_start_at_the_token_shares(page, served):
     url, _ = served
 
