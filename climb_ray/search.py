@@ -184,9 +184,10 @@ class ClimbSearch:
         x = np.array([g.weights for g in groups])
         y = np.array([g.mean for g in groups])
         self.predictor = Predictor.fit(x, y, self.predictor_cfg, names=self.names, seed=self.seed + len(groups))
-        self.fits.append({"generation": self.generation, **self.predictor.quality})
+        through = max(t.generation for t in self.trials if t.status == "done")  # the results it was fitted on
+        self.fits.append({"generation": self.generation, "through": through, **self.predictor.quality})
         if self.predictor.degenerate:
-            (self.log or _print)(f"search: the predictor fitted on iterations 0-{self.generation} is degenerate "
+            (self.log or _print)(f"search: the predictor fitted on iterations 0-{through} is degenerate "
                      f"({self.predictor.quality['degenerate']}); it does not choose alone")
         return self.predictor
 

@@ -1,5 +1,5 @@
-"""What the search reports: best_mixture.json and three PNGs (score by iteration, predicted vs
-measured, the final weights)."""
+"""What the search reports: best_mixture.json and its PNGs (score by iteration, the predictor's held-out
+fit by iteration, predicted vs measured, the final weights)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ def report_pngs(search: ClimbSearch, answer: dict) -> dict[str, bytes]:
     ax.set_xticks(range(search.generation + 1))
     ax.legend()
     out["score_by_iteration.png"] = _png(fig)
+    if search.fits:
+        out["predictor_fit_by_iteration.png"] = fit_png(search.fits)
     if search.predictor is not None:
         fig, ax = plt.subplots(figsize=(5, 5))
         guess = search.predictor.predict(np.array([t.weights for t in done]))
@@ -71,6 +73,35 @@ def report_pngs(search: ClimbSearch, answer: dict) -> dict[str, bytes]:
     ax.tick_params(axis="x", rotation=60)
     out["final_weights.png"] = _png(fig)
     return out
+
+
+def fit_png(fits: list[dict]) -> bytes:
+    """The predictor's held-out quality after each iteration: Spearman's rho and the mean absolute error
+    (out-of-fold over all results with the ensemble; a missing point had too few results to hold out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fits = list({f.get("through", f["generation"]): f for f in fits}.values())  # a refit on the same results: the last
+    gens = [f.get("through", f["generation"]) for f in fits]
+    rho = [f.get("spearman") if f.get("spearman") is not None else np.nan for f in fits]
+    mae = [f.get("mae") if f.get("mae") is not None else np.nan for f in fits]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(gens, rho, "o-", color="#4c72b0", label="Spearman (held out)")
+    ax.set(xlabel="fitted on the results of iterations 0 to", ylabel="Spearman's rho, held out",
+           ylim=(-1.05, 1.05), title="the predictor's fit after each iteration")
+    ax.set_xticks(gens)
+    ax.axhline(0, color="grey", lw=0.8)
+    right = ax.twinx()
+    right.plot(gens, mae, "s--", color="#dd8452", label="MAE (held out)")
+    right.set_ylabel("mean absolute error, held out")
+    for g, f in zip(gens, fits):
+        if f.get("degenerate"):
+            ax.annotate("degenerate", (g, 0), fontsize=8, color="#b3261e", ha="center")
+    lines = ax.get_legend_handles_labels(), right.get_legend_handles_labels()
+    ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="lower right")
+    return _png(fig)
 
 
 def _png(fig) -> bytes:

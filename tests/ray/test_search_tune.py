@@ -66,7 +66,8 @@ def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_ses
     assert sum(best["weights"].values()) == pytest.approx(1.0, abs=1e-5)
     assert best["best_seen"]["score"] == pytest.approx(max(g.mean for g in search.measured()))
     assert list(table["repeat"]) == [t.repeat for t in search.trials]
-    for png in ("score_by_iteration.png", "final_weights.png", "predicted_vs_measured.png"):
+    for png in ("score_by_iteration.png", "final_weights.png", "predicted_vs_measured.png",
+                "predictor_fit_by_iteration.png"):
         assert (tmp_path / "run" / "search" / png).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "run" / "search" / "predictor.txt").read_text().startswith("tree")
     assert info["trials"] == 5 and info["failed"] == 0
