@@ -1,6 +1,7 @@
 """The comparison table of `climb-ray compare`: each method's answers (one per search seed) scored by
 evaluation proxies over several seeds, the mean with a 95% t-interval across search seeds (across
-evaluation seeds for one search or a fixed mixture), beside the proxy compute one search spent."""
+evaluation seeds for one search or a fixed mixture), beside the proxy compute one search spent; and
+the same as a chart."""
 
 from __future__ import annotations
 
@@ -78,3 +79,32 @@ def format_table(table: list[dict], *, seeds: int, proxy: str) -> str:
         lines.append(f"| {r['method']} | {r['mean']:.4f} | [{r['mean'] - r['ci95']:.4f}, {r['mean'] + r['ci95']:.4f}] "
                      f"| {r['searches']} | {r['eval_sd']:.4f} {spent}| {r['top']} |")
     return "\n".join(lines) + "\n"
+
+
+def table_png(table: list[dict]) -> bytes:
+    """The table as a chart: each method's mean score with its 95% interval, best at the top, and the
+    score of each of its answers (one dot per search seed; a reference: per evaluation proxy)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * max(len(table), 1)))
+    for i, r in enumerate(table):
+        searched = r["searches"] > 0
+        color = "#4c72b0" if searched else "#8c8c8c"
+        ax.errorbar(r["mean"], i, xerr=r["ci95"], fmt="o", color=color, capsize=4, ms=7, zorder=3)
+        ax.scatter(r["scores"], [i] * len(r["scores"]), s=14, color=color, alpha=0.45, zorder=2)
+    ax.set_yticks(range(len(table)), [r["method"] for r in table])
+    ax.invert_yaxis()
+    over = next((r["over"] for r in table if r["searches"] > 1), "evaluation seeds")
+    ax.set(xlabel="target score (higher is better)",
+           title=f"mean and 95% interval; dots: each answer ({over}); grey: fixed references")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()

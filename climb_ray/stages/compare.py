@@ -6,7 +6,7 @@ and proxy-token budget, and every answer scored by the same evaluation proxies o
     <run>/compare/<method>/seed-<s>/        search seed s >= 1 of any method (the run's seed + s)
     <run>/compare/eval/<key>-s<seed>.json   one evaluation proxy, keyed by its mixture, settings and target
                                             (kept: a killed compare resumes; a mixture two methods share trains once)
-    <run>/compare/results.json, table.md    the table
+    <run>/compare/results.json, table.md    the table (table.png: as a chart)
 
 Search seed 0 is the run's own seed: the method the run's search uses (search.method) is read from
 <run>/search/ and DoReMi from <run>/doremi/, not run again.
@@ -191,7 +191,7 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
     """Every method of compare.methods, searched with compare.search_seeds seeds, and every reference
     mixture, evaluated; the table is written to compare/results.json and compare/table.md and returned."""
     from climb_ray.adapters.ray_runtime import ensure_ray
-    from climb_ray.compare import format_table, rows
+    from climb_ray.compare import format_table, rows, table_png
     from climb_ray.evaluate import check_targets
 
     check_targets(cfg.target)
@@ -223,6 +223,7 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
         "run_seeds": [cfg.seed + s for s in range(cfg.compare.search_seeds)],
         "capped": [answer_label(g, s) for g, answers in groups.items() for s, m in enumerate(answers) if m.get("capped")]})
     run.write_text("compare/table.md", text)
+    run.write_bytes("compare/table.png", table_png(table))
     return {"table": table, "text": text, "run": run.url()}
 
 

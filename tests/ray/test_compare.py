@@ -42,6 +42,7 @@ def test_every_method_and_reference_is_scored_by_one_evaluation_proxy_per_seed(c
         assert kept == dict(zip((1000, 1001), row["scores"]))
     assert len(evals) == 2 * len({tuple(np.round(list(r["weights"].values()), 12)) for r in table.values()})
     assert "| climb |" in (run / "compare" / "table.md").read_text()
+    assert (run / "compare" / "table.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_methods_spend_the_same_proxy_token_budget(compared):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from climb_ray.compare import format_table, rows
+from climb_ray.compare import format_table, rows, table_png
 
 COMPUTE = {"proxy_runs": 16, "proxy_tokens": 1_310_720, "proxy_seconds": 250.0}
 
@@ -51,3 +51,16 @@ def test_the_table_says_the_interval_is_across_search_seeds_and_ranks_by_mean():
     assert "2 search seeds" in text and "95% t-interval across search seeds" in text
     assert text.splitlines()[2].startswith("| method | score | 95% interval | searches | eval sd |")
     assert "| climb | -6.9000 | [-7.5353, -6.2647] | 2 | 0.0707 | 16 | 1.31M | 250 |" in text
+
+
+def test_the_table_is_drawn_as_a_chart(tmp_path):
+    import matplotlib.image
+
+    evals = [[-7.0, -7.2], [-6.8, -6.9], [-7.4, -7.3]]
+    table = rows({"climb": [answer("sc01"), answer("sc02"), answer("sc01")],
+                  "uniform": [{"weights": {"sc00": 0.5, "sc01": 0.5}}]},
+                 {"climb": evals, "uniform": [[-7.5, -7.6, -7.4]]})
+    path = tmp_path / "table.png"
+    path.write_bytes(table_png(table))
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width == 770 and height == int((1.2 + 0.5 * 2) * 110)  # one row per method, 110 dpi
