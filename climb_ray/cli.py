@@ -36,6 +36,11 @@ Exit codes: 0 done, 2 bad input (config, corpus, mixture, changed settings, a he
 def _config_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--config", metavar="YAML", help="config file, or a preset name: demo, paper")
+    loud = parent.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=0,
+                      help="also Ray's own progress (Ray Data operators, Tune trial tables) and debug lines")
+    loud.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
+                      help="warnings and errors only")
     parent.add_argument("overrides", nargs="*", metavar="section.field=value",
                         help="config overrides, applied after --config (e.g. cluster.k_init=200)")
     return parent
@@ -180,6 +185,9 @@ def load(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from climb_ray import log
+
+    log.setup(getattr(args, "verbosity", 0))
     try:
         return _dispatch(args)
     except KeyboardInterrupt:

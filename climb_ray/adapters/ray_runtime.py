@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import ray
@@ -17,16 +18,21 @@ def ensure_ray(resources: ResourcesConfig) -> str:
     """
     if ray.is_initialized():
         return f"Ray already connected ({ray.get_runtime_context().gcs_address})"
+    from climb_ray import log
+
     address = os.environ.get("RAY_ADDRESS", "").strip()
+    quiet = {} if log.verbose() else {"logging_level": logging.WARNING}  # Ray's start-up lines: its log files
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, **quiet)
+        log.quiet_ray()
         return f"joined the Ray cluster at {address}"
-    kwargs = {"address": "local", "include_dashboard": resources.include_dashboard}
+    kwargs = {"address": "local", "include_dashboard": resources.include_dashboard, **quiet}
     if resources.num_cpus > 0:
         kwargs["num_cpus"] = resources.num_cpus
     if resources.num_gpus >= 0:
         kwargs["num_gpus"] = resources.num_gpus
     context = ray.init(**kwargs)
+    log.quiet_ray()
     where = f"; dashboard at http://{context.dashboard_url}" if context.dashboard_url else ""
     cpus = int(ray.cluster_resources().get("CPU", 0))
     return f"started a local Ray with {cpus} CPUs{where}"
