@@ -55,6 +55,24 @@ def document_prompt(prompts: dict[str, str], default_name: str | None) -> str:
     return prompts.get(default_name or "") or ""
 
 
+def without_xformers(path: str, local: bool, trust_remote_code: bool) -> dict:
+    """Config overrides for a model whose config asks for xformers' memory-efficient attention
+    (stella_en_400M_v5) when xformers is not installed: its authors' plain attention, same vectors."""
+    import importlib.util
+
+    if importlib.util.find_spec("xformers") is not None:
+        return {}
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=local, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):  # not loadable: SentenceTransformer reports why
+        return {}
+    if getattr(config, "use_memory_efficient_attention", False):
+        return {"use_memory_efficient_attention": False, "unpad_inputs": False}
+    return {}
+
+
 class Embedder:
     """Encode texts with a sentence-transformers model (its own pooling, dense layers and document
     prompt; a plain transformers folder gets mean pooling), then L2 norm."""
@@ -68,9 +86,11 @@ class Embedder:
         if self.device == "cpu" and threads > 0:
             torch.set_num_threads(threads)
         path = resolve_model(model)
+        local = os.path.isdir(path)
         try:
             self.model = SentenceTransformer(path, device=self.device, trust_remote_code=trust_remote_code,
-                                             local_files_only=os.path.isdir(path))
+                                             local_files_only=local,
+                                             config_kwargs=without_xformers(path, local, trust_remote_code))
         except ValueError as err:
             if trust_remote_code or "trust_remote_code" not in str(err):
                 raise

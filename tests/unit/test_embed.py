@@ -134,15 +134,22 @@ def test_the_dense_head_and_document_prompt_of_the_model_are_used(tmp_path):
 
 
 def test_a_model_with_its_own_code_loads_only_with_trust_remote_code(tmp_path):
-    """A folder whose config.json maps AutoModel to a modeling file beside it (as stella_en_400M_v5 does)."""
+    """A folder whose config.json maps AutoModel to a modeling file beside it (as stella_en_400M_v5 does),
+    asking for xformers' attention: without xformers installed it runs without."""
     import json
 
     folder = tiny_bert(tmp_path / "custom")
-    (tmp_path / "custom" / "custom.py").write_text(
-        "from transformers import BertConfig, BertModel\n\n\nclass CustomConfig(BertConfig):\n"
-        "    model_type = 'custom_bert'\n\n\nclass CustomModel(BertModel):\n    config_class = CustomConfig\n")
+    (tmp_path / "custom" / "custom.py").write_text(  # stella's modeling code asserts xformers is there likewise
+        "import importlib.util\nfrom transformers import BertConfig, BertModel\n\n\n"
+        "class CustomConfig(BertConfig):\n    model_type = 'custom_bert'\n\n\n"
+        "class CustomModel(BertModel):\n    config_class = CustomConfig\n\n"
+        "    def __init__(self, config):\n"
+        "        assert not config.use_memory_efficient_attention or importlib.util.find_spec('xformers'), "
+        "'please install xformers'\n"
+        "        super().__init__(config)\n")
     config = json.loads((tmp_path / "custom" / "config.json").read_text())
     config["model_type"] = "custom_bert"
+    config["use_memory_efficient_attention"] = config["unpad_inputs"] = True  # as stella's config.json
     config["auto_map"] = {"AutoConfig": "custom.CustomConfig", "AutoModel": "custom.CustomModel"}
     (tmp_path / "custom" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="embed.trust_remote_code=true"):
