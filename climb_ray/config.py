@@ -41,6 +41,8 @@ class EmbedConfig:
     # fewer are free, so that a reader always fits beside the pool)
     threads: int = 0  # torch CPU threads per encoder actor on CPU; 0 = its cpus_per_actor (at least 1)
     chunk_docs: int = 200_000  # documents per resumable chunk (whole files): a killed run redoes one chunk
+    trust_remote_code: bool = False  # run the model's own Python code from its folder or hub repo (e.g.
+    # stella_en_400M_v5); only for models you trust
 
 
 @dataclass

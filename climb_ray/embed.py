@@ -1,6 +1,8 @@
-"""Embedder: any transformers encoder -> (N, D) float32 rows, mean-pooled and L2-normalised.
+"""Embedder: any sentence-transformers or transformers encoder -> (N, D) float32 rows, L2-normalised.
 
-Plain PyTorch, no Ray: the Ray Data actors in adapters/ray_data.py hold one of these each.
+The model runs as its authors configured it in sentence-transformers (pooling, dense head, document
+prompt); a plain transformers folder gets mean pooling. Plain PyTorch, no Ray: the Ray Data actors
+in adapters/ray_data.py hold one of these each.
 """
 
 from __future__ import annotations
@@ -41,33 +43,81 @@ def pick_dtype(dtype: str, device: str):
     return getattr(torch, DTYPES[dtype])
 
 
+DOCUMENT_PROMPTS = ("document", "passage", "corpus")  # the names SentenceTransformer.encode_document looks for
+
+
+def document_prompt(prompts: dict[str, str], default_name: str | None) -> str:
+    """The prompt documents are encoded with: the model's first non-empty one of DOCUMENT_PROMPTS (e5's
+    "passage: "; sentence-transformers 6 adds an empty "document" to every model), else its default prompt."""
+    for name in DOCUMENT_PROMPTS:
+        if prompts.get(name):
+            return prompts[name]
+    return prompts.get(default_name or "") or ""
+
+
+def without_xformers(path: str, local: bool, trust_remote_code: bool) -> dict:
+    """Config overrides for a model whose config asks for xformers' memory-efficient attention
+    (stella_en_400M_v5) when xformers is not installed: its authors' plain attention, same vectors."""
+    import importlib.util
+
+    if importlib.util.find_spec("xformers") is not None:
+        return {}
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=local, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):  # not loadable: SentenceTransformer reports why
+        return {}
+    if getattr(config, "use_memory_efficient_attention", False):
+        return {"use_memory_efficient_attention": False, "unpad_inputs": False}
+    return {}
+
+
 class Embedder:
-    """Encode texts with a transformers encoder: mean pooling over real tokens, then L2 norm."""
+    """Encode texts with a sentence-transformers model (its own pooling, dense layers and document
+    prompt; a plain transformers folder gets mean pooling), then L2 norm."""
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", *, max_tokens: int = 256, batch_size: int = 64,
-                 dtype: str = "auto", device: str | None = None, threads: int = 0):
+                 dtype: str = "auto", device: str | None = None, threads: int = 0, trust_remote_code: bool = False):
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from sentence_transformers import SentenceTransformer
 
         self.device = pick_device(device)
         if self.device == "cpu" and threads > 0:
             torch.set_num_threads(threads)
         path = resolve_model(model)
         local = os.path.isdir(path)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
-        self.model = AutoModel.from_pretrained(path, local_files_only=local, dtype=pick_dtype(dtype, self.device))
-        self.model.to(self.device).eval()
+        try:
+            self.model = SentenceTransformer(path, device=self.device, trust_remote_code=trust_remote_code,
+                                             local_files_only=local,
+                                             config_kwargs=without_xformers(path, local, trust_remote_code))
+        except ValueError as err:
+            if trust_remote_code or "trust_remote_code" not in str(err):
+                raise
+            raise ValueError(f"embed.model={model!r} runs its own Python code: set embed.trust_remote_code=true "
+                             "if you trust it") from None
+        self.model.to(pick_dtype(dtype, self.device)).eval()  # the dense head too, not only the encoder
+        self.tokenizer = self.model.tokenizer
+        self.prompt = document_prompt(self.model.prompts, self.model.default_prompt_name)
+        # tokens the prompt adds in front of each text (token_ids includes them; n_tokens leaves them out),
+        # and the prompt's length with the leading special token, which pooling with include_prompt false skips
+        self.prompt_tokens = len(self.tokenizer(self.prompt, add_special_tokens=False)["input_ids"])
+        prompt_ids = self.tokenizer(self.prompt)["input_ids"] if self.prompt else []
+        special_last = bool(prompt_ids) and prompt_ids[-1] in self.tokenizer.all_special_ids
+        self._prompt_length = len(prompt_ids) - int(special_last)
         self.max_tokens = min(max_tokens, self._model_limit())
         self.batch_size = batch_size
-        self.dim = int(self.model.config.hidden_size)
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
 
     def _model_limit(self) -> int:
-        limit = getattr(self.model.config, "max_position_embeddings", None) or 10**9
+        limit = getattr(self.model[0].auto_model.config, "max_position_embeddings", None) or 10**9
         return int(limit)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text, untruncated, special tokens included."""
-        return self.tokenizer(list(texts), add_special_tokens=True, truncation=False,
+        """Token ids of each text as the encoder sees it (document prompt first), untruncated, special
+        tokens included."""
+        return self.tokenizer([self.prompt + text for text in texts], add_special_tokens=True, truncation=False,
                               verbose=False)["input_ids"]
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -75,7 +125,7 @@ class Embedder:
         return self.embed_ids(self.token_ids(texts))
 
     def embed_ids(self, ids: list[list[int]]) -> np.ndarray:
-        """Embed pre-tokenised texts; long ones are cut to max_tokens (keeping the final special token)."""
+        """Embed token_ids' output; long ones are cut to max_tokens (keeping the final special token)."""
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths share a batch
         for start in range(0, len(ids), self.batch_size):
@@ -98,10 +148,10 @@ class Embedder:
         for row, ids in enumerate(batch):
             input_ids[row, : len(ids)] = torch.tensor(ids)
             mask[row, : len(ids)] = 1
+        features = {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if self.prompt:  # pooling that leaves the prompt out (include_prompt: false) reads this
+            features["prompt_length"] = self._prompt_length
         with torch.inference_mode():
-            hidden = self.model(input_ids=input_ids.to(self.device),
-                                attention_mask=mask.to(self.device)).last_hidden_state.float()
-            weights = mask.to(self.device).unsqueeze(-1).float()
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            pooled = self.model(features)["sentence_embedding"].float()
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
         return pooled.cpu().numpy()

@@ -5,7 +5,8 @@ GPUs); the table is printed to the job's log and written to <run>/compare/table.
 
     ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-resources '{"climb_driver": 1}' -- \
         python jobs/compare.py --config jobs/configs/paper.yaml \
-        corpus.paths=[s3://my-bucket/corpus/] run_dir=s3://my-bucket/runs/climb-1 compare.seeds=5 compare.search_seeds=3
+        corpus.paths=[s3://my-bucket/corpus/] target.paths=[s3://my-bucket/target.jsonl] \
+        run_dir=s3://my-bucket/runs/climb-1 compare.seeds=5 compare.search_seeds=3
 
 Arguments are those of `climb-ray compare` (see `climb-ray compare --help`). The runtime
 environment, token authentication and resources are as for jobs/pipeline.py (its docstring).

@@ -4,7 +4,8 @@ stages run first when not done.
 
     ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-resources '{"climb_driver": 1}' -- \
         python jobs/export.py --config jobs/configs/paper.yaml \
-        corpus.paths=[s3://my-bucket/corpus/] run_dir=s3://my-bucket/runs/climb-1 export.token_budget=400000000000
+        corpus.paths=[s3://my-bucket/corpus/] target.paths=[s3://my-bucket/target.jsonl] \
+        run_dir=s3://my-bucket/runs/climb-1 export.token_budget=400000000000
 
 Arguments are those of `climb-ray export` (see `climb-ray export --help`). The runtime
 environment, token authentication and resources are as for jobs/pipeline.py (its docstring).

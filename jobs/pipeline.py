@@ -2,7 +2,8 @@
 
     ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-resources '{"climb_driver": 1}' -- \
         python jobs/pipeline.py --config jobs/configs/paper.yaml \
-        corpus.paths=[s3://my-bucket/corpus/] run_dir=s3://my-bucket/runs/climb-1
+        corpus.paths=[s3://my-bucket/corpus/] target.paths=[s3://my-bucket/target.jsonl] \
+        run_dir=s3://my-bucket/runs/climb-1
 
 `climb_driver` is a resource only the head has (cluster.yaml, jobs/k8s/rayjob.yaml): asking for it
 keeps the driver on the head (with other entrypoint resources Ray may place it on any worker, one

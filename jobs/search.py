@@ -5,7 +5,8 @@ not run again.
 
     ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-resources '{"climb_driver": 1}' -- \
         python jobs/search.py --config jobs/configs/paper.yaml \
-        corpus.paths=[s3://my-bucket/corpus/] run_dir=s3://my-bucket/runs/climb-1
+        corpus.paths=[s3://my-bucket/corpus/] target.paths=[s3://my-bucket/target.jsonl] \
+        run_dir=s3://my-bucket/runs/climb-1
 
 Arguments are those of `climb-ray search` (see `climb-ray search --help`). The runtime
 environment, token authentication and resources are as for jobs/pipeline.py (its docstring).

@@ -89,7 +89,8 @@ class EncodeActor:
 
         threads = embed["threads"] or max(1, int(embed["cpus_per_actor"]))
         self.embedder = Embedder(embed["model"], max_tokens=embed["max_tokens"], batch_size=embed["batch_size"],
-                                 dtype=embed["dtype"], threads=threads)
+                                 dtype=embed["dtype"], threads=threads,
+                                 trust_remote_code=embed["trust_remote_code"])
         self.scorer = load_scorer(scorer)
 
     def __call__(self, batch: dict) -> pa.Table:
@@ -102,7 +103,7 @@ class EncodeActor:
         return pa.table({
             "doc_id": pa.array([str(d) for d in batch["doc_id"]], pa.string()),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
-            "n_tokens": pa.array([len(x) for x in ids], pa.int32()),
+            "n_tokens": pa.array([len(x) - self.embedder.prompt_tokens for x in ids], pa.int32()),
             "quality": pa.array(score(self.scorer, texts), pa.float32()),
             "text_head": pa.array([t[:HEAD_CHARS] for t in texts], pa.string()),
         })

@@ -95,3 +95,69 @@ def test_job_drivers_ask_for_a_resource_only_the_head_declares():
     head_resources = spec["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["resources"]
     assert json.loads(json.loads(head_resources))["climb_driver"] >= 1  # KubeRay's quoted-JSON form
     assert all("resources" not in g["rayStartParams"] for g in spec["rayClusterSpec"]["workerGroupSpecs"])
+
+
+def gpu_extra() -> list[str]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+
+
+def test_gpu_workers_install_the_gpu_extra_the_paper_preset_needs():
+    """The paper preset clusters with cuML; only the GPU workers (where the k-means task runs) install it."""
+    import shlex
+
+    from ray.autoscaler.v2.instance_manager.config import AutoscalingConfig
+
+    from climb_ray.config_io import load_config
+
+    assert load_config(ROOT / "jobs" / "configs" / "paper.yaml").cluster.backend == "cuml"
+    assert all(req.startswith("cuml-cu12") for req in gpu_extra())  # the images are CUDA 12
+    config = AutoscalingConfig(launcher_config(), skip_content_hash=True)  # what the autoscaler runs per type
+    gpu, cpu = config.get_worker_setup_commands("worker.gpu"), config.get_worker_setup_commands("worker.cpu")
+    assert gpu[0] == "pip install -q torch==2.13.0" and 'climb_ray[s3,gpu]"' in gpu[-1]
+    assert "torch==2.13.0" in cpu[0] and 'climb_ray[s3]"' in cpu[-1]
+    groups = yaml.safe_load((ROOT / "jobs" / "k8s" / "rayjob.yaml").read_text())["spec"]["rayClusterSpec"]
+    gpu_group = next(g for g in groups["workerGroupSpecs"] if g["groupName"] == "gpu")
+    container = gpu_group["template"]["spec"]["containers"][0]
+    # no `command`: KubeRay runs the args, then `&& ulimit -n 65536; ray start ...`
+    assert "command" not in container and shlex.split(container["args"][0]) == ["pip", "install", "-q", *gpu_extra()]
+    others = [g for g in groups["workerGroupSpecs"] if g is not gpu_group] + [groups["headGroupSpec"]]
+    assert all("args" not in g["template"]["spec"]["containers"][0] for g in others)
+
+
+def submitted_overrides(text: str, script: str) -> list[str]:
+    """The key=value arguments after `python jobs/SCRIPT.py --config jobs/configs/paper.yaml` in a documented
+    command (continued with backslashes, possibly in # comments)."""
+    import shlex
+
+    rest = text[text.index(f"python jobs/{script}.py --config jobs/configs/paper.yaml"):]
+    lines = []
+    for line in rest.splitlines():
+        lines.append(line.lstrip("# ").rstrip("\\ "))
+        if not line.rstrip().endswith("\\"):
+            break
+    return shlex.split(" ".join(lines))[4:]
+
+
+@pytest.mark.parametrize("where, script", [("README.md", "pipeline"),
+                                           ("cluster.yaml", "pipeline"), ("jobs/pipeline.py", "pipeline"),
+                                           ("jobs/search.py", "search"), ("jobs/compare.py", "compare"),
+                                           ("jobs/export.py", "export"), ("jobs/k8s/rayjob.yaml", "pipeline")])
+def test_documented_cluster_commands_of_the_paper_preset_name_a_target(where, script):
+    """The preset has no target: each documented command that searches names one, and leaving it out
+    stops the run at once with one line naming target.paths."""
+    from climb_ray.config import ConfigError
+    from climb_ray.config_io import load_config
+    from climb_ray.evaluate import check_targets
+
+    text = (ROOT / where).read_text()
+    if where.endswith("rayjob.yaml"):
+        text = yaml.safe_load(text)["spec"]["entrypoint"]
+    overrides = submitted_overrides(text, script)
+    cfg = load_config(ROOT / "jobs" / "configs" / "paper.yaml", overrides)
+    assert cfg.target.paths and cfg.corpus.paths and cfg.run_dir.startswith("s3://")
+    untargeted = load_config(ROOT / "jobs" / "configs" / "paper.yaml",
+                             [o for o in overrides if not o.startswith("target.paths=")])
+    with pytest.raises(ConfigError, match=r"^target.paths=\[\]: name the target files"):
+        check_targets(untargeted.target)
