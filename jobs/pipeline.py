@@ -11,8 +11,8 @@ that can be pre-empted) and bounds the pipelines running at once. On a cluster w
 the flag out: Ray then runs the driver on the head by default. The stages place their own work. The job joins its cluster through RAY_ADDRESS, which Ray sets for job drivers. With
 token authentication on, submit with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN set to the
 cluster's token (`ray get-auth-token` on the head). Resubmitting the same command resumes: finished stages are skipped.
-Every node needs climb_ray installed from this repository (the cluster's setup commands do:
-`pip install -e <checkout>[s3]`); climb-ray is not on PyPI.
+Every node needs climb_ray's dependencies: the project's image (docker/Dockerfile) has them, and this
+script imports climb_ray from the job's working dir; climb-ray is not on PyPI.
 """
 
 import sys

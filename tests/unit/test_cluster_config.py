@@ -37,9 +37,9 @@ def test_cluster_yaml_passes_rays_cluster_launcher_schema_and_says_what_we_need(
     head = types[config["head_node_type"]]
     assert head["resources"].get("GPU", 0) == 0 and "GPU" not in head["resources"]
     assert types["worker.gpu"]["min_workers"] == 0 and types["worker.cpu"]["min_workers"] == 0
-    assert "2.60.0" in config["docker"]["image"] and config["docker"]["image"].endswith("-gpu")
-    setup = " ".join(config["setup_commands"])
-    assert "torch==2.13.0" in setup and "climb_ray[s3]" in setup  # torch first, then this project with s3fs
+    assert config["docker"]["image"].endswith("/climb-ray:0.1.0-gpu")  # docker/Dockerfile's GPU variant
+    assert types["worker.cpu"]["docker"]["worker_image"].endswith("/climb-ray:0.1.0")  # its CPU variant
+    assert config["setup_commands"] == []  # the image holds climb_ray: nodes install nothing at start
     assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
 
 
@@ -65,7 +65,7 @@ def test_the_rayjob_manifest_uses_kuberay_field_names_and_runs_the_pipeline_job(
         assert set(group) <= WORKER_GROUP, set(group) - WORKER_GROUP
         assert group["minReplicas"] == 0
     assert cluster["rayVersion"] == "2.60.0" and spec["entrypoint"].startswith("python jobs/pipeline.py")
-    assert yaml.safe_load(spec["runtimeEnvYAML"])["pip"][0] == "torch==2.13.0"
+    assert set(yaml.safe_load(spec["runtimeEnvYAML"])) == {"working_dir"}  # no pip: the image holds the packages
 
 
 @pytest.mark.parametrize("stage", ["pipeline", "embed", "cluster", "tokens", "search", "export", "serve", "doremi",
@@ -103,27 +103,28 @@ def gpu_extra() -> list[str]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
 
 
-def test_gpu_workers_install_the_gpu_extra_the_paper_preset_needs():
-    """The paper preset clusters with cuML; only the GPU workers (where the k-means task runs) install it."""
-    import shlex
+def test_gpu_workers_run_the_image_with_the_gpu_extra_the_paper_preset_needs():
+    """The paper preset clusters with cuML: the GPU workers (where the k-means task runs) run the image built
+    with the gpu extra (the Dockerfile's default), the CPU ones its CPU variant; no pod installs at start."""
+    import re
 
     from ray.autoscaler.v2.instance_manager.config import AutoscalingConfig
 
     from climb_ray.config_io import load_config
 
     assert load_config(ROOT / "jobs" / "configs" / "paper.yaml").cluster.backend == "cuml"
-    assert all(req.startswith("cuml-cu12") for req in gpu_extra())  # the images are CUDA 12
+    assert all(req.startswith("cuml-cu12") for req in gpu_extra())  # the -gpu images are CUDA 12
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert "gpu" in re.search(r"ARG EXTRAS=([\w,]+)", dockerfile).group(1).split(",")
+    assert re.search(r"ARG BASE=rayproject/ray:[\d.]+-py\d+-gpu", dockerfile)
     config = AutoscalingConfig(launcher_config(), skip_content_hash=True)  # what the autoscaler runs per type
-    gpu, cpu = config.get_worker_setup_commands("worker.gpu"), config.get_worker_setup_commands("worker.cpu")
-    assert gpu[0] == "pip install -q torch==2.13.0" and 'climb_ray[s3,gpu]"' in gpu[-1]
-    assert "torch==2.13.0" in cpu[0] and 'climb_ray[s3]"' in cpu[-1]
+    for node_type in ("worker.gpu", "worker.cpu"):
+        assert not any("pip install" in c for c in config.get_worker_setup_commands(node_type))
     groups = yaml.safe_load((ROOT / "jobs" / "k8s" / "rayjob.yaml").read_text())["spec"]["rayClusterSpec"]
-    gpu_group = next(g for g in groups["workerGroupSpecs"] if g["groupName"] == "gpu")
-    container = gpu_group["template"]["spec"]["containers"][0]
-    # no `command`: KubeRay runs the args, then `&& ulimit -n 65536; ray start ...`
-    assert "command" not in container and shlex.split(container["args"][0]) == ["pip", "install", "-q", *gpu_extra()]
-    others = [g for g in groups["workerGroupSpecs"] if g is not gpu_group] + [groups["headGroupSpec"]]
-    assert all("args" not in g["template"]["spec"]["containers"][0] for g in others)
+    images = {g["groupName"]: g["template"]["spec"]["containers"][0]["image"] for g in groups["workerGroupSpecs"]}
+    assert images["gpu"].endswith("/climb-ray:0.1.0-gpu") and images["cpu"].endswith("/climb-ray:0.1.0")
+    for group in [*groups["workerGroupSpecs"], groups["headGroupSpec"]]:
+        assert "args" not in group["template"]["spec"]["containers"][0]
 
 
 def submitted_overrides(text: str, script: str) -> list[str]:

@@ -24,12 +24,18 @@ def test_the_dockerfile_installs_torch_first_with_the_makefiles_pin_then_the_pro
     assert len(docker) == 2
 
 
-def test_the_image_is_on_the_ray_version_the_project_pins_and_cluster_yaml_runs():
-    ray_pin = re.search(r'"ray\[[^\]]+\]==([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
-    base = re.search(r"ARG BASE=rayproject/ray:([\d.]+)-py(\d+)-gpu", (ROOT / "docker" / "Dockerfile").read_text())
+def test_the_image_is_on_the_ray_version_the_project_pins_and_tagged_with_its_version():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    ray_pin = next(d for d in project["dependencies"] if d.startswith("ray[")).split("==")[1]
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    base = re.search(r"ARG BASE=rayproject/ray:([\d.]+)-py(\d+)-gpu", dockerfile)
     assert base and base.group(1) == ray_pin
-    cluster_images = set(re.findall(r"rayproject/ray:([\d.]+)-py(\d+)", (ROOT / "cluster.yaml").read_text()))
-    assert cluster_images == {(ray_pin, base.group(2))}
+    assert f"--build-arg BASE=rayproject/ray:{ray_pin}-py{base.group(2)} " in dockerfile  # the CPU variant
+    for where in ("cluster.yaml", "jobs/k8s/rayjob.yaml"):  # the images they run carry the project's version
+        tags = set(re.findall(r"YOUR-REGISTRY/climb-ray:([\w.-]+)", (ROOT / where).read_text()))
+        assert tags == {project["version"], f"{project['version']}-gpu"}, (where, tags)
 
 
 def test_the_dockerfile_extras_exist_in_the_project():
