@@ -165,6 +165,8 @@ def test_merge_distance_keeps_the_unweighted_scale_when_clusters_are_equal():
 
     rng = np.random.default_rng(5)
     centroids = rng.normal(size=(30, 4)).astype(np.float32)
-    ours = merge(centroids, np.ones(30, bool), distance=2.0, documents=np.full(30, 500))
+    ours = merge(centroids, np.ones(30, bool), distance=2.0, documents=np.full(30, 500), method="ward_documents")
     theirs = fcluster(linkage(centroids.astype(np.float64), "ward"), 2.0, "distance")
     assert np.array_equal(ours[:, None] == ours[None, :], theirs[:, None] == theirs[None, :])
+    default = merge(centroids, np.ones(30, bool), distance=2.0, documents=np.full(30, 500))
+    assert len(set(default)) == len(set(theirs))  # k-means after the cut keeps the number of groups
