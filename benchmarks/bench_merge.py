@@ -8,7 +8,7 @@ is scored by purity and adjusted mutual information (AMI) against the sources, b
 k-means with k = the number of groups it made (same seed). Ratio = ours / plain k-means (mean over
 seeds; "min" = the worst seed's purity ratio).
 
-    .venv/bin/python benchmarks/bench_merge.py --k-init 50 --seeds 5
+    .venv/bin/python benchmarks/bench_merge.py --corpora demo,packages --k-init 50,200 --seeds 20
 """
 
 from __future__ import annotations
