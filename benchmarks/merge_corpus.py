@@ -44,6 +44,7 @@ def _paragraphs(text: str) -> list[str]:
 
 
 def man_units(rng: np.random.Generator, n_files: int = 500) -> Iterator[list[str]]:
+    """`n_files` pages drawn at random, each one group of paragraphs."""
     files = sorted(p for s in ("man1", "man5", "man7", "man8") for p in Path("/usr/share/man", s).glob("*.gz")
                    if not p.name.startswith("gcloud"))
     for i in sorted(rng.permutation(len(files))[:n_files]):
@@ -54,10 +55,11 @@ def man_units(rng: np.random.Generator, n_files: int = 500) -> Iterator[list[str
 
 
 def info_units(rng: np.random.Generator) -> Iterator[list[str]]:
+    """Each node of each manual is one group of paragraphs."""
     for path in sorted(Path("/usr/share/info").glob("*.info*.gz")):
         for node in _read(path).split("\x1f"):
-            lines = [ln for ln in node.splitlines()
-                     if not ln.startswith(("File: ", "* ", "Tag Table", "End Tag Table")) and not re.fullmatch(r"[=*-]+", ln.strip())]
+            lines = [ln for ln in node.splitlines() if not ln.startswith(("File: ", "* ", "Tag Table", "End Tag Table"))
+                     and not re.fullmatch(r"[=*-]+", ln.strip())]  # node headers, menus, underlines
             yield _paragraphs("\n".join(lines))
 
 
