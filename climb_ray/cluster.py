@@ -130,16 +130,47 @@ def ward_groups(points: np.ndarray, weights: np.ndarray, *, distance: float, n_g
     return label
 
 
-def merge(centroids: np.ndarray, kept: np.ndarray, *, distance: float, n_super: int = 0,
-          documents: np.ndarray | None = None) -> np.ndarray:
-    """Ward-merge the kept centroids, weighted by their documents; (K,) super-cluster id, -1 if pruned.
+MERGE_METHODS = ("ward_kmeans", "ward_documents", "ward_centroid")
 
+
+def kmeans_refine(points: np.ndarray, weights: np.ndarray, groups: np.ndarray, *, max_iter: int = 100) -> np.ndarray:
+    """Lloyd's k-means over weighted points, starting from `groups`: each point moves to the group
+    whose weighted mean is nearest, until none moves. An iteration that would empty a group is not
+    taken, so the number of groups stays. (K,) labels with the same ids as `groups`."""
+    pts, w = points.astype(np.float64), np.asarray(weights, dtype=np.float64)
+    ids = np.unique(groups)
+    current = np.searchsorted(ids, groups)
+    for _ in range(max_iter):
+        member = np.zeros((len(pts), len(ids)))
+        member[np.arange(len(pts)), current] = w
+        means = (member.T @ pts) / member.sum(0)[:, None]
+        sq = (pts ** 2).sum(1)[:, None] - 2 * pts @ means.T + (means ** 2).sum(1)[None, :]
+        moved = np.argmin(sq, axis=1)
+        if np.array_equal(moved, current) or len(np.unique(moved)) < len(ids):
+            break
+        current = moved
+    return ids[current]
+
+
+def merge(centroids: np.ndarray, kept: np.ndarray, *, distance: float, n_super: int = 0,
+          documents: np.ndarray | None = None, method: str = "ward_kmeans") -> np.ndarray:
+    """Merge the kept centroids into super-clusters; (K,) super-cluster id, -1 if pruned.
+
+    method (measured in docs/merge-benchmark.md):
+    - ward_centroid: the paper's; Ward on the centroids, each counting once.
+    - ward_documents: Ward on the documents: each centroid weighs its document count, so merges
+      are those of Ward on every document with each k-means cluster kept whole.
+    - ward_kmeans (default): ward_documents, then k-means over the same weighted centroids from
+      those groups until no centroid moves: the groups then minimise the documents' within-group
+      sum of squares as plain k-means does, k-means clusters kept whole.
     Weights are documents divided by their mean, so that `distance` keeps the scale of plain
     Ward on centroids (the paper's 1.5) while a big cluster still pulls harder than a small one.
 
     Cut at Ward distance `distance`, or into exactly `n_super` groups when n_super > 0. Super-cluster
     ids are ordered by size (most documents first; ties by lowest member cluster).
     """
+    if method not in MERGE_METHODS:
+        raise ConfigError(f"cluster.merge_method={method!r}: must be one of {', '.join(MERGE_METHODS)}")
     kept_idx = np.flatnonzero(kept)
     if len(kept_idx) == 0:
         raise ConfigError("every cluster was pruned: lower cluster.prune_threshold")
@@ -148,7 +179,12 @@ def merge(centroids: np.ndarray, kept: np.ndarray, *, distance: float, n_super: 
     sizes = documents[kept_idx].astype(np.float64) if documents is not None else np.ones(len(kept_idx))
     weights = np.maximum(sizes, 1.0)
     weights = weights / weights.mean()  # an average-sized pair is as far apart as without weights
-    groups = ward_groups(centroids[kept_idx], weights, distance=distance, n_groups=n_super)
+    if method == "ward_centroid":
+        weights = np.ones(len(kept_idx))
+    points = centroids[kept_idx]
+    groups = ward_groups(points, weights, distance=distance, n_groups=n_super)
+    if method == "ward_kmeans":
+        groups = kmeans_refine(points, weights, groups)
     order = sorted(set(groups), key=lambda g: (-sizes[groups == g].sum(), kept_idx[groups == g].min()))
     rank = {g: i for i, g in enumerate(order)}
     out = np.full(len(centroids), -1, dtype=np.int32)

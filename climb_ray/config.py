@@ -53,6 +53,8 @@ class ClusterConfig:
     niter: int = 25  # k-means iterations
     quality_scorer: str = "heuristic"  # per-document quality scorer (pluggable by import path)
     prune_threshold: float = 0.5  # clusters whose mean quality score is below this are dropped
+    merge_method: str = "ward_kmeans"  # ward_kmeans (Ward on documents, then k-means over the centroids),
+    # ward_documents (Ward on documents) or ward_centroid (the paper's: Ward on centroids); docs/merge-benchmark.md
     merge_distance: float = 1.5  # Ward linkage distance at which kept centroids are merged (paper: 1.5)
     n_super_clusters: int = 0  # merge to exactly this many super-clusters instead; 0 = use merge_distance
     report_docs: int = 300  # documents sampled per super-cluster for the report's terms and examples
@@ -270,6 +272,7 @@ _RULES = {
     "cluster.k_init": _at_least(1),
     "cluster.fit_sample": _at_least(1),
     "cluster.niter": _at_least(1),
+    "cluster.merge_method": _one_of("ward_kmeans", "ward_documents", "ward_centroid"),
     "cluster.merge_distance": _at_least(0),
     "cluster.n_super_clusters": _at_least(0),
     "cluster.prune_threshold": _between(0, 1),

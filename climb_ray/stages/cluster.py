@@ -31,7 +31,7 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
     stats = rc.cluster_statistics(embed_url, centroids)
     kept = prune(stats, c.prune_threshold)
     super_of = merge(centroids, kept, distance=c.merge_distance, n_super=c.n_super_clusters,
-                     documents=stats.documents)
+                     documents=stats.documents, method=c.merge_method)
     run.clear_stage("cluster/assignments")
     for chunk in embed_chunks(run):  # assignments keep the embed chunks: the tokens stage resumes by chunk
         rc.write_assignments(run.url("embed", chunk), centroids, super_of, run.url("cluster/assignments", chunk))

@@ -3,7 +3,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from climb_ray.cluster import ClusterStats, assign, fit_kmeans, merge, prune
+from climb_ray.cluster import ClusterStats, assign, fit_kmeans, kmeans_refine, merge, prune
 from climb_ray.cluster_report import build_report, report_png, top_terms
 from climb_ray.config import ConfigError
 
@@ -66,6 +66,49 @@ def test_ward_merge_by_distance_and_to_an_exact_count():
         merge(centroids, kept, distance=1.0, n_super=9)
     with pytest.raises(ConfigError, match="every cluster was pruned"):
         merge(centroids, np.zeros(5, bool), distance=1.0)
+    with pytest.raises(ConfigError, match="cluster.merge_method='single'"):
+        merge(centroids, kept, distance=1.0, method="single")
+
+
+@pytest.mark.parametrize("method", ["ward_kmeans", "ward_documents", "ward_centroid"])
+def test_every_merge_method_cuts_by_distance_and_to_an_exact_count(method):
+    centroids = np.array([[0, 0], [0, .1], [5, 5], [5, 5.1], [9, 0]], np.float32)
+    docs = np.array([1, 1, 10, 10, 3])
+    assert list(merge(centroids, docs > 0, distance=1.0, documents=docs, method=method)) == [2, 2, 0, 0, 1]
+    assert len(set(merge(centroids, docs > 0, distance=0, n_super=2, documents=docs, method=method))) == 2
+
+
+def dense_pair_and_diffuse_group(seed):
+    """Two dense groups of 1500 documents close together, one diffuse group of 300 far away."""
+    rng = np.random.default_rng(seed)
+    parts = [rng.normal((0, 0, 0, 0), 0.15, (1500, 4)), rng.normal((1, 0, 0, 0), 0.15, (1500, 4)),
+             rng.normal((0, 6, 0, 0), 1.5, (300, 4))]
+    return np.concatenate(parts).astype(np.float32), np.repeat([0, 1, 2], [1500, 1500, 300])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_default_merge_keeps_the_groups_plain_kmeans_finds(seed):
+    """k-means finds the three groups; the default merge of 30 clusters must keep them too. The
+    paper's Ward on centroids counts the diffuse group's many centroids and merges the dense pair."""
+    x, truth = dense_pair_and_diffuse_group(seed)
+    centroids = fit_kmeans(x, 30, seed=seed)
+    labels = assign(x, centroids)
+    docs = np.bincount(labels, minlength=30)
+    plain = purity(assign(x, fit_kmeans(x, 3, seed=seed)), truth)
+    default = merge(centroids, docs > 0, distance=0, n_super=3, documents=docs)
+    assert purity(default[labels], truth) >= min(plain, 0.99)
+    paper = merge(centroids, docs > 0, distance=0, n_super=3, documents=docs, method="ward_centroid")
+    assert purity(paper[labels], truth) < 0.6  # the failure this test exists to catch
+
+
+def test_kmeans_refine_moves_a_point_to_the_nearest_weighted_mean_and_keeps_every_group():
+    points = np.array([[0.], [1.], [2.], [10.], [11.], [12.]])
+    assert list(kmeans_refine(points, np.ones(6), np.array([4, 4, 7, 7, 7, 7]))) == [4, 4, 4, 7, 7, 7]
+    line = np.array([[0.], [4.], [10.]])
+    assert list(kmeans_refine(line, np.ones(3), np.array([0, 1, 1]))) == [0, 1, 1]
+    heavy = np.array([1, 1, 50.])  # the heavy point pulls its group's mean to itself: 4 moves
+    assert list(kmeans_refine(line, heavy, np.array([0, 1, 1]))) == [0, 0, 1]
+    assert list(kmeans_refine(points[:2], np.ones(2), np.array([0, 1]))) == [0, 1]
 
 
 def test_report_names_distinctive_terms_examples_and_pruned_clusters():
@@ -122,6 +165,8 @@ def test_merge_distance_keeps_the_unweighted_scale_when_clusters_are_equal():
 
     rng = np.random.default_rng(5)
     centroids = rng.normal(size=(30, 4)).astype(np.float32)
-    ours = merge(centroids, np.ones(30, bool), distance=2.0, documents=np.full(30, 500))
+    ours = merge(centroids, np.ones(30, bool), distance=2.0, documents=np.full(30, 500), method="ward_documents")
     theirs = fcluster(linkage(centroids.astype(np.float64), "ward"), 2.0, "distance")
     assert np.array_equal(ours[:, None] == ours[None, :], theirs[:, None] == theirs[None, :])
+    default = merge(centroids, np.ones(30, bool), distance=2.0, documents=np.full(30, 500))
+    assert len(set(default)) == len(set(theirs))  # k-means after the cut keeps the number of groups
