@@ -152,6 +152,40 @@ def map_png(report: dict) -> bytes:
     return _png(fig)
 
 
+def dendrogram_png(centroids: np.ndarray, super_of: np.ndarray, distance: float) -> bytes:
+    """Ward's tree over the kept k-means centroids (plain Ward, the paper's; its top 60 branches),
+    with the paper's cut at `distance` drawn; each leaf named by the super-cluster its clusters went
+    to (a leaf holding clusters of several: "+"), so a reader sees where the merge cut the tree."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.cluster.hierarchy import dendrogram, linkage
+
+    kept = np.flatnonzero(super_of >= 0)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    if len(kept) < 2:
+        ax.text(0.5, 0.5, "one kept cluster: no tree", ha="center", transform=ax.transAxes)
+        return _png(fig)
+    tree = linkage(np.asarray(centroids, dtype=np.float64)[kept], method="ward")
+    leaves_of = {i: [i] for i in range(len(kept))}
+    for j, (a, b, _, _) in enumerate(tree):
+        leaves_of[len(kept) + j] = leaves_of[int(a)] + leaves_of[int(b)]
+
+    def name(node: int) -> str:
+        supers = sorted({int(super_of[kept[i]]) for i in leaves_of[node]})
+        return f"sc{supers[0]:02d}" if len(supers) == 1 else "+".join(f"{s:02d}" for s in supers[:3]) + \
+            ("+" if len(supers) > 3 else "")
+
+    p = min(60, len(kept))
+    dendrogram(tree, ax=ax, truncate_mode="lastp", p=p, color_threshold=distance, leaf_rotation=90,
+               leaf_font_size=7, leaf_label_func=name)
+    ax.axhline(distance, color="#b3261e", lw=1, ls="--")
+    ax.set(ylabel="Ward distance", title=f"Ward's tree of the {len(kept)} kept clusters (top {p} branches); "
+                                         f"dashed: distance {distance:g}; leaves: their super-clusters")
+    return _png(fig)
+
+
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 

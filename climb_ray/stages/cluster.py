@@ -7,7 +7,8 @@ import io
 
 import numpy as np
 
-from climb_ray.artifacts import CENTROIDS, CLUSTERS, CLUSTERS_MAP_PNG, CLUSTERS_PNG, CORPUS_LABELS, CORPUS_STATS, RunDir
+from climb_ray.artifacts import (CENTROIDS, CLUSTERS, CLUSTERS_MAP_PNG, CLUSTERS_PNG, CORPUS_LABELS, CORPUS_STATS,
+                                 DENDROGRAM_PNG, RunDir)
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 from climb_ray.stages.embed import embed_chunks
@@ -17,7 +18,7 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
     """k-means on a sample, statistics and assignment of every document, pruning, merging, report."""
     from climb_ray.adapters import ray_cluster as rc
     from climb_ray.cluster import merge, prune
-    from climb_ray.cluster_report import build_report, map_png, report_png
+    from climb_ray.cluster_report import build_report, dendrogram_png, map_png, report_png
 
     if cfg.corpus.label_field:
         return label_cluster_stage(cfg, run)
@@ -41,6 +42,7 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
     run.write_json(CLUSTERS, report)
     run.write_bytes(CLUSTERS_PNG, report_png(report))
     run.write_bytes(CLUSTERS_MAP_PNG, map_png(report))
+    run.write_bytes(DENDROGRAM_PNG, dendrogram_png(centroids, super_of, c.merge_distance))
     pruned_docs = int(stats.documents[super_of < 0].sum())
     return {"k_init": c.k_init, "fit_documents": int(len(sample)), "clusters_pruned": int((super_of < 0).sum()),
             "documents_pruned": pruned_docs, "super_clusters": n_super,
@@ -89,4 +91,4 @@ def describe(info: dict) -> str:
                 f"{info['label_field']!r} -> cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
     return (f"{info['super_clusters']} super-clusters from k={info['k_init']} "
             f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
-            f"cluster/clusters.json, clusters.png, map.png: {', '.join(info['names'])}")
+            f"cluster/clusters.json, clusters.png, map.png, dendrogram.png: {', '.join(info['names'])}")

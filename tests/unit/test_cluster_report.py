@@ -46,3 +46,15 @@ def test_the_report_carries_the_map_and_draws_it():
     assert len(report["map"]["clusters"]) == 6
     assert map_png(report)[:4] == b"\x89PNG"
     assert "map" not in build_report(stats, super_of, 0.5, samples)  # no centroids (a labelled corpus): no map
+
+
+def test_the_dendrogram_is_drawn_also_for_a_single_kept_cluster(tmp_path):
+    import matplotlib.image
+
+    from climb_ray.cluster_report import dendrogram_png
+
+    centroids, super_of = _two_groups(np.random.default_rng(3))
+    path = tmp_path / "tree.png"
+    path.write_bytes(dendrogram_png(centroids, super_of, 1.5))
+    assert matplotlib.image.imread(path).shape[:2] == (int(4.5 * 110), 10 * 110)
+    assert dendrogram_png(centroids, np.array([0, -1, -1, -1, -1, -1, -1]), 1.5)[:4] == b"\x89PNG"  # one leaf
