@@ -1,7 +1,9 @@
 """Predictor serving: our Ray Serve deployment (climb_ray.adapters.ray_serve) vs a bare FastAPI app
 run by uvicorn (1 worker, OMP_NUM_THREADS=1 like the 1-CPU replica) serving the same ServedModel.
 
-Both are driven by the same asyncio aiohttp client over loopback, with pre-encoded JSON bodies:
+With --ray-env RAY_SERVE_ENABLE_DIRECT_INGRESS=1 (set before Ray starts) ours is measured twice: through
+Serve's proxy ("ours") and at the replica's own HTTP port ("direct", no proxy hop).
+All are driven by the same asyncio aiohttp client over loopback, with pre-encoded JSON bodies:
   1. /v1/predict with one mixture ({"weights": [...]}): requests/s and p50/p99 latency at each
      --concurrency, --requests per level after --warmup requests. Ours validates the body with
      pydantic and groups concurrent calls with @serve.batch; the baseline does json + predict.
@@ -11,6 +13,7 @@ Both are driven by the same asyncio aiohttp client over loopback, with pre-encod
 
     .venv/bin/python benchmarks/bench_serve.py                     # synthetic 4-cluster run folder
     .venv/bin/python benchmarks/bench_serve.py --run runs/demo --json serve.json
+    .venv/bin/python benchmarks/bench_serve.py --ray-env RAY_SERVE_ENABLE_DIRECT_INGRESS=1
 """
 
 import argparse
@@ -146,6 +149,8 @@ def main() -> None:
     parser.add_argument("--batch-requests", type=int, default=20)
     parser.add_argument("--limit-s", type=float, default=300, help="most seconds one measured level may take")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--ray-env", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="environment of the Ray started here (Serve's settings, e.g. RAY_SERVE_ENABLE_DIRECT_INGRESS=1)")
     parser.add_argument("--baseline-server", nargs=2, metavar=("RUN", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
@@ -160,7 +165,7 @@ def main() -> None:
     import requests
     from ray import serve
 
-    from climb_ray.adapters.ray_serve import start, user_config
+    from climb_ray.adapters.ray_serve import direct_urls, start, user_config
     from climb_ray.served_model import ServedModel
 
     k = len(ServedModel.load(args.run).names)
@@ -169,13 +174,15 @@ def main() -> None:
     batches = [json.dumps({"mixtures": rng.dirichlet(np.ones(k), args.batch).tolist()}).encode() for _ in range(4)]
 
     os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ.update(item.split("=", 1) for item in args.ray_env)
     base_port, started = free_port(), time.perf_counter()
     proc = subprocess.Popen([sys.executable, __file__, "--baseline-server", args.run, str(base_port)], cwd=ROOT)
     results = {}
     try:
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-        urls = {"ours": start(user_config(args.run), host="127.0.0.1", port=free_port()) + "/v1/predict",
-                "bare": f"http://127.0.0.1:{base_port}/v1/predict"}
+        urls = {"ours": start(user_config(args.run), host="127.0.0.1", port=free_port()) + "/v1/predict"}
+        urls.update({"direct": url + "/v1/predict" for url in direct_urls("127.0.0.1")})
+        urls["bare"] = f"http://127.0.0.1:{base_port}/v1/predict"
         wait_ready(urls["bare"], singles[0], proc)
         for c in args.concurrency:
             for name, url in urls.items():
@@ -185,11 +192,12 @@ def main() -> None:
             for name, url in urls.items():
                 r = asyncio.run(drive(url, batches, c, args.batch_requests, 2, args.limit_s))
                 results[f"batch c={c} {name}"] = {**r, "mixtures_per_s": r["rps"] * args.batch}
-        check = requests.post(urls["ours"], data=batches[0], headers={"Content-Type": "application/json"},
-                              timeout=60).json()  # ours scored them all
-        assert check["count"] == args.batch and len(check["predicted"]) == args.batch
+        for name in [n for n in urls if n != "bare"]:  # ours scored them all
+            check = requests.post(urls[name], data=batches[0], headers={"Content-Type": "application/json"},
+                                  timeout=60).json()
+            assert check["count"] == args.batch and len(check["predicted"]) == args.batch
     finally:
-        serve.shutdown()
+        serve.shutdown()  # the Ray started here, with nothing else on it
         ray.shutdown()
         proc.terminate()
         try:
@@ -201,27 +209,31 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} cores, {cpu_model()} ({platform.processor() or platform.machine()}); "
           f"Python {platform.python_version()}, Ray {ray.__version__}")
-    print(f"run {args.run} ({k} clusters); ours: Ray Serve, 1 replica (1 CPU), ray.init(num_cpus=2); "
+    print(f"run {args.run} ({k} clusters); ours: Ray Serve, 1 replica (1 CPU), ray.init(num_cpus=2)"
+          f"{', Ray env ' + ' '.join(args.ray_env) if args.ray_env else ''}; "
+          f"{'direct: the same replica at its own port; ' if 'direct' in urls else ''}"
           f"bare: FastAPI + uvicorn, 1 worker, OMP_NUM_THREADS=1; client: aiohttp, loopback")
     print(f"\n1. one mixture per request: {args.requests} requests per level after {args.warmup} warm-up")
     print(f"  {'concurrency':>11} {'server':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for c in args.concurrency:
-        for name in ("ours", "bare"):
+        for name in urls:
             r = results[f"single c={c} {name}"]
             print(f"  {c:>11} {name:>6} {r['rps']:9.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")
-        ratio = results[f"single c={c} ours"]["rps"] / results[f"single c={c} bare"]["rps"]
-        print(f"  {'':>11} ratio ours / bare (req/s): {ratio:.2f}")
+        for name in [n for n in urls if n != "bare"]:
+            ratio = results[f"single c={c} {name}"]["rps"] / results[f"single c={c} bare"]["rps"]
+            print(f"  {'':>11} ratio {name} / bare (req/s): {ratio:.2f}")
     print(f"\n2. batches of {args.batch:,} mixtures: {args.batch_requests} requests per level after 2 warm-up "
           f"(body {len(batches[0]) / 1e6:.2f} MB)")
     print(f"  {'concurrency':>11} {'server':>6} {'mixtures/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
     best = 0.0
     for c in args.batch_concurrency:
-        for name in ("ours", "bare"):
+        for name in urls:
             r = results[f"batch c={c} {name}"]
             print(f"  {c:>11} {name:>6} {r['mixtures_per_s']:11,.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f}")
         best = max(best, results[f"batch c={c} ours"]["mixtures_per_s"])
-        ratio = results[f"batch c={c} ours"]["rps"] / results[f"batch c={c} bare"]["rps"]
-        print(f"  {'':>11} ratio ours / bare (mixtures/s): {ratio:.2f}")
+        for name in [n for n in urls if n != "bare"]:
+            ratio = results[f"batch c={c} {name}"]["rps"] / results[f"batch c={c} bare"]["rps"]
+            print(f"  {'':>11} ratio {name} / bare (mixtures/s): {ratio:.2f}")
     print(f"  target >= {TARGET:,} mixtures/s through ours: best {best:,.0f} -> {'met' if best >= TARGET else 'NOT met'}")
     print(f"\nwhere one batch of {args.batch:,} goes, in this process, 1 thread (median of 5):")
     for step, ms in steps.items():
@@ -230,7 +242,8 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "breakdown_ms": steps, "target": TARGET,
                                                "met": best >= TARGET, "ray": ray.__version__, "run": args.run,
-                                               "cores": os.cpu_count(), "cpu": cpu_model()}, indent=2))
+                                               "cores": os.cpu_count(), "cpu": cpu_model(),
+                                               "ray_env": args.ray_env}, indent=2))
 
 
 if __name__ == "__main__":

@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="remove the bearer token of a running app (a redeploy otherwise keeps it)")
     serve.add_argument("--insecure", action="store_true", help="allow a serve.host other machines can reach "
                        "without a bearer token (refused otherwise)")
+    serve.add_argument("--stop", action="store_true", help="delete the predictor's Serve application from the "
+                       "cluster at RAY_ADDRESS (other applications and Serve keep running) and return")
     sub.add_parser("config", parents=[_config_options()], help="print the resolved config as YAML",
                    description="Print the config after defaults, --config and overrides, validated.")
     return parser
@@ -231,6 +233,8 @@ def _dispatch(args) -> int:
 
         print(to_yaml(cfg), end="")
         return 0
+    if args.command == "serve" and args.stop:
+        return commands.stop_serving()
     if args.command == "serve":
         return commands.serve(cfg, predictor=args.predictor, version=args.label, detach=args.detach,
                               drop_token=args.drop_token, insecure=args.insecure)

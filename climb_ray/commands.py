@@ -218,8 +218,10 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token
     if not joined:
         _check_port_free(s.host, s.port)
     from climb_ray.adapters.ray_runtime import ensure_ray
-    from climb_ray.adapters.ray_serve import start, user_config
+    from climb_ray.adapters.ray_serve import DIRECT_INGRESS_ENV, direct_urls, start, user_config
 
+    if s.direct_ingress and not joined:  # read where Serve's controller and replicas start: our new Ray's processes
+        os.environ[DIRECT_INGRESS_ENV] = "1"
     print(f"climb-ray serve: {ensure_ray(cfg.resources)}")
 
     def deploy() -> str:
@@ -231,13 +233,41 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token
 
     url = deploy()
     print_serving(url, model, token=bool(os.environ.get(s.token_env)), token_env=s.token_env)
+    direct = direct_urls(s.host)
+    for i, address in enumerate(direct):
+        print(f"  direct        {address}/   (replica {i + 1} of {len(direct)} answering itself: no proxy hop)")
+    if s.direct_ingress and not direct:
+        print(f"serve.direct_ingress: this Ray's Serve runs without direct ingress (it is set where Serve starts: "
+              f"{DIRECT_INGRESS_ENV}=1 in the environment of `ray start`); serving through the proxy only")
     if joined or detach:
-        print("deployed; it keeps serving on the cluster (stop it with: serve shutdown -y)")
+        print("deployed; it keeps serving on the cluster (stop it with: climb-ray serve --stop, which removes this "
+              "application only)")
         return 0
     watching = s.watch_s > 0 and not version
     print("serving until Ctrl-C" + (f"; checking {predictor} for a new fit every {s.watch_s:g} s" if watching else ""),
           flush=True)
     _serve_until_interrupted(cfg, predictor, deploy, model.info["version"] if watching else None)
+    return 0
+
+
+def stop_serving() -> int:
+    """Delete our Serve application from the cluster at RAY_ADDRESS; Serve and other apps keep running."""
+    import os
+
+    from climb_ray.config import ConfigError
+
+    if not os.environ.get("RAY_ADDRESS", "").strip():
+        raise ConfigError("serve --stop removes the predictor from a cluster: set RAY_ADDRESS to it (a local "
+                          "`climb-ray serve` stops with Ctrl-C)")
+    from climb_ray.adapters.ray_runtime import ensure_ray
+    from climb_ray.adapters.ray_serve import APP_NAME, stop
+    from climb_ray.config import ResourcesConfig
+
+    print(f"climb-ray serve --stop: {ensure_ray(ResourcesConfig())}")
+    if stop():
+        print(f"deleted the Serve application {APP_NAME!r}; other applications and Serve itself keep running")
+    else:
+        print(f"no Serve application {APP_NAME!r} runs there: nothing to stop")
     return 0
 
 

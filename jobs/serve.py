@@ -1,5 +1,6 @@
 """The predictor of a finished search served with Ray Serve, as a Ray job: it deploys and
-returns, the app staying up on the cluster (`serve shutdown -y` stops it). Reach it through the
+returns, the app staying up on the cluster (`python jobs/serve.py --stop` as a job, or `climb-ray serve
+--stop` with RAY_ADDRESS set, removes it and no other Serve app). Reach it through the
 head's port 8000 (serve.host=0.0.0.0 to listen beyond the head's loopback; set a token first:
 `--runtime-env-json '{"env_vars": {"CLIMB_API_TOKEN": "..."}}'`).
 

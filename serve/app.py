@@ -1,12 +1,8 @@
-"""The climb-ray predictor as a Ray Serve application (import path `serve.app:app`).
+"""Shim for the import path `serve.app:app`, which resolves only from a checkout's root; use the
+package's `climb_ray.adapters.ray_serve:build_app`, which resolves wherever climb-ray is installed
+(serve/config.yaml does):
 
-From the repository root, on a running Ray (`ray start --head`, or a cluster):
-    serve run serve.app:app run_dir=runs/demo           # foreground, Ctrl-C stops it
-    serve deploy serve/config.yaml                       # in the background; edit run_dir there first
-`climb-ray serve --config demo` does the same without the Serve CLI. Args are the deployment's
-user_config: run_dir (required; a path or s3://...), predictor, version, max_batch,
-max_body_bytes, token_env; plus num_replicas and num_cpus. Deploying again with another
-predictor or version reloads the running replicas without downtime (Serve calls reconfigure).
+    serve run climb_ray.adapters.ray_serve:build_app run_dir=/abs/run max_batch=500
 """
 
 from climb_ray.adapters.ray_serve import build_app

@@ -181,12 +181,14 @@ def served(ray_session, tmp_path_factory):
     port, for one test module: (base URL, run folder). Tests that reconfigure it restore it. The
     replica reserves no CPU and Serve is shut down after the module, so the shared Ray keeps both
     CPUs for the tests after it."""
-    from climb_ray.adapters.ray_serve import start, stop, user_config
+    from ray import serve
+
+    from climb_ray.adapters.ray_serve import start, user_config
 
     run = make_served_run(tmp_path_factory.mktemp("served") / "run")
     url = start(user_config(str(run)), host="127.0.0.1", port=free_port(), num_cpus=0)
     yield url, run
-    stop()
+    serve.shutdown()  # Serve too (our stop() deletes only our app): the next module's proxy gets its own port
 
 
 @pytest.fixture(scope="session")

@@ -21,9 +21,10 @@ import numpy as np
 from fastapi import HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers, MutableHeaders
 from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ray import serve
 
 from climb_ray import __version__, api_models
@@ -38,8 +39,9 @@ MAX_K = 100  # most mixtures /v1/best returns per list
 OPTIMIZE_AT_ONCE = 2  # /v1/optimize searches running at once per replica (each holds its chunks); the rest wait
 PUBLIC = {"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}  # open without the token; the
 PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/")  # page's files too; every other path needs it
-BATCH_SIZE, BATCH_WAIT_S = 64, 0.002  # @serve.batch: single-mixture calls grouped into one predict
+BATCH_SIZE, BATCH_WAIT_S = 64, 0.0  # @serve.batch: single-mixture calls waiting together go in one predict (no wait: 2 ms per call at 1 client)
 DEFAULTS = ServeConfig()
+DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"  # "1" where Serve starts: replicas also answer HTTP themselves
 log = logging.getLogger("ray.serve")
 
 app = FastAPIOffline(title="climb-ray predictor", version=__version__,
@@ -62,10 +64,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def route_path(request: Request) -> str:
+def route_path(scope: dict) -> str:
     """The path the app routes on: without Serve's route_prefix or an ingress root_path, which
-    request.url.path carries."""
-    path, root = request.scope.get("path", ""), (request.scope.get("root_path") or "").rstrip("/")
+    the request's path carries."""
+    path, root = scope.get("path", ""), (scope.get("root_path") or "").rstrip("/")
     return path[len(root):] or "/" if root and (path == root or path.startswith(root + "/")) else path
 
 
@@ -76,37 +78,60 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-@app.middleware("http")
-async def guard(request: Request, call_next):
-    """Before anything else: on a loopback bind, a Host header that is not a loopback name is refused
-    (a DNS-rebinding page in a browser); then every path but the public ones needs the token when the
-    server has one; request bodies must be JSON. The page's files get Cache-Control: no-cache."""
-    path = route_path(request)
-    root = (request.scope.get("root_path") or "").rstrip("/")
-    if root and request.scope.get("path") == root and request.method == "GET":  # /climb -> /climb/: the page's
-        return RedirectResponse(root + "/", status_code=307)  # relative links then stay under the prefix
-    name = host_name(request.headers.get("host", "")).lower()
+def refusal(scope: dict, public: bool) -> Response | None:
+    """The answer to a request the guard stops, or None to let it through."""
+    root, method = (scope.get("root_path") or "").rstrip("/"), scope.get("method", "GET")
+    if root and scope.get("path") == root and method == "GET":  # /climb -> /climb/: the page's relative
+        return RedirectResponse(root + "/", status_code=307)  # links then stay under the prefix
+    headers = Headers(scope=scope)
+    name = host_name(headers.get("host", "")).lower()
     if api_models.TOKEN.get("loopback") and name and not is_loopback(name) and name not in api_models.TOKEN["hosts"]:
-        return JSONResponse({"detail": f"Host {request.headers.get('host', '')!r} is not a loopback name; this "
-                                       "server listens on loopback only (serve.allowed_hosts lists other names, "
-                                       "e.g. a reverse proxy's)"}, status_code=421)
-    public = path in PUBLIC or path.startswith(PUBLIC_PREFIXES)
+        return JSONResponse({"detail": f"Host {headers.get('host', '')!r} is not a loopback name; this server "
+                                       "listens on loopback only (serve.allowed_hosts lists other names, e.g. a "
+                                       "reverse proxy's)"}, status_code=421)
     expected = api_models.TOKEN["sha256"]
     if expected and not public:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        scheme, _, token = headers.get("authorization", "").partition(" ")
         given = hashlib.sha256(token.strip().encode()).hexdigest()
         if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
             return JSONResponse({"detail": "missing or wrong bearer token (send Authorization: Bearer <token>)"},
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
-    if request.method in ("POST", "PUT", "PATCH"):
-        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if method in ("POST", "PUT", "PATCH"):
+        kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if kind != "application/json":
             return JSONResponse({"detail": f"Content-Type {kind or '(none)'!r}: send application/json"},
                                 status_code=415)
-    response = await call_next(request)
-    if public:  # the page: revalidated, so an upgrade is seen at once
-        response.headers.setdefault("Cache-Control", "no-cache")
-    return response
+    return None
+
+
+class Guard:
+    """Before anything else: on a loopback bind, a Host header that is not a loopback name is refused
+    (a DNS-rebinding page in a browser); then every path but the public ones needs the token when the
+    server has one; request bodies must be JSON. The page's files get Cache-Control: no-cache. Plain
+    ASGI: Starlette's @app.middleware("http") cost ~2.5 ms a request here (docs/benchmarks.md)."""
+
+    def __init__(self, asgi):
+        self.asgi = asgi
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.asgi(scope, receive, send)
+        path = route_path(scope)
+        public = path in PUBLIC or path.startswith(PUBLIC_PREFIXES)
+        refused = refusal(scope, public)
+        if refused is not None:
+            return await refused(scope, receive, send)
+        if not public:
+            return await self.asgi(scope, receive, send)
+
+        async def revalidated(message):  # the page: revalidated, so an upgrade is seen at once
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).setdefault("Cache-Control", "no-cache")
+            await send(message)
+        await self.asgi(scope, receive, revalidated)
+
+
+app.add_middleware(Guard)
 
 
 @app.exception_handler(RequestValidationError)
@@ -296,14 +321,36 @@ def application(config: dict, *, num_replicas: int = 1, num_cpus: float = 1.0):
     return deployment.bind()
 
 
-def build_app(args: dict):
-    """Application builder for `serve run` / `serve deploy` (serve/config.yaml): args are the
-    user_config keys (run_dir required) plus num_replicas and num_cpus."""
-    args = dict(args)
-    if not args.get("run_dir"):
-        raise ValueError("serve needs args.run_dir: the run folder of a finished search")
-    replicas, cpus = int(args.pop("num_replicas", 1)), float(args.pop("num_cpus", 1.0))
-    return application(user_config(**args), num_replicas=replicas, num_cpus=cpus)
+class AppArgs(BaseModel):
+    """The arguments of build_app: `serve run climb_ray.adapters.ray_serve:build_app run_dir=...
+    max_batch=500` (strings from the command line are converted; an unknown or bad one is refused
+    naming it), or `args:` in serve/config.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_dir: str = Field(min_length=1)  # a finished search's run folder: absolute path or URI
+    predictor: str = PREDICTOR
+    version: str = ""  # "" = a hash of the predictor file
+    max_batch: int = Field(DEFAULTS.max_batch, ge=1)
+    max_body_bytes: int = Field(DEFAULTS.max_body_bytes, ge=1)
+    token_env: str = DEFAULTS.token_env
+    allowed_hosts: list[str] = []  # or "a,b" on the command line
+    drop_token: bool = False
+    num_replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(1.0, ge=0)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split(cls, value):
+        return [h for h in value.split(",") if h] if isinstance(value, str) else value
+
+
+def build_app(args: AppArgs):
+    """Application builder for `serve run` / `serve deploy` (serve/config.yaml); Serve validates
+    the args into AppArgs (the annotation) before calling it."""
+    if not isinstance(args, AppArgs):  # called directly with a dict
+        args = AppArgs.model_validate(args)
+    config = args.model_dump(exclude={"num_replicas", "num_cpus"})
+    return application(user_config(**config), num_replicas=args.num_replicas, num_cpus=args.num_cpus)
 
 
 def running_token() -> str:
@@ -340,6 +387,35 @@ def start(config: dict, *, host: str, port: int, num_replicas: int = 1, num_cpus
     return f"http://{url_host}:{port}{route_prefix.rstrip('/')}"
 
 
-def stop() -> None:
-    """Shut Serve down on the connected Ray (every application, the HTTP proxy)."""
-    serve.shutdown()
+def stop() -> bool:
+    """Delete our application (APP_NAME) from the connected Ray's Serve; other applications, the
+    proxy and the controller keep running. False when it was not running."""
+    try:
+        running = APP_NAME in serve.status().applications
+    except Exception:  # no Serve on this Ray
+        return False
+    if running:
+        serve.delete(APP_NAME)
+    return running
+
+
+def direct_urls(host: str) -> list[str]:
+    """The URLs at which our replicas answer HTTP themselves (Ray's direct ingress: no proxy hop),
+    one per replica; [] when the cluster's Serve runs without it (DIRECT_INGRESS_ENV)."""
+    try:  # the target groups are in Serve's instance details (the dashboard's /api/serve/applications/)
+        from ray.serve.context import _get_global_client
+
+        groups = _get_global_client().get_serve_details().get("target_groups") or []
+    except Exception:  # a Ray without them
+        return []
+    urls = []
+    for group in groups:
+        if group.get("app_name") != APP_NAME or getattr(group.get("protocol"), "value", group.get("protocol")) != "HTTP":
+            continue
+        for target in group.get("targets", []):
+            if not target.get("name", "").startswith("SERVE_REPLICA::"):
+                continue  # the proxy: direct ingress is off
+            name = target["ip"] if host in ("0.0.0.0", "::", "[::]") else host
+            name = f"[{name.strip('[]')}]" if ":" in name else name
+            urls.append(f"http://{name}:{target['port']}{group.get('route_prefix', '/').rstrip('/')}")
+    return sorted(urls)

@@ -92,7 +92,8 @@ def test_serve_on_a_run_without_a_search_is_one_line_exit_2_and_starts_no_ray(tm
 
 
 def test_serve_starts_a_local_ray_with_auth_on_serves_with_a_token_until_ctrl_c(tmp_path):
-    """As a user: `climb-ray serve` on a finished run, the printed curl line works, Ctrl-C stops it."""
+    """As a user: `climb-ray serve` on a finished run, the printed curl line works, Ctrl-C stops it;
+    with serve.direct_ingress the replica's own port answers too, with the same token check."""
     import os
     import signal
     import subprocess
@@ -105,7 +106,8 @@ def test_serve_starts_a_local_ray_with_auth_on_serves_with_a_token_until_ctrl_c(
     run = make_served_run(tmp_path / "run")
     port = free_port()
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "", "CLIMB_API_TOKEN": "t0ken"}
-    proc = subprocess.Popen(CLI + ["serve", f"run_dir={run}", f"serve.port={port}", "resources.include_dashboard=false"],
+    proc = subprocess.Popen(CLI + ["serve", f"run_dir={run}", f"serve.port={port}", "resources.include_dashboard=false",
+                                   "serve.direct_ingress=true"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     lines = []
     try:
@@ -127,6 +129,11 @@ def test_serve_starts_a_local_ray_with_auth_on_serves_with_a_token_until_ctrl_c(
         r = requests.post(f"{url}/v1/predict", json=body, headers={"Authorization": "Bearer t0ken"}, timeout=30)
         assert r.status_code == 200 and r.json()["weights"]["sc01"] == 1.0
         assert "<html" in requests.get(f"{url}/", timeout=30).text.lower()
+        (direct,) = [line.split()[1].rstrip("/") for line in lines if line.strip().startswith("direct ")]
+        assert direct.startswith("http://127.0.0.1:") and direct != url  # the replica's port, on loopback
+        assert requests.post(f"{direct}/v1/predict", json=body, timeout=30).status_code == 401
+        r = requests.post(f"{direct}/v1/predict", json=body, headers={"Authorization": "Bearer t0ken"}, timeout=30)
+        assert r.status_code == 200 and r.json()["weights"]["sc01"] == 1.0
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, rest

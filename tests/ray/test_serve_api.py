@@ -315,32 +315,52 @@ def test_a_broken_predictor_file_is_refused_and_the_old_one_keeps_serving(served
 
 def test_serve_config_yaml_passes_serves_schema_and_its_import_path_builds_a_working_app(served):
     """serve/config.yaml is what `serve deploy` reads: Ray's own schema check, then the builder it
-    names deployed as a second application on the same proxy."""
-    import importlib
-    import sys
+    names (the installed package's, tests/unit/test_serve_app.py) deployed as a second application."""
     from pathlib import Path
 
     import yaml
     from ray import serve
+    from ray._common.utils import import_attr
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
     from ray.serve.schema import ServeDeploySchema
 
     url, run = served
     root = Path(__file__).resolve().parents[2]
     config = ServeDeploySchema.model_validate(yaml.safe_load((root / "serve" / "config.yaml").read_text()))
     app_cfg = config.applications[0]
-    assert config.http_options.host == "127.0.0.1" and app_cfg.import_path == "serve.app:app"
-    sys.path.insert(0, str(root))
-    try:
-        module_name, attr = app_cfg.import_path.split(":")
-        builder = getattr(importlib.import_module(module_name), attr)
-    finally:
-        sys.path.remove(str(root))
-    serve.run(builder({**app_cfg.args, "run_dir": str(run), "version": "from-yaml"}), name="yaml",
-              route_prefix="/yaml")
+    assert config.http_options.host == "127.0.0.1" and app_cfg.import_path.startswith("climb_ray.")
+    app = call_user_app_builder_with_args_if_necessary(import_attr(app_cfg.import_path),
+                                                       {**app_cfg.args, "run_dir": str(run), "version": "from-yaml",
+                                                        "num_cpus": 0})
+    serve.run(app, name="yaml", route_prefix="/yaml")
     try:
         assert requests.get(f"{url}/yaml/v1/model", timeout=10).json()["version"] == "from-yaml"
     finally:
         serve.delete("yaml")
+
+
+def test_serve_stop_deletes_our_application_and_leaves_another_one_serving(served, monkeypatch, capsys):
+    """`climb-ray serve --stop` (`serve shutdown` would remove every application on the cluster)."""
+    from ray import serve
+
+    from climb_ray.commands import stop_serving
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    def other(request):
+        return "other app"
+
+    url, run = served
+    serve.run(other.bind(), name="other", route_prefix="/other")
+    monkeypatch.setenv("RAY_ADDRESS", "auto")  # joined to a cluster: here the session's Ray, already connected
+    try:
+        assert stop_serving() == 0 and "deleted the Serve application 'climb'" in capsys.readouterr().out
+        assert requests.get(f"{url}/other", timeout=10).text == "other app"
+        assert requests.get(f"{url}/healthz", timeout=10).status_code == 404
+        assert stop_serving() == 0 and "nothing to stop" in capsys.readouterr().out
+    finally:
+        serve.delete("other")
+        redeploy(run, _port=port_of(url), version="restarted")
+        wait_for_version(url, "restarted")
 
 
 def test_under_a_route_prefix_every_path_but_the_public_ones_needs_the_token(served):

@@ -182,3 +182,12 @@ def test_serving_beyond_loopback_without_a_token_needs_insecure(tmp_path, capsys
     assert main(["serve", "--config", "demo", f"run_dir={run}", "serve.host=0.0.0.0"]) == 2
     err = capsys.readouterr().err
     assert "serve.host=0.0.0.0" in err and "--insecure" in err and err.count("\n") == 1
+
+
+def test_serve_stop_without_a_cluster_address_is_one_line_naming_it(capsys, monkeypatch):
+    from climb_ray.cli import main
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert main(["serve", "--stop"]) == 2
+    err = capsys.readouterr().err
+    assert "RAY_ADDRESS" in err and err.count("\n") == 1
