@@ -20,7 +20,10 @@ import threading
 import time
 import uuid
 
+from climb_ray import log
 from climb_ray.artifacts import RunDir
+
+LOG = log.get(__name__)
 
 LEASE = "_LEASE.json"
 TTL_S = 120.0  # a lease whose heartbeat is older than this is stale
@@ -109,8 +112,8 @@ class RunLease:
                 held = self.holder()
                 if held and held.get("owner") != self.owner:  # taken: writing on would mix two runs' files
                     self.lost = True
-                    print(f"climb-ray: error: this command lost the run folder's lease and stops: "
-                          f"{self._refuse(held)}", flush=True)
+                    LOG.error(f"this command lost the run folder's lease and stops: "
+                              f"{self._refuse(held)}")
                     if callable(signal.getsignal(signal.SIGINT)):
                         _thread.interrupt_main()  # KeyboardInterrupt in the main thread: the command unwinds
                     else:  # SIGINT ignored (a background job): nothing else would stop it
@@ -118,7 +121,7 @@ class RunLease:
                     return
                 self.run.write_json(LEASE, self._record())
             except OSError as err:  # a storage hiccup: the next beat tries again, well before the TTL
-                print(f"climb-ray: warning: could not renew the run folder's lease ({err})", flush=True)
+                LOG.warning(f"could not renew the run folder's lease ({err})")
 
     def release(self) -> None:
         self._stop.set()

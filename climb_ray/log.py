@@ -19,8 +19,15 @@ _state = {"verbosity": NORMAL}
 
 
 def get(name: str) -> logging.Logger:
-    """The logger of one module (a child of `climb_ray`, so that setup() governs it)."""
+    """The logger of one module (a child of `climb_ray`, so that setup() governs it); lines go to stdout
+    at the default level until the command line sets another."""
+    if not _handler():
+        setup(_state["verbosity"])
     return LOG.getChild(name.removeprefix("climb_ray."))
+
+
+def _handler():
+    return next((h for h in LOG.handlers if isinstance(h, _Stdout)), None)
 
 
 def setup(verbosity: int = NORMAL) -> None:
@@ -29,10 +36,9 @@ def setup(verbosity: int = NORMAL) -> None:
     level = {QUIET: logging.WARNING, NORMAL: logging.INFO, VERBOSE: logging.DEBUG}[verbosity]
     LOG.setLevel(level)
     LOG.propagate = False
-    if not any(getattr(h, "_climb_ray", False) for h in LOG.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+    if not _handler():
+        handler = _Stdout()
         handler.setFormatter(_Formatter())
-        handler._climb_ray = True
         LOG.addHandler(handler)
     if verbosity < VERBOSE:  # read by the processes that start after this (a local Ray's workers)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -62,11 +68,27 @@ def tune_verbosity() -> int:
     return 1 if verbose() else 0
 
 
+class _Stdout(logging.StreamHandler):
+    """A handler writing to whatever sys.stdout is when a line is logged (a redirect or a test's capture
+    made after setup included)."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 class _Formatter(logging.Formatter):
-    """Info lines as they are; warnings and errors with their level in front."""
+    """Info lines as they are; warnings and errors as `climb-ray: warning: ...` (the command line's form)."""
 
     def format(self, record: logging.LogRecord) -> str:
         text = record.getMessage()
         if record.levelno >= logging.WARNING:
-            text = f"{record.levelname.lower()}: {text}"
+            text = f"climb-ray: {record.levelname.lower()}: {text}"
         return text

@@ -334,8 +334,10 @@ class ClimbSearch:
 
 
 def _print(message: str) -> None:
-    """The default notice sink: a module function, so a search pickles under Ray (which patches print)."""
-    print(message, flush=True)
+    """The default notice sink: a module function, so a search pickles under Ray."""
+    from climb_ray import log
+
+    log.get(__name__).info(message)
 
 
 LOCAL_CENTRES = 4  # measured mixtures with the best estimates that local candidates are drawn around

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import ray
 
+from climb_ray import log
 from climb_ray.adapters.ray_proxy import _train_and_score, trial_resources
 from climb_ray.config import Config
+
+LOG = log.get(__name__)
 
 
 def _doremi(cfg: Config, tokens_url: str) -> dict:
@@ -28,10 +31,9 @@ def _doremi(cfg: Config, tokens_url: str) -> dict:
     def progress(step: int, weights) -> None:  # to the job's log, ten times in all
         if (step + 1) % every == 0 or step + 1 == steps:
             top = sorted(zip(shards.names, weights), key=lambda kv: -kv[1])[:3]
-            print(f"doremi: step {step + 1}/{steps}, domain weights now " + ", ".join(f"{n} {w:.3f}" for n, w in top),
-                  flush=True)
+            LOG.info(f"doremi: step {step + 1}/{steps}, domain weights now " + ", ".join(f"{n} {w:.3f}" for n, w in top))
 
-    print(f"doremi: training the reference proxy ({steps} steps on {cfg.doremi.reference})", flush=True)
+    LOG.info(f"doremi: training the reference proxy ({steps} steps on {cfg.doremi.reference})")
     result = run_doremi(shards.arrays, shards.names, cfg, int(shards.meta["vocab_size"]), device=device,
                         progress=progress)
     return {**result.to_json(), "device": device}

@@ -20,10 +20,13 @@ import json
 
 import numpy as np
 
+from climb_ray import log
 from climb_ray.artifacts import COMPARE_RESULTS, RunDir, StageResult, TOKENS_META, run_stage
 from climb_ray.config import Config
 from climb_ray.stages.pipeline import PROXY_RESULT_FIELDS, run_pipeline, stage_depends
 from climb_ray.stages.search import absolute, search_stage, with_absolute_paths
+
+LOG = log.get(__name__)
 
 EVAL_SEED = 1000  # evaluation proxies use seeds 1000, 1001, ...: never the search's own
 
@@ -174,11 +177,11 @@ def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[st
                               "result": result})
         for waiter, i in waiting[key]:
             scores[waiter][i] = result["score"]
-        print(f"  evaluated {label} (seed {result['seed']}): score {result['score']:.4f}", flush=True)
+        LOG.info(f"  evaluated {label} (seed {result['seed']}): score {result['score']:.4f}")
 
     if jobs:
         kept = sum(x is not None for got in scores.values() for x in got)
-        print(f"compare: {len(jobs)} evaluation proxies to train ({kept} scores kept from before)", flush=True)
+        LOG.info(f"compare: {len(jobs)} evaluation proxies to train ({kept} scores kept from before)")
         evaluate(ecfg, absolute(run.url("tokens")), jobs, done)
     return scores
 
@@ -203,12 +206,11 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
     for method in cfg.compare.methods:
         groups[method] = []
         for search_seed in range(cfg.compare.search_seeds):
-            print(f"compare: {answer_label(method, search_seed)} ...", flush=True)
+            LOG.info(f"compare: {answer_label(method, search_seed)} ...")
             mixture = method_mixture(cfg, run, method, redo, search_seed)
             groups[method].append(mixture)
             top = sorted(mixture["weights"].items(), key=lambda kv: -kv[1])[:3]
-            print(f"compare: {answer_label(method, search_seed)} answers " + ", ".join(f"{n} {w:.3f}" for n, w in top),
-                  flush=True)
+            LOG.info(f"compare: {answer_label(method, search_seed)} answers " + ", ".join(f"{n} {w:.3f}" for n, w in top))
     meta = run.read_json(TOKENS_META)
     groups.update({r: [reference_mixture(r, meta)] for r in cfg.compare.references if r not in groups})
     scores = evaluate_all(cfg, run, {answer_label(g, s): m for g, answers in groups.items()

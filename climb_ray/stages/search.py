@@ -8,11 +8,14 @@ import io
 
 import numpy as np
 
+from climb_ray import log
 from climb_ray.artifacts import CLUSTERS, RunDir, TOKENIZER, TOKENS_META
 from climb_ray.config import Config
 from climb_ray.samplers import RegMixSampler
 from climb_ray.search import ClimbSearch
 from climb_ray.stages.search_plan import STATE, start_record, with_schedule
+
+LOG = log.get(__name__)
 
 
 def make_search(cfg: Config, meta: dict) -> ClimbSearch:
@@ -101,8 +104,8 @@ def run_experiments(cfg: Config, run: RunDir, meta: dict, storage: str, out: str
         if state:  # a continuation: the recorded search, with its longer schedule
             search.restore(state["search"])
             trial_ids = {int(k): v for k, v in state["trial_ids"].items()}
-            print(f"search: continuing the recorded search ({len(search.trials)} trials) to iterations "
-                  f"{experiment['generations']} in {storage}/{experiment['name']}", flush=True)
+            LOG.info(f"search: continuing the recorded search ({len(search.trials)} trials) to iterations "
+                     f"{experiment['generations']} in {storage}/{experiment['name']}")
         search, trial_ids = run_search(cfg, search, absolute(run.url("tokens")), storage,
                                        publish_to=absolute(run.url()) if out == "search" else None,
                                        experiment=experiment["name"], trial_ids=trial_ids)

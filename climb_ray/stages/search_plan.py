@@ -25,8 +25,11 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from climb_ray import log
 from climb_ray.artifacts import DONE, STARTED, RunDir, StageResult, StageChangedError, run_stage, _canonical
 from climb_ray.config import Config, ConfigError
+
+LOG = log.get(__name__)
 
 RECORD, STATE = "schedule.json", "state.json"
 EXPERIMENT = "climb"  # the search's Tune experiment (adapters.ray_tune); continuations are climb-ext1, climb-ext2, ...
@@ -83,10 +86,10 @@ def prepare_search(cfg: Config, run: RunDir, *, extend: int = 0, redo: bool = Fa
     if extend and finished(run, out, record):
         target.append(extend)
     elif extend:
-        print(f"search: the run's search to schedule {target} has not finished: continuing it first; "
-              "--extend adds a generation once it has", flush=True)
+        LOG.info(f"search: the run's search to schedule {target} has not finished: continuing it first; "
+                 "--extend adds a generation once it has")
     if target != asked:
-        print(f"search: schedule {target} (recorded in {run.url(out, RECORD)}; the config says {asked})", flush=True)
+        LOG.info(f"search: schedule {target} (recorded in {run.url(out, RECORD)}; the config says {asked})")
     return with_schedule(cfg, target)
 
 

@@ -12,13 +12,24 @@ def fresh_handler():
     log.setup(log.NORMAL)
 
 def _say(capsys):
-    for handler in list(log.LOG.handlers):  # a handler bound to this test's captured stdout
+    for handler in list(log.LOG.handlers):
         log.LOG.removeHandler(handler)
     return capsys
 
-@pytest.mark.parametrize("verbosity, shown", [(log.QUIET, ["warning: careful"]),
-                                              (log.NORMAL, ["stage done", "warning: careful"]),
-                                              (log.VERBOSE, ["detail", "stage done", "warning: careful"])])
+
+def test_lines_follow_stdout_when_it_is_replaced_after_setup(capsys):
+    log.setup(log.NORMAL)  # before the capture below replaces sys.stdout
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        log.get("climb_ray.commands").info("to the redirect")
+    assert buffer.getvalue() == "to the redirect\n"
+
+@pytest.mark.parametrize("verbosity, shown", [(log.QUIET, ["climb-ray: warning: careful"]),
+                                              (log.NORMAL, ["stage done", "climb-ray: warning: careful"]),
+                                              (log.VERBOSE, ["detail", "stage done", "climb-ray: warning: careful"])])
 def test_each_verbosity_shows_its_levels(capsys, verbosity, shown):
     _say(capsys)
     log.setup(verbosity)
