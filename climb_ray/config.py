@@ -198,6 +198,9 @@ class ExportConfig:
     seed: int = 0  # which documents fill a partial pass, and the shuffle across clusters
     shard_mb: float = 256.0  # target size of each Parquet shard (text bytes, MiB)
     write_token_ids: bool = False  # also write token-ID shards (tokens-*.bin/.idx) with the run's tokenizer
+    # parquet: Parquet shards; hf: the same with a dataset card (a Hugging Face dataset folder);
+    # megatron: one Megatron-Core indexed dataset per cluster and the mixture as a --data-path blend
+    format: str = "parquet"
     overwrite: bool = False  # replace an export made with other settings (as --overwrite)
 
 
@@ -345,6 +348,7 @@ _RULES = {
     "export.shard_mb": _at_least(0.001),
     "export.max_epochs": _at_least(0),
     "export.seed": _at_least(0),
+    "export.format": _one_of("parquet", "hf", "megatron"),
     "resources.num_cpus": _at_least(0),
     "resources.num_gpus": _at_least(-1),
     "resources.device": _one_of("auto", "gpu", "cpu"),
