@@ -123,7 +123,8 @@ def dataset_card(out: dict, config_url: str, columns: list[str]) -> str:
     lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
              f"# Data mixture exported from {src['run_dir']}", "",
              f"Made by `climb-ray export` on {datetime.now(timezone.utc):%Y-%m-%d} (UTC) from the run folder "
-             f"`{src['run_dir']}` (its config: `{config_url}`), mixture `export.weights={src['weights']}`.", "",
+             f"`{src['run_dir']}` (its config: `{config_url}`; the settings the export depends on: `depends` in "
+             f"_DONE beside this file), mixture `export.weights={src['weights']}`.", "",
              f"{out['rows']:,} rows, {out['tokens']:,} tokens for a budget of {out['token_budget']:,} (counted with "
              f"the run's tokenizer `{src['tokenizer']}`, end-of-text included), seed {out['seed']}, at most "
              f"{out['max_epochs']:g} passes over a cluster. Columns: {', '.join(columns)} (cluster: the "

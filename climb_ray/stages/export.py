@@ -117,7 +117,8 @@ def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, names: list[str]
 def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: int, max_epochs: float,
                     source: dict) -> dict:
     """Each cluster of weight above 0 as a Megatron-Core indexed dataset export/<cluster>.bin/.idx
-    (its token shard, every document once), and the blend: export/blend.json and data_path.txt."""
+    (its token shard, every document once), the blend (export/blend.json and data_path.txt) and the
+    run's tokenizer as a Hugging Face tokenizer folder (export/tokenizer/, eos: the end-of-document id)."""
     from climb_ray.megatron import command_line, convert_shard, data_path, megatron_dtype
 
     used = [p for p in plans if p.weight > 0]
@@ -132,9 +133,10 @@ def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: 
                  "tokens": int(meta["tokens"][p.name])} for p in used]
     path = data_path({p.name: p.weight for p in plans}, {p.name: run.url("export", p.name) for p in plans})
     dtype = megatron_dtype(meta["dtype"]).name
+    save_tokenizer(run, int(meta["eot_id"]))
     run.write_json("export/blend.json", {
         "data_path": path, "train_tokens": budget, "max_epochs": max_epochs, "dtype": dtype,
-        "eod_id": meta["eot_id"], "vocab_size": meta["vocab_size"], "tokenizer": run.url(TOKENIZER)})
+        "eod_id": meta["eot_id"], "vocab_size": meta["vocab_size"], "tokenizer": run.url("export", "tokenizer")})
     run.write_text("export/data_path.txt", command_line(path) + "\n")
     out = manifest(plans, documents, budget=budget, seed=seed, max_epochs=max_epochs, source=source,
                    shards=datasets)
@@ -145,11 +147,26 @@ def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: 
             "weights": {p.name: p.weight for p in plans}}
 
 
+def save_tokenizer(run: RunDir, eot: int) -> None:
+    """The run's tokenizer as export/tokenizer/ (AutoTokenizer.from_pretrained, Megatron-LM's --tokenizer-model)."""
+    import tempfile
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer.from_str(run.read_bytes(TOKENIZER).decode("utf-8"))
+    with tempfile.TemporaryDirectory() as tmp:
+        PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=tok.id_to_token(eot)).save_pretrained(tmp)
+        for path in sorted(Path(tmp).iterdir()):
+            run.write_bytes(f"export/tokenizer/{path.name}", path.read_bytes())
+
+
 def describe(info: dict) -> str:
     if info.get("format") == "megatron":
         return (f"{len([w for w in info['weights'].values() if w > 0])} Megatron indexed dataset(s) of "
                 f"{info['rows']} documents ({info['shards_reused']} reused), blend for {info['tokens']} tokens "
-                f"(budget {info['budget']}) -> export/sc*.bin/.idx, blend.json, data_path.txt, manifest.json")
+                f"(budget {info['budget']}) -> export/sc*.bin/.idx, blend.json, data_path.txt, tokenizer/, manifest.json")
     ids = ", tokens-*.bin/.idx" if info["token_ids"] else ""
     card = ", README.md" if info.get("format") == "hf" else ""
     return (f"{info['rows']} rows, {info['tokens']} tokens (budget {info['budget']}) in {info['shards']} "
