@@ -198,9 +198,7 @@ class ExportConfig:
     seed: int = 0  # which documents fill a partial pass, and the shuffle across clusters
     shard_mb: float = 256.0  # target size of each Parquet shard (text bytes, MiB)
     write_token_ids: bool = False  # also write token-ID shards (tokens-*.bin/.idx) with the run's tokenizer
-    # parquet: Parquet shards; hf: the same with a dataset card (a Hugging Face dataset folder);
-    # megatron: one Megatron-Core indexed dataset per cluster and the mixture as a --data-path blend
-    format: str = "parquet"
+    format: str = "parquet"  # parquet; hf: + a dataset card; megatron: an indexed dataset per cluster + the blend
     overwrite: bool = False  # replace an export made with other settings (as --overwrite)
 
 

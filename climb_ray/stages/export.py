@@ -166,7 +166,8 @@ def describe(info: dict) -> str:
     if info.get("format") == "megatron":
         return (f"{len([w for w in info['weights'].values() if w > 0])} Megatron indexed dataset(s) of "
                 f"{info['rows']} documents ({info['shards_reused']} reused), blend for {info['tokens']} tokens "
-                f"(budget {info['budget']}) -> export/sc*.bin/.idx, blend.json, data_path.txt, tokenizer/, manifest.json")
+                f"(budget {info['budget']}) -> export/sc*.bin/.idx, blend.json, data_path.txt, tokenizer/, "
+                "manifest.json")
     ids = ", tokens-*.bin/.idx" if info["token_ids"] else ""
     card = ", README.md" if info.get("format") == "hf" else ""
     return (f"{info['rows']} rows, {info['tokens']} tokens (budget {info['budget']}) in {info['shards']} "

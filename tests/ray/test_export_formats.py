@@ -5,7 +5,6 @@ import json
 import shlex
 from datetime import datetime, timezone
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -59,7 +58,8 @@ def test_megatron_datasets_hold_each_clusters_documents_with_the_runs_token_ids_
     from transformers import AutoTokenizer  # what Megatron-LM's HuggingFaceTokenizer loads
 
     hf = AutoTokenizer.from_pretrained(blend["tokenizer"])
-    assert hf.eos_token_id == meta["eot_id"] == blend["eod_id"] and blend["tokenizer"] == str(run / "export" / "tokenizer")
+    assert hf.eos_token_id == meta["eot_id"] == blend["eod_id"]
+    assert blend["tokenizer"] == str(run / "export" / "tokenizer")
     sample = texts[mine[0][0]]
     assert hf(sample, add_special_tokens=False)["input_ids"] == tok.encode(sample, add_special_tokens=False).ids
     manifest = json.loads((run / "export" / "manifest.json").read_text())

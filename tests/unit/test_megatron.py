@@ -8,7 +8,8 @@ from climb_ray import tokens as tk
 from climb_ray.megatron import command_line, convert_shard, data_path, megatron_dtype
 
 pytestmark = pytest.mark.slow  # importing megatron-core takes ~15 s
-indexed = pytest.importorskip("megatron.core.datasets.indexed_dataset", reason="megatron-core is missing (the test extra)")
+indexed = pytest.importorskip("megatron.core.datasets.indexed_dataset",
+                              reason="megatron-core is missing (the test extra)")
 
 
 def shards(folder, dtype, sizes, vocab, seed=0):
