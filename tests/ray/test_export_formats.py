@@ -5,6 +5,7 @@ import json
 import shlex
 from datetime import datetime, timezone
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -55,17 +56,31 @@ def test_megatron_datasets_hold_each_clusters_documents_with_the_runs_token_ids_
         for k in (0, len(mine) // 2, len(mine) - 1):
             ids = tok.encode(texts[mine[k][0]], add_special_tokens=False).ids + [meta["eot_id"]]  # --append-eod
             assert dataset[k].tolist() == ids, (name, k)
-    from transformers import AutoTokenizer  # what Megatron-LM's HuggingFaceTokenizer loads
-
-    hf = AutoTokenizer.from_pretrained(blend["tokenizer"])
-    assert hf.eos_token_id == meta["eot_id"] == blend["eod_id"]
-    assert blend["tokenizer"] == str(run / "export" / "tokenizer")
-    sample = texts[mine[0][0]]
-    assert hf(sample, add_special_tokens=False)["input_ids"] == tok.encode(sample, add_special_tokens=False).ids
+    megatron_trains_from(blend, tok, texts[mine[0][0]])
     manifest = json.loads((run / "export" / "manifest.json").read_text())
     assert manifest["megatron"]["blend"] == "blend.json" and [s["prefix"] for s in manifest["shards"]] == list(prefixes)
     assert abs(manifest["clusters"]["sc00"]["tokens"] - 0.5 * 20000) <= max(docs.column("n_tokens").to_pylist())
     assert result.info["shards"] == 3 and result.info["rows"] == sum(meta["documents"][n] for n in prefixes)
+
+
+def megatron_trains_from(blend: dict, tok, text: str) -> None:
+    """Megatron-Core's tokenizer loads export/tokenizer/ and its blended GPT dataset samples the blend."""
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+    from megatron.core.datasets.utils import get_blend_from_list
+    from megatron.core.tokenizers import MegatronTokenizer
+
+    megatron_tok = MegatronTokenizer.from_pretrained(blend["tokenizer"],
+                                                     metadata_path={"library": "huggingface", "model_type": "gpt"})
+    assert megatron_tok.eod == blend["eod_id"] and megatron_tok.tokenize(text) == tok.encode(text, add_special_tokens=False).ids
+    config = GPTDatasetConfig(random_seed=1, sequence_length=64, blend=get_blend_from_list(blend["data_path"]),
+                              split="100,0,0", tokenizer=megatron_tok, reset_position_ids=False,
+                              reset_attention_mask=False, eod_mask_loss=False)
+    samples = blend["train_tokens"] // 64
+    train = BlendedMegatronDatasetBuilder(GPTDataset, [samples, 0, 0], lambda: True, config).build()[0]
+    shares = np.bincount(train.dataset_index[:samples], minlength=3) / samples
+    assert shares == pytest.approx(blend["data_path"][::2], abs=0.01)
+    assert len(train[samples - 1]["tokens"]) == 64
 
 
 class Killed(Exception):
