@@ -136,3 +136,22 @@ def test_hf_export_opens_with_datasets_load_dataset_and_its_card_names_the_mixtu
     assert f"budget of {20000:,}" in body and f"{datetime.now(timezone.utc):%Y-%m-%d}" in body
     assert f"| sc00 | 0.6000 | {manifest['clusters']['sc00']['tokens']:,} |" in body
     assert "| sc01 | 0.0000 | 0 |" in body
+
+
+def test_climb_ray_export_format_from_the_command_line(ray_session, finished, three_files, demo_corpus, tmp_path):
+    import shutil
+
+    from tests.conftest import run_cli, tokens_overrides
+    from tests.e2e.test_cli_e2e import assert_one_line_error
+
+    run = tmp_path / "run"
+    shutil.copytree(finished[0], run)
+    args = ["export", "--config", "demo", *tokens_overrides(three_files, run), "export.max_epochs=0",
+            f"target.paths=[{demo_corpus.parent / 'demo_target.jsonl'}]", "export.token_budget=20000"]
+    env = {"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    proc = run_cli([*args, "--weights", "0.5,0.3,0.2,0", "--format", "megatron"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 Megatron indexed dataset(s) of" in proc.stdout and "blend.json, data_path.txt" in proc.stdout
+    assert (run / "export" / "data_path.txt").read_text().startswith(f"--data-path 0.5 {run}/export/sc00 0.3 ")
+    assert_one_line_error(run_cli([*args, "export.format=arrow"], env=env), "export.format='arrow'",
+                          "parquet, hf, megatron")
