@@ -86,9 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "up to export.token_budget tokens (a cluster repeated at most export.max_epochs "
                             "times), shuffle them across clusters with export.seed and write <run>/export/: "
                             "part-*.parquet (text, cluster, doc_id), tokens-*.bin/.idx with "
-                            "export.write_token_ids=true, and manifest.json. Earlier stages run first when not done.")
+                            "export.write_token_ids=true, and manifest.json; --format hf adds a dataset card "
+                            "(README.md: a Hugging Face dataset folder), --format megatron writes instead one "
+                            "Megatron-Core indexed dataset per super-cluster (sc*.bin/.idx, every document once) and "
+                            "the mixture as a blend (blend.json, data_path.txt). Earlier stages run first when not done.")
     export.add_argument("--weights", default=None, help="the mixture: best (the search's answer, default), uniform, "
                         "prior, 0.5,0.3,..., sc00=0.7,sc03=0.3, JSON, or a .json file (as export.weights)")
+    export.add_argument("--format", default=None, choices=["parquet", "hf", "megatron"],
+                        help="what to write (as export.format; default parquet)")
     export.add_argument("--overwrite", action="store_true", help="replace an export made with other settings")
     proxy = sub.add_parser("proxy", parents=[stage], help="train and score one proxy LM on one mixture",
                            description="Train a proxy LM on one mixture of the super-clusters and score it "
@@ -227,6 +232,7 @@ def _dispatch(args) -> int:
     cfg = load(args)
     if args.command == "export":
         cfg.export.weights = args.weights or cfg.export.weights
+        cfg.export.format = args.format or cfg.export.format
         cfg.export.overwrite = cfg.export.overwrite or args.overwrite
     if args.command == "config":
         from climb_ray.config_io import to_yaml

@@ -202,6 +202,7 @@ class ExportConfig:
     seed: int = 0  # which documents fill a partial pass, and the shuffle across clusters
     shard_mb: float = 256.0  # target size of each Parquet shard (text bytes, MiB)
     write_token_ids: bool = False  # also write token-ID shards (tokens-*.bin/.idx) with the run's tokenizer
+    format: str = "parquet"  # parquet; hf: + a dataset card; megatron: an indexed dataset per cluster + the blend
     overwrite: bool = False  # replace an export made with other settings (as --overwrite)
 
 
@@ -350,6 +351,7 @@ _RULES = {
     "export.shard_mb": _at_least(0.001),
     "export.max_epochs": _at_least(0),
     "export.seed": _at_least(0),
+    "export.format": _one_of("parquet", "hf", "megatron"),
     "resources.num_cpus": _at_least(0),
     "resources.num_gpus": _at_least(-1),
     "resources.device": _one_of("auto", "gpu", "cpu"),

@@ -108,3 +108,30 @@ def manifest(plans: list[ClusterPlan], documents: dict[str, int], *, budget: int
                               "available_tokens": p.available_tokens} for p in plans},
         "shards": shards,
     }
+
+
+def dataset_card(out: dict, config_url: str, columns: list[str]) -> str:
+    """README.md making the export folder a Hugging Face dataset (`datasets.load_dataset(folder)`):
+    a YAML header naming the Parquet shards, then the mixture and where it came from."""
+    from datetime import datetime, timezone
+
+    import yaml
+
+    header = {"configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "part-*.parquet"}]}],
+              "tags": ["climb-ray", "data-mixture"]}
+    src = out["source"]
+    lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "",
+             f"# Data mixture exported from {src['run_dir']}", "",
+             f"Made by `climb-ray export` on {datetime.now(timezone.utc):%Y-%m-%d} (UTC) from the run folder "
+             f"`{src['run_dir']}` (its config: `{config_url}`; the settings the export depends on: `depends` in "
+             f"_DONE beside this file), mixture `export.weights={src['weights']}`.", "",
+             f"{out['rows']:,} rows, {out['tokens']:,} tokens for a budget of {out['token_budget']:,} (counted with "
+             f"the run's tokenizer `{src['tokenizer']}`, end-of-text included), seed {out['seed']}, at most "
+             f"{out['max_epochs']:g} passes over a cluster. Columns: {', '.join(columns)} (cluster: the "
+             "super-cluster; rows shuffled across clusters; a repeated document appears once per pass).", "",
+             "| cluster | weight | tokens | share | rows | passes |", "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {c['weight']:.4f} | {c['tokens']:,} | {c['share']:.4f} | {c['rows']:,} | {c['epochs']:.2f} |"
+              for name, c in out["clusters"].items()]
+    lines += ["", "Open it with `datasets.load_dataset(\"<this folder>\", split=\"train\")`; manifest.json has the "
+              "same numbers and the shard list."]
+    return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """The chosen mixture as a training dataset, as a Ray job: Parquet shards (text, cluster, doc_id)
-and manifest.json in <run>/export/ (token-ID shards too with export.write_token_ids=true); earlier
-stages run first when not done.
+and manifest.json in <run>/export/ (token-ID shards too with export.write_token_ids=true; a
+Hugging Face dataset folder or Megatron indexed datasets and blend with --format hf or megatron);
+earlier stages run first when not done.
 
     ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-resources '{"climb_driver": 1}' -- \
         python jobs/export.py --config jobs/configs/paper.yaml \

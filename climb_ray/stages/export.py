@@ -1,5 +1,7 @@
 """The export stage: the chosen mixture (the search's answer, or export.weights) as <run>/export/:
-Parquet shards (text, cluster, doc_id), optional token-ID shards, and manifest.json."""
+Parquet shards (text, cluster, doc_id), optional token-ID shards, and manifest.json (export.format
+parquet); the same with a dataset card README.md (hf); or one Megatron-Core indexed dataset per
+cluster and the blend of the mixture (megatron)."""
 
 from __future__ import annotations
 
@@ -64,21 +66,39 @@ def check_export(cfg: Config, run: RunDir):
 
 
 def export_stage(cfg: Config, run: RunDir) -> dict:
+    e = cfg.export
+    meta, names, (doc_ids, supers, n_tokens), weights, budget, max_epochs = check_export(cfg, run)
+    keys = np.array([doc_key(d, e.seed) for d in doc_ids])
+    plans, wanted = [], targets(weights, budget)
+    members = [np.flatnonzero(supers == i) for i in range(len(names))]
+    for i, name in enumerate(names):
+        plans.append(plan_cluster(name, float(weights[i]), int(wanted[i]), keys[members[i]], n_tokens[members[i]]))
+    source = {"run_dir": run.url(), "weights": e.weights, "tokenizer": meta["tokenizer"],
+              "vocab_size": meta["vocab_size"], "token_dtype": meta["dtype"], "eot_id": meta["eot_id"]}
+    if e.format == "megatron":
+        return export_megatron(run, meta, plans, budget=budget, seed=e.seed, max_epochs=max_epochs, source=source)
+    chosen = {doc_ids[m]: (plan.name, times) for plan, rows in zip(plans, members) for m in rows
+              if (times := copies(plan, keys[m])) > 0}
+    info = export_rows_to_shards(cfg, run, meta, names, chosen)
+    out = manifest(plans, info.pop("rows_per_cluster"), budget=budget, seed=e.seed, max_epochs=max_epochs,
+                   source=source, shards=info.pop("shard_list"))
+    if e.format == "hf":
+        from climb_ray.export import dataset_card
+
+        columns = ["ids" if cfg.corpus.token_ids_field else "text", "cluster", "doc_id"]
+        run.write_text("export/README.md", dataset_card(out, run.url("config.yaml"), columns))
+    run.write_json(MANIFEST, out)
+    return {**info, "format": e.format, "tokens": int(sum(p.tokens for p in plans)), "budget": budget,
+            "weights": {p.name: p.weight for p in plans}}
+
+
+def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, names: list[str], chosen: dict) -> dict:
+    """The chosen rows, shuffled on Ray Data, as Parquet (and token-ID) shards of export/."""
     from climb_ray.adapters.ray_export import export_rows
     from climb_ray.export_writer import ShardedWriter
     from climb_ray.stages.corpus import corpus_files
 
     e = cfg.export
-    meta, names, (doc_ids, supers, n_tokens), weights, budget, max_epochs = check_export(cfg, run)
-    keys = np.array([doc_key(d, e.seed) for d in doc_ids])
-    plans, chosen, wanted = [], {}, targets(weights, budget)
-    for i, name in enumerate(names):
-        members = np.flatnonzero(supers == i)
-        plan = plan_cluster(name, float(weights[i]), int(wanted[i]), keys[members], n_tokens[members])
-        plans.append(plan)
-        for m in members:
-            if (times := copies(plan, keys[m])) > 0:
-                chosen[doc_ids[m]] = (name, times)
     token_ids = e.write_token_ids or bool(cfg.corpus.token_ids_field)  # a token-ID corpus exports its ids
     tokenizer = run.read_bytes(TOKENIZER).decode("utf-8") if token_ids else None
     writer = ShardedWriter(run.fs, run.path("export"), e.shard_mb * 2**20,
@@ -90,16 +110,65 @@ def export_stage(cfg: Config, run: RunDir) -> dict:
             rows[str(name)] += int(count)
         writer.add(batch)
     shards = writer.close()
-    source = {"run_dir": run.url(), "weights": e.weights, "tokenizer": meta["tokenizer"],
-              "vocab_size": meta["vocab_size"], "token_dtype": meta["dtype"], "eot_id": meta["eot_id"]}
-    run.write_json(MANIFEST, manifest(plans, rows, budget=budget, seed=e.seed, max_epochs=max_epochs,
-                                                    source=source, shards=shards))
-    return {"rows": sum(rows.values()), "tokens": int(sum(p.tokens for p in plans)), "budget": budget,
-            "shards": len(shards), "shards_reused": writer.reused, "token_ids": token_ids,
+    return {"rows": sum(rows.values()), "rows_per_cluster": rows, "shard_list": shards, "shards": len(shards),
+            "shards_reused": writer.reused, "token_ids": token_ids}
+
+
+def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: int, max_epochs: float,
+                    source: dict) -> dict:
+    """Each cluster of weight above 0 as a Megatron-Core indexed dataset export/<cluster>.bin/.idx
+    (its token shard, every document once), the blend (export/blend.json and data_path.txt) and the
+    run's tokenizer as a Hugging Face tokenizer folder (export/tokenizer/, eos: the end-of-document id)."""
+    from climb_ray.megatron import command_line, convert_shard, data_path, megatron_dtype
+
+    used = [p for p in plans if p.weight > 0]
+    reused = 0
+    for p in used:
+        if run.exists("export", f"{p.name}.idx"):  # written last: a killed export's finished cluster
+            reused += 1
+        else:
+            convert_shard(run.fs, run.path("tokens", p.name), run.path("export", p.name), np.dtype(meta["dtype"]))
+    documents = {p.name: int(meta["documents"][p.name]) if p.weight > 0 else 0 for p in plans}
+    datasets = [{"prefix": p.name, "bin": f"{p.name}.bin", "idx": f"{p.name}.idx", "documents": documents[p.name],
+                 "tokens": int(meta["tokens"][p.name])} for p in used]
+    path = data_path({p.name: p.weight for p in plans}, {p.name: run.url("export", p.name) for p in plans})
+    dtype = megatron_dtype(meta["dtype"]).name
+    save_tokenizer(run, int(meta["eot_id"]))
+    run.write_json("export/blend.json", {
+        "data_path": path, "train_tokens": budget, "max_epochs": max_epochs, "dtype": dtype,
+        "eod_id": meta["eot_id"], "vocab_size": meta["vocab_size"], "tokenizer": run.url("export", "tokenizer")})
+    run.write_text("export/data_path.txt", command_line(path) + "\n")
+    out = manifest(plans, documents, budget=budget, seed=seed, max_epochs=max_epochs, source=source,
+                   shards=datasets)
+    run.write_json(MANIFEST, {**out, "megatron": {"blend": "blend.json", "data_path": "data_path.txt",
+                                                  "dtype": dtype}})
+    return {"format": "megatron", "rows": sum(documents.values()), "tokens": int(sum(p.tokens for p in plans)),
+            "budget": budget, "shards": len(used), "shards_reused": reused, "token_ids": True,
             "weights": {p.name: p.weight for p in plans}}
 
 
+def save_tokenizer(run: RunDir, eot: int) -> None:
+    """The run's tokenizer as export/tokenizer/ (AutoTokenizer.from_pretrained, Megatron-LM's --tokenizer-model)."""
+    import tempfile
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer.from_str(run.read_bytes(TOKENIZER).decode("utf-8"))
+    with tempfile.TemporaryDirectory() as tmp:
+        PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=tok.id_to_token(eot)).save_pretrained(tmp)
+        for path in sorted(Path(tmp).iterdir()):
+            run.write_bytes(f"export/tokenizer/{path.name}", path.read_bytes())
+
+
 def describe(info: dict) -> str:
+    if info.get("format") == "megatron":
+        return (f"{len([w for w in info['weights'].values() if w > 0])} Megatron indexed dataset(s) of "
+                f"{info['rows']} documents ({info['shards_reused']} reused), blend for {info['tokens']} tokens "
+                f"(budget {info['budget']}) -> export/sc*.bin/.idx, blend.json, data_path.txt, tokenizer/, "
+                "manifest.json")
     ids = ", tokens-*.bin/.idx" if info["token_ids"] else ""
+    card = ", README.md" if info.get("format") == "hf" else ""
     return (f"{info['rows']} rows, {info['tokens']} tokens (budget {info['budget']}) in {info['shards']} "
-            f"shard(s) ({info['shards_reused']} reused) -> export/part-*.parquet{ids}, manifest.json")
+            f"shard(s) ({info['shards_reused']} reused) -> export/part-*.parquet{ids}, manifest.json{card}")

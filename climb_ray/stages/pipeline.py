@@ -63,7 +63,7 @@ DEPENDS = {
                "search.local_fraction", "search.remeasure_fraction", *ANSWER_FIELDS],
 }
 DEPENDS["export"] = [*DEPENDS["search"], *(f"export.{name}" for name in (
-    "weights", "token_budget", "max_epochs", "seed", "shard_mb", "write_token_ids"))]
+    "weights", "token_budget", "max_epochs", "seed", "shard_mb", "write_token_ids", "format"))]
 
 
 GUARDS = {"corpus.max_skip_share"}  # checks that stop a run or let it go on, never change its output
