@@ -133,6 +133,36 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
     return 0
 
 
+def ask(cfg: Config, *, n: int, redo: tuple[str, ...]) -> int:
+    """Run the stages up to tokens if needed, then print the search's next mixtures, one JSON a line."""
+    import contextlib
+
+    from climb_ray import asktell
+    from climb_ray.artifacts import RunDir
+
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the mixtures only
+        print_summary(run_pipeline(cfg, until="tokens", redo=redo))
+    mixtures, why = asktell.ask(cfg, RunDir(cfg.run_dir), n or 10**9)
+    for mixture in mixtures:
+        print(json.dumps(mixture))
+    if why:
+        print(f"climb-ray ask: no mixture: {why}", file=sys.stderr)
+    return 0
+
+
+def tell(cfg: Config, *, index: int, score: float | None) -> int:
+    from climb_ray import asktell
+    from climb_ray.artifacts import RunDir
+
+    done = asktell.tell(cfg, RunDir(cfg.run_dir), index, score)
+    print(f"climb-ray tell: trial {index} {done['status']}; {done['pending']} trial(s) of this iteration still to tell")
+    if done["finished"]:
+        from climb_ray.stages.search import answer_line
+
+        print(f"the search is finished: {answer_line(done['outputs'])} -> {cfg.run_dir}/asktell/best_mixture.json")
+    return 0
+
+
 def print_proxy(result: dict, clusters: dict) -> None:
     labels = {f"sc{s['id']:02d}": ", ".join(s["top_terms"][:5]) for s in clusters["super_clusters"]}
     if "command" in result:  # proxy.command: your trainer's score
