@@ -9,7 +9,7 @@ from pathlib import Path
 
 from climb_ray import __version__
 from climb_ray.artifacts import PREDICTOR, StageChangedError
-from climb_ray.asktell import AskTellError
+from climb_ray.stages.asktell import AskTellError
 from climb_ray.config import ConfigError
 from climb_ray.corpus import CorpusError
 from climb_ray.export import ExportError

@@ -60,7 +60,8 @@ class CommandRunner:
         """Run the command on `weights` (one per cluster) in `trial_dir` (a new temporary folder if None)."""
         w = np.asarray(weights, dtype=np.float64)
         if len(w) != len(self.names) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"weights={list(weights)!r}: need {len(self.names)} finite weights >= 0 with a positive sum")
+            raise ValueError(f"weights={list(weights)!r}: need {len(self.names)} finite weights >= 0 with a "
+                             "positive sum")
         w = w / w.sum()
         trial_dir = os.path.abspath(trial_dir or tempfile.mkdtemp(prefix="climb-ray-command-"))
         os.makedirs(trial_dir, exist_ok=True)

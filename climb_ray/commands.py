@@ -137,7 +137,7 @@ def ask(cfg: Config, *, n: int, redo: tuple[str, ...]) -> int:
     """Run the stages up to tokens if needed, then print the search's next mixtures, one JSON a line."""
     import contextlib
 
-    from climb_ray import asktell
+    from climb_ray.stages import asktell
     from climb_ray.artifacts import RunDir
 
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the mixtures only
@@ -151,7 +151,7 @@ def ask(cfg: Config, *, n: int, redo: tuple[str, ...]) -> int:
 
 
 def tell(cfg: Config, *, index: int, score: float | None) -> int:
-    from climb_ray import asktell
+    from climb_ray.stages import asktell
     from climb_ray.artifacts import RunDir
 
     done = asktell.tell(cfg, RunDir(cfg.run_dir), index, score)

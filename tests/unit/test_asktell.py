@@ -6,7 +6,7 @@ import fsspec
 import numpy as np
 import pytest
 
-from climb_ray import asktell
+from climb_ray.stages import asktell
 from climb_ray import tokens as tk
 from climb_ray.artifacts import RunDir
 from climb_ray.config_io import load_config
@@ -75,7 +75,8 @@ def test_tells_that_do_not_fit_the_recorded_search_are_refused(run):
         asktell.tell(cfg, run, 0, 0.5)
     rest, _ = asktell.ask(cfg, run, 100)
     assert [m["index"] for m in rest] == [1, 2, 3, 4, 5]
-    assert asktell.ask(cfg, run, 100) == ([], "iteration 0 waits on the scores of trials 1, 2, 3, 4, 5: tell them first")
+    waiting = "iteration 0 waits on the scores of trials 1, 2, 3, 4, 5: tell them first"
+    assert asktell.ask(cfg, run, 100) == ([], waiting)
     with pytest.raises(asktell.AskTellError, match=r"made with other settings \(proxy.steps\)"):
         asktell.ask(config(run, "proxy.steps=41"), run, 1)
 

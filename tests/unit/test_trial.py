@@ -92,7 +92,8 @@ def test_a_pretrained_gpt2_is_continued_on_the_mixture_and_scored(source_shards,
         (tmp_path / "random" / "tokenizer_config.json").read_text())
     even = [1.0] * len(sources)
     scratch = runner(even, seed=0)
-    continued = ProxyRunner(pretrained_config(target, tmp_path / "pretrained", "proxy.steps=8"), str(folder))(even, seed=0)
+    continued = ProxyRunner(pretrained_config(target, tmp_path / "pretrained", "proxy.steps=8"), str(folder))
+    continued = continued(even, seed=0)
     assert scratch["parameters"] == continued["parameters"] == sum(p.numel() for p in model.parameters())
     assert continued["train_tokens"] == 8 * 16 * 128 and continued["train_loss_last"] < scratch["train_loss_last"]
     assert continued["score"] > scratch["score"] + 0.2, (continued["score"], scratch["score"])
