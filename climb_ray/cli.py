@@ -9,6 +9,7 @@ from pathlib import Path
 
 from climb_ray import __version__
 from climb_ray.artifacts import PREDICTOR, StageChangedError
+from climb_ray.stages.asktell import AskTellError
 from climb_ray.config import ConfigError
 from climb_ray.corpus import CorpusError
 from climb_ray.export import ExportError
@@ -20,7 +21,7 @@ from climb_ray.served_model import NotServable
 EXIT_BAD_INPUT = 2
 PRESETS = ("demo", "paper")
 USER_ERRORS = (ConfigError, CorpusError, StageChangedError, MixtureError, SearchFailed, NotServable, ExportError,
-               RunLocked)
+               RunLocked, AskTellError)
 
 DESCRIPTION = """\
 CLIMB data-mixture search on Ray: embed a corpus, cluster it into super-clusters, search
@@ -104,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--weights", required=True, help="the mixture (see above)")
     proxy.add_argument("--seed", type=int, default=None, help="seed of the proxy (default: the config's seed)")
     proxy.add_argument("--json", dest="json_out", metavar="PATH", help="also write the result as JSON here")
+    ask = sub.add_parser("ask", parents=[stage], help="the next mixtures of a search driven by files",
+                         description="Ask/tell, for a search loop outside Ray: print the next mixtures to "
+                         "train (one JSON object a line: index, seed, weights, blend), each also written to "
+                         "<run>/asktell/trials/<index>.json; train them your way and report each score with "
+                         "`climb-ray tell`. The search state is <run>/asktell/state.json; the answer is written "
+                         "to <run>/asktell/ when the last score is told. Earlier stages run first when not done.")
+    ask.add_argument("--n", type=int, default=0, help="mixtures at most (default: all the iteration has left)")
+    tell = sub.add_parser("tell", parents=[_config_options()], help="record the score of an asked mixture",
+                          description="Record trial INDEX's score (higher is better) in the search `climb-ray "
+                          "ask` drives, or --failed; after the last one the answer goes to <run>/asktell/.")
+    tell.add_argument("--index", type=int, required=True, help="the trial's index, as ask printed it")
+    tell.add_argument("--score", type=float, help="its score, higher is better")
+    tell.add_argument("--failed", action="store_true", help="the trial failed: no score")
     sub.add_parser("doremi", parents=[stage], help="DoReMi's domain weights for the super-clusters (a baseline)",
                    description="DoReMi (Xie et al. 2023): train a reference proxy on doremi.reference, then a "
                    "proxy with Group DRO whose domain weights follow each cluster's excess loss over the "
@@ -264,6 +278,12 @@ def _write(args, cfg) -> int:
     if args.command == "proxy":
         return commands.proxy(cfg, weights=args.weights, seed=args.seed, redo=tuple(args.redo),
                               json_out=args.json_out)
+    if args.command == "ask":
+        return commands.ask(cfg, n=args.n, redo=tuple(args.redo))
+    if args.command == "tell":
+        if (args.score is None) != args.failed:
+            raise AskTellError("tell: give a score or --failed, not both or neither")
+        return commands.tell(cfg, index=args.index, score=args.score)
     if args.command in ("doremi", "compare"):
         return getattr(commands, args.command)(cfg, redo=tuple(args.redo))
     if args.command == "demo":

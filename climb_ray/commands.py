@@ -75,7 +75,7 @@ def _clear_target_stages(cfg: Config) -> None:
 def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: int = 0) -> int:
     """Run the stages up to `until` (whole: the demo or run command, every stage).
     extend: `climb-ray search --extend N` (one more generation of N proxies)."""
-    if until in ORDER and ORDER.index(until) >= ORDER.index("search"):
+    if until in ORDER and ORDER.index(until) >= ORDER.index("search") and not cfg.proxy.command:
         from climb_ray.evaluate import check_targets
 
         check_targets(cfg.target)  # before minutes of embedding, not after
@@ -107,7 +107,8 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
 
     from climb_ray.evaluate import check_targets
 
-    check_targets(cfg.target)
+    if not cfg.proxy.command:  # your trainer scores itself
+        check_targets(cfg.target)
     report = run_pipeline(cfg, until="tokens", redo=redo)
     print_summary(report)
     run = RunDir(cfg.run_dir)
@@ -132,8 +133,44 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
     return 0
 
 
+def ask(cfg: Config, *, n: int, redo: tuple[str, ...]) -> int:
+    """Run the stages up to tokens if needed, then print the search's next mixtures, one JSON a line."""
+    import contextlib
+
+    from climb_ray.stages import asktell
+    from climb_ray.artifacts import RunDir
+
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the mixtures only
+        print_summary(run_pipeline(cfg, until="tokens", redo=redo))
+    mixtures, why = asktell.ask(cfg, RunDir(cfg.run_dir), n or 10**9)
+    for mixture in mixtures:
+        print(json.dumps(mixture))
+    if why:
+        print(f"climb-ray ask: no mixture: {why}", file=sys.stderr)
+    return 0
+
+
+def tell(cfg: Config, *, index: int, score: float | None) -> int:
+    from climb_ray.stages import asktell
+    from climb_ray.artifacts import RunDir
+
+    done = asktell.tell(cfg, RunDir(cfg.run_dir), index, score)
+    print(f"climb-ray tell: trial {index} {done['status']}; {done['pending']} trial(s) of this iteration still to tell")
+    if done["finished"]:
+        from climb_ray.stages.search import answer_line
+
+        print(f"the search is finished: {answer_line(done['outputs'])} -> {cfg.run_dir}/asktell/best_mixture.json")
+    return 0
+
+
 def print_proxy(result: dict, clusters: dict) -> None:
     labels = {f"sc{s['id']:02d}": ", ".join(s["top_terms"][:5]) for s in clusters["super_clusters"]}
+    if "command" in result:  # proxy.command: your trainer's score
+        print(f"\nproxy.command: score {result['score']:.4f} (higher is better), seed {result['seed']}, "
+              f"{result['train_seconds']:.1f} s; output in {result['trial_dir']}")
+        for name, weight in result["weights"].items():
+            print(f"  {name:<7} {weight:7.4f}  {labels.get(name, '')}")
+        return
     print(f"\nproxy: score {result['score']:.4f} ({result['direction'].replace('_', ' ')}), seed {result['seed']}, "
           f"{result['parameters'] / 1e6:.2f}M parameters on {result['device']}")
     for t in result["targets"]:

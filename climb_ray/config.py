@@ -83,12 +83,20 @@ class ProxyConfig:
     decay_fraction: float = 0.2  # wsd only: share of the steps spent decaying at the end
     weight_decay: float = 0.1  # AdamW weight decay
     grad_clip: float = 1.0  # gradient-norm clipping
-    init_from: str = ""  # transformers checkpoint folder to continue from (the paper does); "" = from scratch
+    init: str = "scratch"  # scratch (a new Llama-style model of the shape above) or pretrained (continue
+    # proxy.init_from on each mixture, as the paper does; the shape fields are then unused)
+    init_from: str = ""  # init pretrained: any transformers causal LM (AutoModelForCausalLM), a folder or hub name;
+    # its tokenizer must be the run's (tokens.tokenizer)
     compile: bool = False  # torch.compile the model (pays off on GPUs for long runs)
     threads: int = 0  # torch CPU threads per proxy on CPU; 0 = its cpus_per_trial (at least 1)
     cpus_per_trial: float = 1.0  # CPUs each proxy trial reserves
     gpus_per_trial: float = 1.0  # GPUs each proxy trial reserves when the cluster has GPUs
-
+    command: str = ""  # your trainer instead of the built-in proxy (Megatron-LM, NeMo, torchtitan, a script): a shell
+    # command template run for each mixture, with {mixture_json} {blend} {score_file} {trial_dir} {seed} {index}
+    # {tokens_dir} {python}; it writes {"score": x} (higher is better) to {score_file}; "" = the built-in proxy
+    data_prefix: str = ""  # proxy.command: each super-cluster's data prefix in {blend}, with {name} {index}
+    # {tokens_dir} (e.g. /data/megatron/{name}_text_document); "" = the run's token shards, {tokens_dir}/{name}
+    command_timeout_s: float = 0.0  # proxy.command: a trial running longer is killed and failed; 0 = no limit
 
     @property
     def sequences(self) -> int:
@@ -253,6 +261,27 @@ def _one_of(*choices):
     return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
 
 
+COMMAND_FIELDS = ("mixture_json", "blend", "score_file", "trial_dir", "seed", "index", "tokens_dir", "python")
+PREFIX_FIELDS = ("name", "index", "tokens_dir")
+
+
+def template_fields(template: str) -> set[str]:
+    """The {placeholders} of a str.format template (ValueError when its braces are malformed)."""
+    import string
+
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def _template(*allowed):
+    def check(v):
+        try:
+            unknown = sorted(template_fields(v) - set(allowed))
+        except ValueError as err:
+            return f"is not a template ({err}; write a literal brace as {{{{ or }}}})"
+        return f"unknown placeholder {{{unknown[0]}}} (known: {', '.join(allowed)})" if unknown else None
+    return check
+
+
 def _positive_list(v):
     return None if v and all(x >= 1 for x in v) else "must be a non-empty list of counts >= 1"
 
@@ -299,6 +328,10 @@ _RULES = {
     "proxy.threads": _at_least(0),
     "proxy.cpus_per_trial": _at_least(0),
     "proxy.gpus_per_trial": _at_least(0),
+    "proxy.init": _one_of("scratch", "pretrained"),
+    "proxy.command": _template(*COMMAND_FIELDS),
+    "proxy.data_prefix": _template(*PREFIX_FIELDS),
+    "proxy.command_timeout_s": _at_least(0),
     "target.max_docs": _at_least(1),
     "target.max_doc_tokens": _at_least(1),
     "target.max_items": _at_least(1),
@@ -358,6 +391,24 @@ _RULES = {
 }
 
 
+def _check_proxy(cfg: Config) -> None:
+    p = cfg.proxy
+    if p.init == "pretrained" and not p.init_from:
+        raise ConfigError("proxy.init='pretrained': set proxy.init_from to the causal LM to continue (a folder or "
+                          "hub name)")
+    if p.init == "scratch" and p.init_from:
+        raise ConfigError(f"proxy.init_from={p.init_from!r}: proxy.init is 'scratch'; set proxy.init=pretrained "
+                          "to continue this model, or clear proxy.init_from")
+    if p.init == "pretrained" and p.command:
+        raise ConfigError("proxy.init='pretrained': applies to the built-in proxy, and proxy.command is set (your "
+                          "trainer loads its own model); set proxy.init=scratch")
+    if p.init == "pretrained" and cfg.tokens.tokenizer == "bpe":
+        raise ConfigError(f"tokens.tokenizer='bpe': a pretrained proxy reads the run's token ids, so they must "
+                          f"come from its own tokenizer: set tokens.tokenizer={p.init_from!r}")
+    if p.data_prefix and not p.command:
+        raise ConfigError(f"proxy.data_prefix={p.data_prefix!r}: only used by proxy.command, which is not set")
+
+
 def _get(cfg: Config, dotted: str):
     value = cfg
     for part in dotted.split("."):
@@ -392,6 +443,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"target.weights={cfg.target.weights!r}: must be finite and >= 0 with a positive sum")
     if cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r}: must be at least 0 (numpy seeds are non-negative)")
+    _check_proxy(cfg)
     c = cfg.corpus
     if c.token_ids_field and not c.label_field:
         raise ConfigError(f"corpus.token_ids_field={c.token_ids_field!r}: token-ID corpora are not embedded, so "

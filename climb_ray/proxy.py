@@ -1,4 +1,5 @@
-"""The proxy LM: a small Llama-style decoder (transformers) and one readable training loop.
+"""The proxy LM: a small Llama-style decoder (transformers) or a pretrained causal LM, and one readable
+training loop.
 
 The loop is nanoGPT's: for each step, take a batch, forward under autocast (bf16 on CUDA),
 backward, clip the gradient norm, set the learning rate of the schedule, AdamW step.
@@ -16,18 +17,15 @@ from climb_ray.config import ProxyConfig
 
 
 def build_model(p: ProxyConfig, vocab_size: int, *, seed: int):
-    """A fresh Llama-style causal LM of the configured shape, or the checkpoint at p.init_from."""
+    """A fresh Llama-style causal LM of the configured shape, or (proxy.init pretrained) the causal LM
+    at p.init_from, any transformers AutoModelForCausalLM, in float32."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    if p.init_from:
-        model = LlamaForCausalLM.from_pretrained(p.init_from) if _is_hf_dir(p.init_from) else None
-        if model is None:
-            raise ValueError(f"proxy.init_from={p.init_from!r}: not a folder holding a transformers checkpoint")
-        if model.config.vocab_size < vocab_size:
-            raise ValueError(f"proxy.init_from={p.init_from!r} has a vocabulary of {model.config.vocab_size}, "
-                             f"the run's tokenizer needs {vocab_size}: use that model's tokenizer (tokens.tokenizer)")
+    if p.init == "pretrained":
+        model = load_pretrained(p.init_from)
+        check_fits_model(p, model.config, model.get_input_embeddings().num_embeddings, vocab_size)
         return model
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=p.hidden_size, intermediate_size=p.intermediate_size,
                          num_hidden_layers=p.num_layers, num_attention_heads=p.num_heads,
@@ -36,10 +34,62 @@ def build_model(p: ProxyConfig, vocab_size: int, *, seed: int):
     return LlamaForCausalLM(config)
 
 
-def _is_hf_dir(path: str) -> bool:
-    import os
+def load_pretrained(name: str, *, config_only: bool = False):
+    """The causal LM (or only its config) at `name`: a local folder, or a hub name where a hub is reachable."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    return os.path.isfile(os.path.join(path, "config.json"))
+    from climb_ray.config import ConfigError
+
+    try:
+        if config_only:
+            return AutoConfig.from_pretrained(name)
+        return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"proxy.init_from={name!r}: cannot load a causal LM from it ({why})") from None
+
+
+def check_pretrained(p: ProxyConfig, tokenizer, vocab_size: int) -> None:
+    """Before any trial: the pretrained proxy loads (its config only), and the run's tokenizer and
+    proxy.context fit it."""
+    config = load_pretrained(p.init_from, config_only=True)
+    check_fits_model(p, config, getattr(config.get_text_config(), "vocab_size", vocab_size), vocab_size)
+    check_tokenizer(p, tokenizer)
+
+
+def check_fits_model(p: ProxyConfig, config, embeddings: int, vocab_size: int) -> None:
+    """The run's token ids and proxy.context must fit the pretrained model: a one-line error, not an
+    index error deep in a forward pass."""
+    from climb_ray.config import ConfigError
+
+    config = config.get_text_config()
+    if vocab_size > embeddings:
+        raise ConfigError(f"proxy.init_from={p.init_from!r} embeds {embeddings} token ids, the run's tokenizer has "
+                          f"{vocab_size}: set tokens.tokenizer to the model's own tokenizer (e.g. {p.init_from!r})")
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if positions and p.context > positions:
+        raise ConfigError(f"proxy.context={p.context}: proxy.init_from={p.init_from!r} takes at most {positions} "
+                          "positions")
+
+
+def check_tokenizer(p: ProxyConfig, tokenizer) -> None:
+    """With a pretrained proxy, the run's tokenizer (a `tokenizers.Tokenizer`) must give every token the
+    id the model's own tokenizer gives it, where init_from has one (else only the sizes are checked)."""
+    from transformers import AutoTokenizer
+
+    from climb_ray.config import ConfigError
+
+    try:
+        own = AutoTokenizer.from_pretrained(p.init_from)
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    ours = tokenizer.get_vocab(with_added_tokens=True)
+    wrong = next((t for t, i in own.get_vocab().items() if ours.get(t) != i), None)
+    if wrong is not None:
+        raise ConfigError(f"tokens.tokenizer is not the tokenizer of proxy.init_from={p.init_from!r} (token "
+                          f"{wrong!r} is id {own.get_vocab()[wrong]} there, {ours.get(wrong)} in the run): "
+                          f"set tokens.tokenizer={p.init_from!r} and redo the tokens stage")
 
 
 def lr_at(step: int, p: ProxyConfig) -> float:

@@ -1,7 +1,8 @@
 """One proxy trial: train a proxy LM on one mixture of the run's token shards and score it on the target.
 
 `ProxyRunner` loads the shards, tokenizer and target once; each call is one trial (Ray Tune reuses
-the runner across trials, the `climb-ray proxy` command calls it once).
+the runner across trials, the `climb-ray proxy` command calls it once). With proxy.command set,
+`make_runner` gives climb_ray.command_trial's runner instead.
 """
 
 from __future__ import annotations
@@ -11,6 +12,15 @@ import time
 import numpy as np
 
 from climb_ray.config import Config
+
+
+def make_runner(cfg: Config, tokens_url: str):
+    """The runner of one trial: proxy.command's (your trainer) when it is set, else the built-in proxy's."""
+    if cfg.proxy.command:
+        from climb_ray.command_trial import CommandRunner
+
+        return CommandRunner(cfg, tokens_url)
+    return ProxyRunner(cfg, tokens_url)
 
 
 class ProxyRunner:
@@ -29,6 +39,10 @@ class ProxyRunner:
         with fsspec.open(f"{tokens_url.rstrip('/')}/tokenizer.json", "r") as src:
             self.tokenizer = Tokenizer.from_str(src.read())
         self.eot, self.vocab_size = int(self.shards.meta["eot_id"]), int(self.shards.meta["vocab_size"])
+        if cfg.proxy.init == "pretrained":  # a wrong tokenizer is named here, not by an index error mid-trial
+            from climb_ray.proxy import check_pretrained
+
+            check_pretrained(cfg.proxy, self.tokenizer, self.vocab_size)
         self.targets = [load_target(path, self.tokenizer, cfg.target) for path in cfg.target.paths]
         self.device = pick_device(device)
         self._threads()

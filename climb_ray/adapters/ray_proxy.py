@@ -1,4 +1,5 @@
-"""One proxy trial as a Ray task: on a GPU when the cluster has GPUs, else on CPU workers."""
+"""One proxy trial as a Ray task: on a GPU when the cluster has GPUs, else on CPU workers (the built-in
+proxy, or proxy.command in a new temporary folder)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ def trial_resources(cfg: Config) -> dict:
 
 
 def _train_and_score(cfg: Config, tokens_url: str, weights: list[float], seed: int) -> dict:
-    from climb_ray.trial import ProxyRunner
+    from climb_ray.trial import make_runner
 
-    return ProxyRunner(cfg, tokens_url)(weights, seed=seed)
+    return make_runner(cfg, tokens_url)(weights, seed=seed)
 
 
 def run_proxy(cfg: Config, tokens_url: str, weights: list[float], seed: int) -> dict:

@@ -9,6 +9,7 @@ searcher starts from the recorded search.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -22,7 +23,7 @@ from climb_ray.search import ClimbSearch, Trial
 from climb_ray.artifacts import PREDICTOR, PREDICTOR_SIDECAR
 
 EXPERIMENT = "climb"
-_RUNNERS: dict[str, object] = {}  # one ProxyRunner per worker process (trials reuse actors)
+_RUNNERS: dict[str, object] = {}  # one trial runner per worker process (trials reuse actors), by its settings
 
 
 class ClimbSearcher(Searcher):
@@ -88,18 +89,39 @@ class ClimbSearcher(Searcher):
 
 
 def proxy_trial(config: dict, cfg: Config, tokens_url: str) -> dict:
-    """One Tune trial: train and score a proxy on config['weights']."""
-    from climb_ray.trial import ProxyRunner
+    """One Tune trial: train and score a proxy on config['weights'] (or run proxy.command on it)."""
+    from climb_ray.trial import ProxyRunner, make_runner
 
-    if tokens_url not in _RUNNERS:
+    key = json.dumps([tokens_url, dataclasses.asdict(cfg)], sort_keys=True, default=str)
+    if key not in _RUNNERS:
         _RUNNERS.clear()
-        _RUNNERS[tokens_url] = ProxyRunner(cfg, tokens_url)
-    result = _RUNNERS[tokens_url](weights_of(config), seed=cfg.seed + int(config.get("repeat", 0)))
-    flat = {"score": result["score"], "train_loss_last": result["train_loss_last"],
-            "train_tokens_per_s": result["train_tokens_per_s"], "seconds": result["train_seconds"] + result["score_seconds"]}
+        _RUNNERS[key] = make_runner(cfg, tokens_url)
+    runner, seed = _RUNNERS[key], cfg.seed + int(config.get("repeat", 0))
+    if isinstance(runner, ProxyRunner):
+        result = runner(weights_of(config), seed=seed)
+    else:
+        result = runner(weights_of(config), seed=seed, trial_dir=trial_folder(), index=config.get("index"))
+    flat = {"score": result["score"], "seconds": result["train_seconds"] + result["score_seconds"]}
+    for name in ("train_loss_last", "train_tokens_per_s"):
+        if name in result:
+            flat[name] = result[name]
     for target in result["targets"]:
         flat[f"target_{os.path.basename(target['name'])}"] = target["score"]
+    for name, value in result.get("trainer", {}).items():  # the other numbers of proxy.command's score file
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[f"trainer_{name}"] = value
     return flat
+
+
+def trial_folder() -> str:
+    """The running trial's folder in the experiment (<run>/search/tune/<experiment>/<trial>) when the run
+    folder is local, else the trial's working folder on its node (Tune does not copy it to the store)."""
+    import pyarrow.fs
+
+    storage = tune.get_context().get_storage()
+    if isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+        return storage.trial_fs_path
+    return os.getcwd()
 
 
 def weights_of(config: dict) -> list[float]:

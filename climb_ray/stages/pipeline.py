@@ -44,7 +44,8 @@ STAGE_FUNCS = {"corpus": corpus_stage, "embed": embed_stage, "cluster": cluster_
 # proxy settings that change a proxy's score (not the resources it runs on)
 PROXY_RESULT_FIELDS = [f"proxy.{name}" for name in (
     "hidden_size", "num_layers", "num_heads", "intermediate_size", "context", "batch_size", "steps", "lr",
-    "warmup_steps", "schedule", "min_lr_ratio", "decay_fraction", "weight_decay", "grad_clip", "init_from")]
+    "warmup_steps", "schedule", "min_lr_ratio", "decay_fraction", "weight_decay", "grad_clip", "init", "init_from",
+    "command", "data_prefix")]
 # settings (fields or sections) that only change how the search answers from its recorded trials: a change
 # re-answers from them (seconds, no proxy trained) instead of asking for --redo search; part of DEPENDS["search"]
 ANSWER_FIELDS = ["search.answer", "search.answer_top_k", "predictor"]

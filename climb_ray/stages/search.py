@@ -68,9 +68,13 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
 
     tokenizer = Tokenizer.from_str(run.read_bytes(TOKENIZER).decode("utf-8"))
     try:
-        for path in check_targets(cfg.target):  # a bad target stops here, not in every trial
-            load_target(path, tokenizer, cfg.target)
+        for path in [] if cfg.proxy.command else check_targets(cfg.target):  # a bad target stops here, not
+            load_target(path, tokenizer, cfg.target)  # in every trial (proxy.command's trainer scores itself)
         make_search(cfg, run.read_json(TOKENS_META))  # so does a proxy budget no mixture fits
+        if cfg.proxy.init == "pretrained":  # and a model that does not load or fit the run's tokenizer
+            from climb_ray.proxy import check_pretrained
+
+            check_pretrained(cfg.proxy, tokenizer, int(run.read_json(TOKENS_META)["vocab_size"]))
     except Exception:
         if not run.exists(out, STATE) and not run.exists(out, "tune"):
             run.clear_stage(out)  # nothing ran: the corrected command starts afresh
@@ -139,11 +143,14 @@ def absolute(url: str) -> str:
 
 
 def with_absolute_paths(cfg: Config) -> Config:
-    """A copy of cfg whose local target and checkpoint paths are absolute (for workers in other folders)."""
+    """A copy of cfg whose local target and checkpoint paths are absolute (for workers in other folders;
+    an init_from that is no local folder is a hub name, kept)."""
     import dataclasses
+    import os
 
     target = dataclasses.replace(cfg.target, paths=[absolute(p) for p in cfg.target.paths])
-    proxy = dataclasses.replace(cfg.proxy, init_from=absolute(cfg.proxy.init_from) if cfg.proxy.init_from else "")
+    init_from = cfg.proxy.init_from
+    proxy = dataclasses.replace(cfg.proxy, init_from=absolute(init_from) if os.path.exists(init_from) else init_from)
     return dataclasses.replace(cfg, target=target, proxy=proxy)
 
 

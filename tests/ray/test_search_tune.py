@@ -172,3 +172,36 @@ def test_searcher_writes_each_iterations_predictor_into_the_run_folder_as_it_is_
     # after iteration 0 (6 mixtures), then after iteration 1 (9 results: 8 mixtures, one measured twice)
     assert sorted(set(fitted_on)) == [6, 8]
     assert [t.repeat for t in search.trials[6:9]].count(1) == 1
+
+
+TRAINER = ROOT / "tests" / "stand_in_trainer.py"
+
+
+def test_proxy_command_trials_run_the_users_trainer_and_failures_are_retried_then_recorded(ray_session, source_shards,
+                                                                                         tmp_path):
+    """proxy.command as each Tune trial: the stand-in trainer on the trial's blend; trial 1 exits non-zero and
+    trial 2 writes no score (each tried twice, then recorded failed); the trainer's files in each trial folder."""
+    from climb_ray.stages.search import make_search
+
+    folder, names, sources, target = source_shards
+    command = ("if [ {index} = 1 ]; then echo 'loss is nan' >&2; exit 3; fi; if [ {index} = 2 ]; then exit 0; fi; "
+               f"{{python}} {TRAINER} --data-path {{blend}} --target {target} --seed {{seed}} "
+               "--score-file {score_file}")
+    cfg = config(target, "search.schedule=[5,2]", "search.max_failures=1")
+    cfg.proxy.command = command
+    storage = tmp_path / "tune"
+    search, ids = run_search(cfg, make_search(cfg, json.load(open(folder / "meta.json"))), str(folder), str(storage))
+    assert [t.status for t in search.trials] == ["done", "failed", "failed", "done", "done", "done", "done"]
+    assert search.finished and failures_by_index(str(storage))[1] == 2 == failures_by_index(str(storage))[2]
+    for index, trial in enumerate(search.trials):
+        [trial_dir] = glob.glob(os.path.join(storage, "climb", f"*{ids[index]}*"))
+        mixture = json.load(open(os.path.join(trial_dir, "mixture.json")))
+        assert np.allclose([mixture["weights"][n] for n in names], trial.weights / trial.weights.sum())
+        assert mixture["blend"].split()[1::2] == [f"{folder}/{n}" for n, w in zip(names, trial.weights) if w > 0]
+        if trial.status == "done":
+            score = json.load(open(os.path.join(trial_dir, "score.json")))
+            assert trial.score == score["score"] == -score["loss"]
+            assert "target loss" in open(os.path.join(trial_dir, "trainer.stdout.log")).read()
+    errors = {i: open(glob.glob(os.path.join(storage, "climb", f"*{ids[i]}*", "error.txt"))[0]).read() for i in (1, 2)}
+    assert "exited with status 3 (last stderr line: 'loss is nan')" in errors[1]
+    assert "wrote no score file" in errors[2]

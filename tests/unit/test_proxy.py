@@ -1,10 +1,11 @@
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from climb_ray.config import ProxyConfig
+from climb_ray.config import ConfigError, ProxyConfig
 from climb_ray.config_io import load_config
 from climb_ray.proxy import build_model, lr_at, train
 from tests.conftest import ROOT
@@ -62,7 +63,7 @@ def test_training_continues_from_a_saved_checkpoint(tmp_path):
     first = build_model(TINY, 50, seed=0)
     train(first, repeating_batches(30), TINY, device="cpu")
     first.save_pretrained(tmp_path / "ckpt")
-    resumed = build_model(dataclasses.replace(TINY, init_from=str(tmp_path / "ckpt")), 50, seed=5)
+    resumed = build_model(dataclasses.replace(TINY, init="pretrained", init_from=str(tmp_path / "ckpt")), 50, seed=5)
     assert all(torch.equal(x, y) for x, y in zip(first.parameters(), resumed.parameters()))
     fresh = build_model(TINY, 50, seed=5)
     ids = torch.tensor(repeating_batches(1)[0])
@@ -71,5 +72,35 @@ def test_training_continues_from_a_saved_checkpoint(tmp_path):
 
 
 def test_a_bad_checkpoint_is_named(tmp_path):
-    with pytest.raises(ValueError, match="proxy.init_from='.*empty'"):
-        build_model(dataclasses.replace(TINY, init_from=str(tmp_path / "empty")), 50, seed=0)
+    with pytest.raises(ConfigError, match="proxy.init_from='.*empty': cannot load a causal LM") as err:
+        build_model(dataclasses.replace(TINY, init="pretrained", init_from=str(tmp_path / "empty")), 50, seed=0)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides, named", [
+    (["proxy.init=pretrained"], "proxy.init='pretrained': set proxy.init_from"),
+    (["proxy.init_from=/models/m"], "proxy.init_from='/models/m': proxy.init is 'scratch'"),
+    (["proxy.init=pretrained", "proxy.init_from=/models/m"], "tokens.tokenizer='bpe': a pretrained proxy"),
+    (["proxy.init=pretrained", "proxy.init_from=m", "tokens.tokenizer=m", "proxy.command=run.sh"],
+     "proxy.init='pretrained': applies to the built-in proxy"),
+])
+def test_pretrained_settings_that_cannot_work_are_config_errors(overrides, named):
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_config(None, overrides)
+
+
+def test_a_non_llama_causal_lm_is_continued_in_float32(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=1, n_head=2, bos_token_id=0,
+                                    eos_token_id=0)).to(
+        torch.bfloat16).save_pretrained(tmp_path / "gpt2")
+    p = dataclasses.replace(TINY, init="pretrained", init_from=str(tmp_path / "gpt2"))
+    model = build_model(p, 50, seed=0)
+    assert type(model).__name__ == "GPT2LMHeadModel" and next(model.parameters()).dtype == torch.float32
+    stats = train(model, repeating_batches(TINY.steps), p, device="cpu")
+    assert stats.losses[-1] < 0.5 * stats.losses[0]
+    with pytest.raises(ConfigError, match="embeds 64 token ids, the run's tokenizer has 100"):
+        build_model(p, 100, seed=0)
+    with pytest.raises(ConfigError, match="proxy.context=64: proxy.init_from=.* takes at most 32 positions"):
+        build_model(dataclasses.replace(p, context=64), 50, seed=0)

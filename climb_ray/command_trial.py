@@ -1,0 +1,141 @@
+"""A proxy trial run by your own trainer (proxy.command: Megatron-LM, NeMo, torchtitan, a script).
+
+The mixture goes in as a JSON file and as a Megatron-style blend (`0.3 /data/sc00 0.7 /data/sc01`);
+the score comes back in a JSON file, `{"score": x}`, higher is better. The command's output is kept
+in the trial folder (trainer.stdout.log, trainer.stderr.log); a non-zero exit, a timeout or a missing
+or invalid score fails the trial.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import posixpath
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from climb_ray.config import Config
+
+MIXTURE, SCORE, STDOUT, STDERR = "mixture.json", "score.json", "trainer.stdout.log", "trainer.stderr.log"
+
+
+class CommandError(RuntimeError):
+    """The trainer command failed: the message says how, and where its logs are."""
+
+
+def data_prefixes(template: str, tokens_url: str, names: list[str]) -> list[str]:
+    """Each super-cluster's data prefix: the template filled in, or the run's shards <tokens>/<name>."""
+    return [(template or "{tokens_dir}/{name}").format(name=name, index=i, tokens_dir=tokens_url)
+            for i, name in enumerate(names)]
+
+
+def blend(weights, prefixes: list[str]) -> list[str]:
+    """Megatron's --data-path list: weight, prefix, weight, prefix, ... (clusters of weight 0 left out)."""
+    out = []
+    for w, prefix in zip(weights, prefixes):
+        if w > 0:
+            out += [f"{w:.8g}", prefix]
+    return out
+
+
+class CommandRunner:
+    """Runs proxy.command for each mixture; the same call as ProxyRunner's, plus the trial folder."""
+
+    def __init__(self, cfg: Config, tokens_url: str):
+        import fsspec
+
+        with fsspec.open(posixpath.join(tokens_url.rstrip("/"), "meta.json"), "r") as src:
+            self.names: list[str] = list(json.load(src)["clusters"])
+        self.cfg, self.tokens_url = cfg, tokens_url.rstrip("/")
+        self.prefixes = data_prefixes(cfg.proxy.data_prefix, self.tokens_url, self.names)
+
+    def __call__(self, weights, *, seed: int, trial_dir: str | None = None, index: int | None = None) -> dict:
+        """Run the command on `weights` (one per cluster) in `trial_dir` (a new temporary folder if None)."""
+        w = np.asarray(weights, dtype=np.float64)
+        if len(w) != len(self.names) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights={list(weights)!r}: need {len(self.names)} finite weights >= 0 with a "
+                             "positive sum")
+        w = w / w.sum()
+        trial_dir = os.path.abspath(trial_dir or tempfile.mkdtemp(prefix="climb-ray-command-"))
+        os.makedirs(trial_dir, exist_ok=True)
+        paths = {name: os.path.join(trial_dir, name) for name in (MIXTURE, SCORE, STDOUT, STDERR)}
+        parts = blend(w, self.prefixes)
+        p = self.cfg.proxy
+        mixture = {"weights": {n: float(x) for n, x in zip(self.names, w)}, "blend": " ".join(parts),
+                   "data_prefixes": dict(zip(self.names, self.prefixes)), "seed": seed, "index": index,
+                   "tokens_dir": self.tokens_url, "steps": p.steps, "batch_size": p.batch_size, "context": p.context,
+                   "tokens": p.tokens}
+        with open(paths[MIXTURE], "w") as out:
+            json.dump(mixture, out, indent=2)
+        if os.path.exists(paths[SCORE]):
+            os.remove(paths[SCORE])  # an earlier attempt's
+        values = {"mixture_json": paths[MIXTURE], "score_file": paths[SCORE], "trial_dir": trial_dir,
+                  "seed": str(seed), "index": "" if index is None else str(index), "tokens_dir": self.tokens_url,
+                  "python": sys.executable}
+        command = p.command.format(**{k: shlex.quote(v) for k, v in values.items()},
+                                   blend=" ".join(shlex.quote(x) for x in parts))
+        env = {**os.environ, "CLIMB_MIXTURE_JSON": paths[MIXTURE], "CLIMB_SCORE_FILE": paths[SCORE],
+               "CLIMB_TRIAL_DIR": trial_dir, "CLIMB_SEED": str(seed), "CLIMB_BLEND": mixture["blend"]}
+        start = time.perf_counter()
+        code = run_command(command, env, paths[STDOUT], paths[STDERR], p.command_timeout_s, trial_dir)
+        seconds = time.perf_counter() - start
+        if code != 0:
+            raise CommandError(f"proxy.command exited with status {code}{last_line(paths[STDERR])}; "
+                               f"its output is in {trial_dir}")
+        result = read_score(paths[SCORE], trial_dir)
+        return {"score": result["score"], "direction": "higher_is_better", "targets": [],
+                "weights": mixture["weights"], "seed": seed, "device": "command", "command": command,
+                "trial_dir": trial_dir, "train_seconds": seconds, "score_seconds": 0.0,
+                "trainer": {k: v for k, v in result.items() if k != "score"}}
+
+
+def run_command(command: str, env: dict, stdout: str, stderr: str, timeout_s: float, trial_dir: str) -> int:
+    """The command's exit status; run by the shell in its own process group (killed whole on a timeout
+    or when this process is interrupted), from the folder climb-ray started in (Tune moves trials elsewhere)."""
+    cwd = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())
+    with open(stdout, "a") as out, open(stderr, "a") as err:
+        err.write(f"# climb-ray {time.strftime('%Y-%m-%d %H:%M:%S')}: {command}\n")
+        err.flush()
+        proc = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=out, stderr=err,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout_s or None)
+        except subprocess.TimeoutExpired:
+            raise CommandError(f"proxy.command ran past proxy.command_timeout_s={timeout_s:g} s and was killed; "
+                               f"its output is in {trial_dir}") from None
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def read_score(path: str, trial_dir: str) -> dict:
+    """The score file's JSON object, with a finite number `score`; CommandError naming what is wrong."""
+    if not os.path.exists(path):
+        raise CommandError(f"proxy.command exited 0 but wrote no score file {path} "
+                           f"(it must write {{\"score\": <number>}} there); its output is in {trial_dir}")
+    try:
+        with open(path) as src:
+            result = json.load(src)
+    except ValueError as err:
+        raise CommandError(f"score file {path}: not JSON ({err})") from None
+    score = result.get("score") if isinstance(result, dict) else None
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        raise CommandError(f"score file {path}: needs a finite number 'score' (higher is better), got "
+                           f"{json.dumps(result)[:200]}")
+    return {**result, "score": float(score)}
+
+
+def last_line(path: str) -> str:
+    """', last stderr line: ...' from the command's stderr log, or ''."""
+    with open(path, errors="replace") as src:
+        lines = [line.strip() for line in src.read()[-4000:].splitlines()
+                 if line.strip() and not line.startswith("# climb-ray ")]
+    return f" (last stderr line: {lines[-1][:300]!r})" if lines else ""

@@ -1,0 +1,94 @@
+"""The search driven by files, for loops outside Ray: `climb-ray ask` hands out the next mixtures,
+`climb-ray tell` records each one's score. The ClimbSearch state lives in <run>/asktell/state.json
+(with the settings it depends on); each asked mixture is <run>/asktell/trials/<index>.json, the
+same JSON proxy.command gets; when the last score is told the search's outputs are written to
+<run>/asktell/ (best_mixture.json, trials.parquet, predictor.txt, PNGs) as the search stage's are.
+"""
+
+from __future__ import annotations
+
+from climb_ray.artifacts import CLUSTERS, RunDir, TOKENS_META
+from climb_ray.config import Config
+
+OUT = "asktell"
+STATE = f"{OUT}/state.json"
+
+
+class AskTellError(ValueError):
+    """A tell that does not fit the recorded search (an index not asked, told twice, settings changed)."""
+
+
+def load(cfg: Config, run: RunDir):
+    """The recorded search (a new one when there is none), refusing one made with other settings."""
+    from climb_ray.stages.pipeline import stage_depends
+    from climb_ray.stages.search import make_search
+
+    search = make_search(cfg, run.read_json(TOKENS_META))
+    depends = _json(stage_depends(cfg, "search"))
+    if run.exists(STATE):
+        state = run.read_json(STATE)
+        if state["depends"] != depends:
+            changed = sorted(k for k in set(state["depends"]) | set(depends)
+                             if state["depends"].get(k) != depends.get(k))
+            raise AskTellError(f"{run.url(OUT)} holds a search made with other settings ({', '.join(changed)}); "
+                               f"use those, or remove {run.url(OUT)} to start afresh")
+        search.restore(state["search"])
+    return search, depends
+
+
+def ask(cfg: Config, run: RunDir, n: int) -> tuple[list[dict], str]:
+    """Up to n new mixtures (each also written to asktell/trials/<index>.json), and a line on why
+    there are none when there are none."""
+    from climb_ray.command_trial import blend, data_prefixes
+    from climb_ray.stages.search import absolute
+
+    search, depends = load(cfg, run)
+    batch = search.ask(n)
+    tokens = absolute(run.url("tokens"))
+    prefixes = data_prefixes(cfg.proxy.data_prefix if cfg.proxy.command else "", tokens, search.names)
+    mixtures = []
+    for index, weights in batch:
+        trial = search.trials[index]
+        w = weights / weights.sum()
+        mixture = {"index": index, "generation": trial.generation, "repeat": trial.repeat,
+                   "seed": cfg.seed + trial.repeat, "weights": {n: float(x) for n, x in zip(search.names, w)},
+                   "blend": " ".join(blend(w, prefixes)), "tokens_dir": tokens}
+        run.write_json(f"{OUT}/trials/{index}.json", mixture)
+        mixtures.append(mixture)
+    run.write_json(STATE, {"depends": depends, "search": search.state()})
+    why = ""
+    if not mixtures:
+        waiting = [i for i, t in enumerate(search.trials) if t.status == "pending"]
+        why = (f"the search is finished: its answer is in {run.url(OUT, 'best_mixture.json')}" if search.finished
+               else f"iteration {search.generation} waits on the scores of trials {', '.join(map(str, waiting))}: "
+                    "tell them first")
+    return mixtures, why
+
+
+def tell(cfg: Config, run: RunDir, index: int, score: float | None) -> dict:
+    """Record trial `index`'s score (None: it failed); the outputs once the search is finished."""
+    import math
+
+    search, depends = load(cfg, run)
+    if not 0 <= index < len(search.trials) or not search.trials[index].asked:
+        raise AskTellError(f"trial {index} was not asked: `climb-ray ask` hands out the trials to tell")
+    if search.trials[index].status != "pending":
+        raise AskTellError(f"trial {index} was already told ({search.trials[index].status})")
+    if score is not None and not math.isfinite(score):
+        raise AskTellError(f"score {score}: must be a finite number (higher is better); tell --failed instead")
+    search.tell(index, score)
+    run.write_json(STATE, {"depends": depends, "search": search.state()})
+    done = {"index": index, "status": search.trials[index].status, "finished": search.finished,
+            "pending": sum(t.status == "pending" for t in search.trials)}
+    if search.finished:
+        from climb_ray.stages.search import write_outputs
+
+        done["outputs"] = write_outputs(run, search, {}, run.read_json(CLUSTERS), out=OUT)
+    return done
+
+
+def _json(obj):
+    """As it reads back from JSON (tuples become lists), so that a recorded value compares equal."""
+    import json
+
+    return json.loads(json.dumps(obj, default=str))

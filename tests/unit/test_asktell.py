@@ -1,0 +1,95 @@
+"""`climb-ray ask` / `tell`: the search driven by files in the run folder, for loops outside Ray."""
+
+import json
+
+import fsspec
+import numpy as np
+import pytest
+
+from climb_ray.stages import asktell
+from climb_ray import tokens as tk
+from climb_ray.artifacts import RunDir
+from climb_ray.config_io import load_config
+from climb_ray.stages.search import make_search
+from tests.conftest import ROOT, run_cli
+
+NAMES = ["sc00", "sc01", "sc02", "sc03"]
+BEST = np.array([0.1, 0.6, 0.2, 0.1])
+
+
+def score_of(weights) -> float:
+    return -float(np.abs(np.asarray(weights) - BEST).sum())
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run folder with what the search reads: tokens/meta.json and cluster/clusters.json."""
+    (tmp_path / "run" / "tokens").mkdir(parents=True)
+    shards = {n: tk.ClusterShard(tokens=t, documents=10) for n, t in zip(NAMES, [400_000, 300_000, 200_000, 100_000])}
+    tk.write_meta(fsspec.filesystem("file"), str(tmp_path / "run" / "tokens"), dtype=np.uint16, eot=0,
+                  vocab_size=4096, tokenizer="bpe", shards=shards, names=NAMES)
+    run = RunDir(str(tmp_path / "run"))
+    run.write_json("cluster/clusters.json", {"super_clusters": [{"id": i, "top_terms": [f"t{i}"]} for i in range(4)]})
+    return run
+
+
+def config(run, *extra):
+    return load_config(ROOT / "climb_ray" / "configs" / "demo.yaml",
+                       [f"run_dir={run.url()}", "search.schedule=[6,3,2]", "search.n_candidates=2000",
+                        "predictor.num_rounds=50", *extra])
+
+
+def test_a_loop_of_asks_and_tells_runs_the_search_the_in_memory_one_does_and_writes_its_answer(run):
+    cfg = config(run)
+    told = []
+    while True:
+        mixtures, why = asktell.ask(cfg, run, 2)  # state read back from the run folder each time
+        if not mixtures:
+            assert why.startswith("the search is finished: its answer is in"), why
+            break
+        for m in mixtures:
+            assert json.loads(run.read_bytes(f"asktell/trials/{m['index']}.json")) == m
+            assert m["blend"].split()[1::2] == [f"{run.url('tokens')}/{n}" for n in NAMES if m["weights"][n] > 0]
+            weights = [m["weights"][n] for n in NAMES]
+            told.append(weights)
+            done = asktell.tell(cfg, run, m["index"], score_of(weights))
+    assert done["finished"] and len(told) == 11
+    best = json.loads(run.read_bytes("asktell/best_mixture.json"))
+    assert sum(best["weights"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert run.exists("asktell", "trials.parquet") and run.exists("asktell", "predictor.txt")
+
+    search = make_search(cfg, run.read_json("tokens/meta.json"))  # the same search, in memory
+    while not search.finished:
+        for index, weights in search.ask(100):
+            search.tell(index, score_of(weights / weights.sum()))
+    assert np.allclose([t.weights / t.weights.sum() for t in search.trials], told)
+
+
+def test_tells_that_do_not_fit_the_recorded_search_are_refused(run):
+    cfg = config(run)
+    mixtures, _ = asktell.ask(cfg, run, 1)
+    with pytest.raises(asktell.AskTellError, match="trial 1 was not asked"):
+        asktell.tell(cfg, run, 1, 0.5)
+    asktell.tell(cfg, run, 0, None)  # failed
+    with pytest.raises(asktell.AskTellError, match=r"trial 0 was already told \(failed\)"):
+        asktell.tell(cfg, run, 0, 0.5)
+    rest, _ = asktell.ask(cfg, run, 100)
+    assert [m["index"] for m in rest] == [1, 2, 3, 4, 5]
+    waiting = "iteration 0 waits on the scores of trials 1, 2, 3, 4, 5: tell them first"
+    assert asktell.ask(cfg, run, 100) == ([], waiting)
+    with pytest.raises(asktell.AskTellError, match=r"made with other settings \(proxy.steps\)"):
+        asktell.ask(config(run, "proxy.steps=41"), run, 1)
+
+
+def test_the_tell_command_records_a_score_and_refuses_an_unknown_trial_in_one_line(run):
+    cfg = config(run)
+    asktell.ask(cfg, run, 1)
+    args = ["--config", "demo", f"run_dir={run.url()}", "search.schedule=[6,3,2]", "search.n_candidates=2000",
+            "predictor.num_rounds=50"]
+    done = run_cli(["tell", "--index", "0", "--score", "-0.25", *args])
+    assert done.returncode == 0, done.stderr
+    assert "trial 0 done" in done.stdout
+    assert run.read_json("asktell/state.json")["search"]["trials"][0]["score"] == -0.25
+    bad = run_cli(["tell", "--index", "7", "--failed", *args])
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "climb-ray: error: trial 7 was not asked: `climb-ray ask` hands out the trials to tell")

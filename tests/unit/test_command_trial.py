@@ -1,0 +1,95 @@
+"""proxy.command: your own trainer runs each trial. The stand-in trainer (tests/stand_in_trainer.py) trains a
+bigram LM on the Megatron-style blend of the run's token shards and writes its score."""
+
+import json
+import os
+import re
+
+import pytest
+
+from climb_ray.command_trial import CommandError, CommandRunner, blend, data_prefixes
+from climb_ray.config import ConfigError, validate
+from climb_ray.config_io import load_config
+from tests.conftest import ROOT
+
+TRAINER = ROOT / "tests" / "stand_in_trainer.py"
+
+
+def command_config(*extra):
+    return load_config(ROOT / "climb_ray" / "configs" / "demo.yaml", [*extra])
+
+
+def trainer_command(target):
+    return (f"proxy.command={{python}} {TRAINER} --data-path {{blend}} --target {target} --seed {{seed}} "
+            "--score-file {score_file}")
+
+
+def test_the_blend_is_megatrons_weight_prefix_list_without_empty_clusters():
+    prefixes = data_prefixes("", "/run/tokens", ["sc00", "sc01", "sc02"])
+    assert prefixes == ["/run/tokens/sc00", "/run/tokens/sc01", "/run/tokens/sc02"]
+    assert blend([0.3, 0.0, 0.7], prefixes) == ["0.3", "/run/tokens/sc00", "0.7", "/run/tokens/sc02"]
+    assert data_prefixes("/mega/{index}-{name}_text_document", "/t", ["sc00", "sc01"]) == [
+        "/mega/0-sc00_text_document", "/mega/1-sc01_text_document"]
+
+
+@pytest.mark.parametrize("override, named", [
+    ("proxy.command=train --mix {mixture}", "unknown placeholder {mixture} (known: mixture_json, blend"),
+    ("proxy.command=train {", "proxy.command='train {': is not a template"),
+    ("proxy.data_prefix=/d/{cluster}", "proxy.data_prefix='/d/{cluster}': unknown placeholder {cluster}"),
+    ("proxy.command_timeout_s=-1", "proxy.command_timeout_s=-1"),
+])
+def test_bad_command_settings_are_config_errors(override, named):
+    extra = ["proxy.command=train {blend}"] if override.startswith("proxy.data_prefix") else []
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_config(None, [*extra, override])
+
+
+def test_the_trainer_trains_on_the_blend_and_its_score_comes_back(source_shards, tmp_path):
+    folder, names, sources, target = source_shards
+    runner = CommandRunner(command_config(trainer_command(target)), str(folder))
+    own = [1.0 if s == "wikipedia" else 0.0 for s in sources]
+    unrelated = [1.0 if s in ("bible", "dictionary") else 0.0 for s in sources]
+    first = runner(own, seed=3, trial_dir=str(tmp_path / "own"), index=7)
+    other = runner(unrelated, seed=3, trial_dir=str(tmp_path / "unrelated"))
+    assert first["score"] > other["score"] + 0.3, (first["score"], other["score"])  # the blend reached the trainer
+    assert first["score"] == pytest.approx(-first["trainer"]["loss"]) and first["direction"] == "higher_is_better"
+    mixture = json.loads((tmp_path / "own" / "mixture.json").read_text())
+    wiki = names[sources.index("wikipedia")]
+    assert mixture["blend"] == f"1 {folder}/{wiki}" and mixture["seed"] == 3 and mixture["index"] == 7
+    assert mixture["weights"][wiki] == 1.0 and mixture["tokens"] == 40 * 16 * 128
+    assert "target loss" in (tmp_path / "own" / "trainer.stdout.log").read_text()
+    assert json.loads((tmp_path / "own" / "score.json").read_text())["score"] == first["score"]
+    again = runner(own, seed=3, trial_dir=str(tmp_path / "again"))
+    assert again["score"] == first["score"]
+
+
+@pytest.mark.parametrize("command, named", [
+    ("echo 'CUDA out of memory' >&2; exit 3", r"exited with status 3 \(last stderr line: 'CUDA out of memory'\)"),
+    ("echo trained", r"exited 0 but wrote no score file .*score.json"),
+    ("echo '{{\"loss\": 2.5}}' > {score_file}", r"needs a finite number 'score'.*\"loss\": 2.5"),
+    ("echo 'score: 1' > {score_file}", r"score.json: not JSON"),
+])
+def test_a_failing_trainer_fails_the_trial_with_a_clear_message(source_shards, tmp_path, command, named):
+    folder, names, sources, target = source_shards
+    cfg = command_config()
+    cfg.proxy.command = command  # as a YAML file holds it, quoted (an override would parse it as YAML)
+    runner = CommandRunner(validate(cfg), str(folder))
+    with pytest.raises(CommandError, match=named) as err:
+        runner([1.0] * len(names), seed=0, trial_dir=str(tmp_path / "trial"))
+    assert "\n" not in str(err.value)
+    assert os.path.exists(tmp_path / "trial" / "trainer.stderr.log")
+
+
+def test_a_trainer_past_its_timeout_is_killed_with_its_children(source_shards, tmp_path):
+    import time
+
+    folder, names, sources, target = source_shards
+    runner = CommandRunner(command_config("proxy.command=sleep 30 & echo $! > {trial_dir}/child; wait",
+                                          "proxy.command_timeout_s=1"), str(folder))
+    start = time.perf_counter()
+    with pytest.raises(CommandError, match=r"ran past proxy.command_timeout_s=1 s and was killed"):
+        runner([1.0] * len(names), seed=0, trial_dir=str(tmp_path / "trial"))
+    assert time.perf_counter() - start < 10
+    child = int((tmp_path / "trial" / "child").read_text())
+    time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{child}") or "Z" in open(f"/proc/{child}/stat").read().split()[2]
