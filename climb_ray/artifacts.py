@@ -128,7 +128,7 @@ def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = Fals
         run.clear_stage(stage)
     if run.is_done(stage):
         marker = run.read_json(f"{stage}/{DONE}")
-        old = marker.get("depends", {})
+        old = recorded_depends(marker, depends)
         if _canonical(old) != _canonical(depends):
             changed = sorted(k for k in set(old) | set(depends) if old.get(k) != depends.get(k))
             raise StageChangedError(
@@ -138,7 +138,7 @@ def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = Fals
             )
         return StageResult(stage, True, marker.get("info", {}))
     if run.exists(stage, STARTED):  # a killed run: resume it only with the settings it started with
-        old = run.read_json(f"{stage}/{STARTED}").get("depends", {})
+        old = recorded_depends(run.read_json(f"{stage}/{STARTED}"), depends)
         if _canonical(old) != _canonical(depends):
             changed = sorted(k for k in set(old) | set(depends) if old.get(k) != depends.get(k))
             raise StageChangedError(
@@ -148,6 +148,21 @@ def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = Fals
     info = work()
     run.mark_done(stage, info, depends)
     return StageResult(stage, False, info)
+
+
+def recorded_depends(marker: dict, depends: dict) -> dict:
+    """A marker's recorded settings, with the fields added since (config.ADDED_FIELDS) that the current
+    settings hold but the marker lacks read as their old behaviour's value."""
+    from climb_ray.config import ADDED_FIELDS
+
+    old = json.loads(json.dumps(marker.get("depends", {}), default=str))
+    for dotted, value in ADDED_FIELDS.items():
+        if dotted in depends and dotted not in old:
+            old[dotted] = value
+        section, _, name = dotted.partition(".")
+        if isinstance(depends.get(section), dict) and name in depends[section] and isinstance(old.get(section), dict):
+            old[section].setdefault(name, value)
+    return old
 
 
 def _canonical(obj) -> str:

@@ -241,6 +241,18 @@ class Config:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
 
+# Fields added after runs were made: the value that reproduces what a run made before the field existed did.
+# A stage marker without the field reads as this value, so an old run folder stays usable as long as the
+# field is set to it (a new default that works differently, as cluster.merge_method, asks for a rebuild).
+ADDED_FIELDS = {
+    "cluster.merge_method": "ward_documents",
+    "proxy.init": "scratch",
+    "proxy.command": "",
+    "proxy.data_prefix": "",
+    "export.format": "parquet",
+}
+
+
 class ConfigError(ValueError):
     """A config value is wrong; the message names the field and the value."""
 

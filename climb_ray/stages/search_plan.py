@@ -26,7 +26,8 @@ import dataclasses
 import time
 
 from climb_ray import log
-from climb_ray.artifacts import DONE, STARTED, RunDir, StageResult, StageChangedError, run_stage, _canonical
+from climb_ray.artifacts import (DONE, STARTED, RunDir, StageResult, StageChangedError, _canonical, recorded_depends,
+                                 run_stage)
 from climb_ray.config import Config, ConfigError
 
 LOG = log.get(__name__)
@@ -152,7 +153,7 @@ def run_search_stage(cfg: Config, run: RunDir, depends: dict, work, *, redo: boo
     done = run.is_done(out)
     if redo or not (done or run.exists(out, STARTED)):
         return run_stage(run, out, depends, work, redo=redo)
-    old = run.read_json(f"{out}/{DONE if done else STARTED}").get("depends", {})
+    old = recorded_depends(run.read_json(f"{out}/{DONE if done else STARTED}"), depends)
     changed = [k for k in sorted(set(old) | set(depends)) if _canonical(old.get(k)) != _canonical(depends.get(k))]
     other = [k for k in changed if k != SCHEDULE and not any(k == f or k.startswith(f"{f}.") for f in answer_fields)]
     grown = SCHEDULE in changed and cfg.search.method == "climb" and covers(depends[SCHEDULE], old.get(SCHEDULE) or [])

@@ -97,3 +97,18 @@ def test_a_redo_killed_while_clearing_never_leaves_a_marker_over_partial_files(r
     assert removed[0].endswith("embed/_DONE")
     assert run.exists("embed", "b.parquet") and not run.is_done("embed")  # partial, and known to be
     assert run_stage(run, "embed", {}, lambda: {"documents": 3}).info == {"documents": 3}
+
+
+def test_a_field_added_since_a_run_was_made_reads_as_its_old_behaviour(run):
+    """A marker without proxy.init or cluster.merge_method (made before they existed): reused when the new
+    field holds the value that reproduces it (proxy.init scratch, merge ward_documents), refused otherwise."""
+    run_stage(run, "search", {"proxy.steps": 10}, lambda: {"n": 1})
+    kept = run_stage(run, "search", {"proxy.steps": 10, "proxy.init": "scratch"}, lambda: {"n": 2})
+    assert kept.skipped and kept.info == {"n": 1}
+    with pytest.raises(StageChangedError, match="proxy.init"):
+        run_stage(run, "search", {"proxy.steps": 10, "proxy.init": "pretrained"}, lambda: {"n": 2})
+    run_stage(run, "cluster", {"cluster": {"k_init": 50}}, lambda: {"n": 1})
+    assert run_stage(run, "cluster", {"cluster": {"k_init": 50, "merge_method": "ward_documents"}},
+                     lambda: {"n": 2}).skipped
+    with pytest.raises(StageChangedError, match="cluster"):  # the new default merges differently: a rebuild
+        run_stage(run, "cluster", {"cluster": {"k_init": 50, "merge_method": "ward_kmeans"}}, lambda: {"n": 2})
