@@ -6,9 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+from climb_ray import log
 from climb_ray.config import Config
 from climb_ray.stages.pipeline import ORDER, PipelineReport, describe, run_pipeline
 from climb_ray.artifacts import CLUSTERS, TOKENS_META
+
+LOG = log.get(__name__)
 
 DEMO_EXTRA_HINT = "install the demo extra: pip install -e '.[demo]' in the climb_ray checkout (make demo does)"
 
@@ -20,7 +23,7 @@ def corpus_demo(out: str, docs_per_source: int, seed: int, target_out: str | Non
         from climb_ray.config import ConfigError
 
         raise ConfigError(f"--docs-per-source={docs_per_source}: must be at least 1")
-    print(f"building the demo corpus ({docs_per_source} documents per source at most, seed {seed})...")
+    LOG.info(f"building the demo corpus ({docs_per_source} documents per source at most, seed {seed})...")
     try:
         info = build_demo_corpus(out, docs_per_source=docs_per_source, seed=seed, target_path=target_out)
     except ImportError as err:
@@ -29,10 +32,10 @@ def corpus_demo(out: str, docs_per_source: int, seed: int, target_out: str | Non
         return 2
     Path(f"{out}.meta.json").write_text(json.dumps(info, indent=2) + "\n")
     per_source = ", ".join(f"{k} {v}" for k, v in info["per_source"].items())
-    print(f"wrote {info['documents']} documents to {out} ({per_source})")
+    LOG.info(f"wrote {info['documents']} documents to {out} ({per_source})")
     if info["target"]:
         parts = ", ".join(f"{n} {s}" for s, n in info["target"]["sources"].items())
-        print(f"wrote the target: {info['target']['documents']} held-out documents ({parts}) to {target_out}")
+        LOG.info(f"wrote the target: {info['target']['documents']} held-out documents ({parts}) to {target_out}")
     return 0
 
 
@@ -50,7 +53,7 @@ def ensure_demo_corpus(cfg: Config, docs_per_source: int) -> None:
         made = info.get("target") or {}
         if (info.get("seed"), info.get("docs_per_source"), made.get("path")) == (cfg.seed, docs_per_source, target) \
                 and (target is None or made.get("mix") == TARGET_MIX):
-            print(f"demo corpus: {out} is there ({info['documents']} documents)")
+            LOG.info(f"demo corpus: {out} is there ({info['documents']} documents)")
             return
     before = Path(target).read_bytes() if target and Path(target).is_file() else None
     code = corpus_demo(out, docs_per_source, cfg.seed, target)
@@ -68,8 +71,8 @@ def _clear_target_stages(cfg: Config) -> None:
     for stage in stale:
         run.clear_stage(stage)
     if stale:
-        print(f"the demo target changed: removed {', '.join(f'{cfg.run_dir}/{s}' for s in stale)} "
-              "(made with the old target); they run again")
+        LOG.info(f"the demo target changed: removed {', '.join(f'{cfg.run_dir}/{s}' for s in stale)} "
+                 "(made with the old target); they run again")
 
 
 def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: int = 0) -> int:
@@ -87,13 +90,13 @@ def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: 
 
 
 def print_summary(report: PipelineReport) -> None:
-    print(f"\nclimb-ray: finished in {report.seconds:.1f} s; run folder {report.run_url}")
+    LOG.info(f"\nclimb-ray: finished in {report.seconds:.1f} s; run folder {report.run_url}")
     if report.ray:
-        print(f"  ray       {report.ray}")
-    print(f"  config    {report.run_url}/config.yaml")
+        LOG.info(f"  ray       {report.ray}")
+    LOG.info(f"  config    {report.run_url}/config.yaml")
     for result in report.results:
         state = "already done, skipped" if result.skipped else "done"
-        print(f"  {result.stage:<9} {state}: {describe(result.stage, result.info)}")
+        LOG.info(f"  {result.stage:<9} {state}: {describe(result.stage, result.info)}")
 
 
 
@@ -129,7 +132,7 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
     print_proxy(result, run.read_json(CLUSTERS))
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"  result written to {json_out}")
+        LOG.info(f"  result written to {json_out}")
     return 0
 
 
@@ -144,7 +147,7 @@ def ask(cfg: Config, *, n: int, redo: tuple[str, ...]) -> int:
         print_summary(run_pipeline(cfg, until="tokens", redo=redo))
     mixtures, why = asktell.ask(cfg, RunDir(cfg.run_dir), n or 10**9)
     for mixture in mixtures:
-        print(json.dumps(mixture))
+        print(json.dumps(mixture), flush=True)  # data on stdout, not a log line: -q keeps it
     if why:
         print(f"climb-ray ask: no mixture: {why}", file=sys.stderr)
     return 0
@@ -155,36 +158,36 @@ def tell(cfg: Config, *, index: int, score: float | None) -> int:
     from climb_ray.artifacts import RunDir
 
     done = asktell.tell(cfg, RunDir(cfg.run_dir), index, score)
-    print(f"climb-ray tell: trial {index} {done['status']}; {done['pending']} trial(s) of this iteration still to tell")
+    LOG.info(f"climb-ray tell: trial {index} {done['status']}; {done['pending']} trial(s) of this iteration still to tell")
     if done["finished"]:
         from climb_ray.stages.search import answer_line
 
-        print(f"the search is finished: {answer_line(done['outputs'])} -> {cfg.run_dir}/asktell/best_mixture.json")
+        LOG.info(f"the search is finished: {answer_line(done['outputs'])} -> {cfg.run_dir}/asktell/best_mixture.json")
     return 0
 
 
 def print_proxy(result: dict, clusters: dict) -> None:
     labels = {f"sc{s['id']:02d}": ", ".join(s["top_terms"][:5]) for s in clusters["super_clusters"]}
     if "command" in result:  # proxy.command: your trainer's score
-        print(f"\nproxy.command: score {result['score']:.4f} (higher is better), seed {result['seed']}, "
-              f"{result['train_seconds']:.1f} s; output in {result['trial_dir']}")
+        LOG.info(f"\nproxy.command: score {result['score']:.4f} (higher is better), seed {result['seed']}, "
+                 f"{result['train_seconds']:.1f} s; output in {result['trial_dir']}")
         for name, weight in result["weights"].items():
-            print(f"  {name:<7} {weight:7.4f}  {labels.get(name, '')}")
+            LOG.info(f"  {name:<7} {weight:7.4f}  {labels.get(name, '')}")
         return
-    print(f"\nproxy: score {result['score']:.4f} ({result['direction'].replace('_', ' ')}), seed {result['seed']}, "
-          f"{result['parameters'] / 1e6:.2f}M parameters on {result['device']}")
+    LOG.info(f"\nproxy: score {result['score']:.4f} ({result['direction'].replace('_', ' ')}), seed {result['seed']}, "
+             f"{result['parameters'] / 1e6:.2f}M parameters on {result['device']}")
     for t in result["targets"]:
         figure = (f"loss {t['loss']:.4f} over {t['documents']} documents" if t["kind"] == "text" else
                   f"acc {t['acc']:.3f}, acc_norm {t['acc_norm']:.3f} over {t['items']} items "
                   f"({t['malformed']} malformed skipped)")
-        print(f"  target  {t['name']}: {figure} (weight {t['weight']:g})")
-    print(f"  trained {result['train_tokens']} tokens in {result['train_seconds']:.1f} s "
-          f"({result['train_tokens_per_s']:.0f} tokens/s), last loss {result['train_loss_last']:.3f}; "
-          f"scored in {result['score_seconds']:.1f} s")
-    print("  cluster  weight  sequences  passes  top terms")
+        LOG.info(f"  target  {t['name']}: {figure} (weight {t['weight']:g})")
+    LOG.info(f"  trained {result['train_tokens']} tokens in {result['train_seconds']:.1f} s "
+             f"({result['train_tokens_per_s']:.0f} tokens/s), last loss {result['train_loss_last']:.3f}; "
+             f"scored in {result['score_seconds']:.1f} s")
+    LOG.info("  cluster  weight  sequences  passes  top terms")
     for name, weight in result["weights"].items():
-        print(f"  {name:<7} {weight:7.4f} {result['sequences'][name]:10d} {result['epochs'][name]:7.2f}  "
-              f"{labels.get(name, '')}")
+        LOG.info(f"  {name:<7} {weight:7.4f} {result['sequences'][name]:10d} {result['epochs'][name]:7.2f}  "
+                 f"{labels.get(name, '')}")
 
 
 def doremi(cfg: Config, *, redo: tuple[str, ...]) -> int:
@@ -193,11 +196,11 @@ def doremi(cfg: Config, *, redo: tuple[str, ...]) -> int:
     run, result = run_doremi(cfg, redo)
     info = result.info
     state = "already done, skipped" if result.skipped else "done"
-    print(f"\nclimb-ray doremi: {state}: {info['steps']} steps per proxy, {info['tokens']} tokens in "
-          f"{info['seconds']:.1f} s on {info['device']} -> {run.url('doremi', 'weights.json')}")
+    LOG.info(f"\nclimb-ray doremi: {state}: {info['steps']} steps per proxy, {info['tokens']} tokens in "
+             f"{info['seconds']:.1f} s on {info['device']} -> {run.url('doremi', 'weights.json')}")
     for name, weight in sorted(info["weights"].items(), key=lambda kv: -kv[1]):
-        print(f"  {name}  {weight:6.3f}")
-    print(f"  export it: climb-ray export --weights {run.url('doremi', 'weights.json')}")
+        LOG.info(f"  {name}  {weight:6.3f}")
+    LOG.info(f"  export it: climb-ray export --weights {run.url('doremi', 'weights.json')}")
     return 0
 
 
@@ -205,7 +208,7 @@ def compare(cfg: Config, *, redo: tuple[str, ...]) -> int:
     from climb_ray.stages.compare import compare as run_compare
 
     result = run_compare(cfg, redo)
-    print(f"\n{result['text']}\nwritten to {result['run']}/compare/table.md and results.json")
+    LOG.info(f"\n{result['text']}\nwritten to {result['run']}/compare/table.md and results.json")
     return 0
 
 
@@ -219,8 +222,8 @@ def bench_search(cfg: Config, args) -> int:
         raise ConfigError(f"--budgets {args.budgets!r}: must be comma-separated whole numbers") from None
 
     def progress(strategy, budget, result):
-        print(f"  {strategy:<8} budget {budget:>4}: regret {result['regret_mean']:.4f} +- {result['regret_ci95']:.4f}"
-              f" (best seen {result['best_seen_regret_mean']:.4f})", flush=True)
+        LOG.info(f"  {strategy:<8} budget {budget:>4}: regret {result['regret_mean']:.4f} +- {result['regret_ci95']:.4f}"
+                 f" (best seen {result['best_seen_regret_mean']:.4f})")
 
     try:
         report = benchmark(args.runs, args.target, mode=args.mode, budgets=budgets, seeds=args.seeds,
@@ -229,10 +232,10 @@ def bench_search(cfg: Config, args) -> int:
                            search=cfg.search, predictor=cfg.predictor, noise=args.noise, progress=progress)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from None
-    print(format_table(report))
+    LOG.info(format_table(report))
     if args.json_out:
         write_json(report, args.json_out)
-        print(f"results written to {args.json_out}")
+        LOG.info(f"results written to {args.json_out}")
     return 0
 
 
@@ -259,7 +262,7 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token
 
     if s.direct_ingress and not joined:  # read where Serve's controller and replicas start: our new Ray's processes
         os.environ[DIRECT_INGRESS_ENV] = "1"
-    print(f"climb-ray serve: {ensure_ray(cfg.resources)}")
+    LOG.info(f"climb-ray serve: {ensure_ray(cfg.resources)}")
 
     def deploy() -> str:
         config = user_config(cfg.run_dir, predictor=predictor, version=version, max_batch=s.max_batch,
@@ -272,17 +275,16 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token
     print_serving(url, model, token=bool(os.environ.get(s.token_env)), token_env=s.token_env)
     direct = direct_urls(s.host)
     for i, address in enumerate(direct):
-        print(f"  direct        {address}/   (replica {i + 1} of {len(direct)} answering itself: no proxy hop)")
+        LOG.info(f"  direct        {address}/   (replica {i + 1} of {len(direct)} answering itself: no proxy hop)")
     if s.direct_ingress and not direct:
-        print(f"serve.direct_ingress: this Ray's Serve runs without direct ingress (it is set where Serve starts: "
-              f"{DIRECT_INGRESS_ENV}=1 in the environment of `ray start`); serving through the proxy only")
+        LOG.info(f"serve.direct_ingress: this Ray's Serve runs without direct ingress (it is set where Serve starts: "
+                 f"{DIRECT_INGRESS_ENV}=1 in the environment of `ray start`); serving through the proxy only")
     if joined or detach:
-        print("deployed; it keeps serving on the cluster (stop it with: climb-ray serve --stop, which removes this "
-              "application only)")
+        LOG.info("deployed; it keeps serving on the cluster (stop it with: climb-ray serve --stop, which removes this "
+                 "application only)")
         return 0
     watching = s.watch_s > 0 and not version
-    print("serving until Ctrl-C" + (f"; checking {predictor} for a new fit every {s.watch_s:g} s" if watching else ""),
-          flush=True)
+    LOG.info("serving until Ctrl-C" + (f"; checking {predictor} for a new fit every {s.watch_s:g} s" if watching else ""))
     _serve_until_interrupted(cfg, predictor, deploy, model.info["version"] if watching else None)
     return 0
 
@@ -300,11 +302,11 @@ def stop_serving() -> int:
     from climb_ray.adapters.ray_serve import APP_NAME, stop
     from climb_ray.config import ResourcesConfig
 
-    print(f"climb-ray serve --stop: {ensure_ray(ResourcesConfig())}")
+    LOG.info(f"climb-ray serve --stop: {ensure_ray(ResourcesConfig())}")
     if stop():
-        print(f"deleted the Serve application {APP_NAME!r}; other applications and Serve itself keep running")
+        LOG.info(f"deleted the Serve application {APP_NAME!r}; other applications and Serve itself keep running")
     else:
-        print(f"no Serve application {APP_NAME!r} runs there: nothing to stop")
+        LOG.info(f"no Serve application {APP_NAME!r} runs there: nothing to stop")
     return 0
 
 
@@ -324,7 +326,7 @@ def _serve_until_interrupted(cfg: Config, predictor: str, deploy, seen: str | No
     try:
         watch(cfg, predictor, deploy, seen)
     except KeyboardInterrupt:  # only a Ray this process started gets here: stopping it stops Serve at once
-        print("\nstopping the server", flush=True)
+        LOG.info("\nstopping the server")
         shutdown()
 
 
@@ -343,12 +345,12 @@ def watch(cfg: Config, predictor: str, deploy, seen: str | None) -> None:
             deploy()  # the file's hash is in user_config: the replicas reconfigure
         except Exception as err:  # a transient Serve error or a broken file: keep serving, retry next check
             if fresh != failed:
-                print(f"could not reload the predictor (version {fresh}): {type(err).__name__}: {err}; still "
-                      f"serving {seen}, trying again every {cfg.serve.watch_s:g} s", flush=True)
+                LOG.info(f"could not reload the predictor (version {fresh}): {type(err).__name__}: {err}; still "
+                         f"serving {seen}, trying again every {cfg.serve.watch_s:g} s")
                 failed = fresh
             continue
         seen, failed = fresh, None
-        print(f"reloaded the predictor: version {fresh}", flush=True)
+        LOG.info(f"reloaded the predictor: version {fresh}")
 
 
 def print_serving(url: str, model, *, token: bool, token_env: str) -> None:
@@ -356,13 +358,13 @@ def print_serving(url: str, model, *, token: bool, token_env: str) -> None:
     quality = f"held-out Spearman {info['spearman']:.3f}" if info["spearman"] is not None else "no held-out figures"
     auth = f' -H "Authorization: Bearer ${token_env}"' if token else ""
     example = json.dumps({"weights": model.as_dict(model.prior), "normalize": True})
-    print(f"\npredictor {info['version']} ({info['trials']} trials, {quality}) served at {url}/")
-    print(f"  web page      {url}/")
-    print(f"  API docs      {url}/docs")
-    print(f"  bearer token  {'required: $' + token_env if token else 'none (set $' + token_env + ' to require one)'}")
-    print(f"  try           curl -s{auth} -X POST {url}/v1/predict -H 'Content-Type: application/json' "
-          f"-d '{example}'")
-    print(f"                curl -s{auth} '{url}/v1/best?k=3'")
+    LOG.info(f"\npredictor {info['version']} ({info['trials']} trials, {quality}) served at {url}/")
+    LOG.info(f"  web page      {url}/")
+    LOG.info(f"  API docs      {url}/docs")
+    LOG.info(f"  bearer token  {'required: $' + token_env if token else 'none (set $' + token_env + ' to require one)'}")
+    LOG.info(f"  try           curl -s{auth} -X POST {url}/v1/predict -H 'Content-Type: application/json' "
+             f"-d '{example}'")
+    LOG.info(f"                curl -s{auth} '{url}/v1/best?k=3'")
 
 
 def _predictor_version(run_dir: str, predictor: str) -> str | None:
@@ -402,5 +404,5 @@ def print_serve_hint(cfg: Config) -> None:
     url = f"http://{host}:{cfg.serve.port}{cfg.serve.route_prefix.rstrip('/')}"
     body = json.dumps({"weights": {n: round(1 / len(names), 4) for n in names}})
     auth = f' -H "Authorization: Bearer ${cfg.serve.token_env}"' if os.environ.get(cfg.serve.token_env) else ""
-    print(f"\nexplore the predictor: climb-ray serve --config demo   (or: make serve), then open {url}/ or\n"
-          f"  curl -s{auth} -X POST {url}/v1/predict -H 'Content-Type: application/json' -d '{body}'")
+    LOG.info(f"\nexplore the predictor: climb-ray serve --config demo   (or: make serve), then open {url}/ or\n"
+             f"  curl -s{auth} -X POST {url}/v1/predict -H 'Content-Type: application/json' -d '{body}'")

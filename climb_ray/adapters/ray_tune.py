@@ -16,11 +16,14 @@ import os
 from ray import tune
 from ray.tune.search import Searcher
 
-from climb_ray.config import Config
 import numpy as np
 
-from climb_ray.search import ClimbSearch, Trial
+from climb_ray import log
 from climb_ray.artifacts import PREDICTOR, PREDICTOR_SIDECAR
+from climb_ray.config import Config
+from climb_ray.search import ClimbSearch, Trial
+
+LOG = log.get(__name__)
 
 EXPERIMENT = "climb"
 _RUNNERS: dict[str, object] = {}  # one trial runner per worker process (trials reuse actors), by its settings
@@ -59,6 +62,20 @@ class ClimbSearcher(Searcher):
                 return
         score = None if error or not result else result.get(self.metric)
         self.search.tell(index, score)
+        self._progress(index, score)
+
+    def _progress(self, index: int, score) -> None:
+        """A line per trial with -v; one per finished iteration otherwise (Tune's own tables need -v)."""
+        trials, g = self.search.trials, self.search.trials[index].generation
+        done = sum(t.status != "pending" for t in trials)
+        LOG.debug(f"search: trial {index} (iteration {g}) " + (f"scored {score:.4f}" if score is not None else "failed")
+                  + f"; {done} of {len(trials)} asked so far are done")
+        this = [t for t in trials if t.generation == g]
+        if all(t.status != "pending" for t in this) and len(this) == self.search.schedule[g]:
+            best = self.search.best_seen()
+            failed = sum(t.status == "failed" for t in this)
+            LOG.info(f"search: iteration {g} done: {len(this)} proxies" + (f" ({failed} failed)" if failed else "")
+                     + (f", best score so far {best.score:.4f}" if best is not None else ""))
 
     def _publish(self) -> None:
         """Write each new fit (one per iteration) to <run>/search/predictor.txt + .json, so that a
@@ -160,7 +177,7 @@ def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str, 
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, metric="score", mode="max",
                                         max_concurrent_trials=cfg.search.max_concurrent_trials or None,
                                         reuse_actors=True),
-            run_config=tune.RunConfig(name=experiment, storage_path=storage, verbose=1,
+            run_config=tune.RunConfig(name=experiment, storage_path=storage, verbose=log.tune_verbosity(),
                                       failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)),
         )
     tuner.fit()
@@ -218,7 +235,7 @@ def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, path:
             tune_config=tune.TuneConfig(search_alg=OptunaSearch(seed=cfg.seed), num_samples=budget, metric="score",
                                         mode="max", max_concurrent_trials=cfg.search.max_concurrent_trials or None,
                                         reuse_actors=True),
-            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=1,
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=log.tune_verbosity(),
                                       failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)))
     grid = tuner.fit()
     results = sorted((r for r in grid), key=lambda r: r.path)
