@@ -175,7 +175,7 @@ class PredictorConfig:
     learning_rate: float = 0.01  # LightGBM learning rate
     num_rounds: int = 1000  # boosting rounds at most
     max_depth: int = 4  # tree depth
-    min_child_samples: int = 5  # minimum data in a leaf
+    min_child_samples: int = 5  # minimum data in a leaf (at most a quarter of the results: a few still split)
     reg_alpha: float = 1.0  # L1 regularisation
     reg_lambda: float = 1.0  # L2 regularisation
     valid_fraction: float = 0.1  # share of results held out for early stopping and quality figures

@@ -43,9 +43,16 @@ DEGENERATE_P = 0.1  # held-out Spearman not significantly positive at this one-s
 MIN_TESTED = 10  # fewer held-out results than this: too few to test the Spearman (only the spread is checked)
 
 
-def lgb_params(p: PredictorConfig, seed: int, threads: int) -> dict:
+def min_leaf(p: PredictorConfig, n: int) -> int:
+    """Data per leaf: predictor.min_child_samples, but at most a quarter of the n results (at least 2), so
+    that a first iteration of a few proxies still gets trees that split (with 8 results and 5 per leaf,
+    no split is possible and every prediction is the same)."""
+    return min(p.min_child_samples, max(2, n // 4))
+
+
+def lgb_params(p: PredictorConfig, seed: int, threads: int, n: int = 10**9) -> dict:
     return {"objective": "regression", "learning_rate": p.learning_rate, "max_depth": p.max_depth,
-            "num_leaves": max(2, 2 ** p.max_depth - 1), "min_data_in_leaf": p.min_child_samples,
+            "num_leaves": max(2, 2 ** p.max_depth - 1), "min_data_in_leaf": min_leaf(p, n),
             "lambda_l1": p.reg_alpha, "lambda_l2": p.reg_lambda, "min_data_in_bin": 1,
             "seed": seed, "deterministic": True, "force_row_wise": True, "num_threads": threads, "verbose": -1}
 
@@ -114,7 +121,7 @@ class Predictor:
             raise ValueError(f"results have {x.shape[1]} weights, clusters are {len(names)}")
         target = (float(y.mean()), float(y.std())) if p.standardize and y.std() > 0 else (0.0, 1.0)
         z = np.round((y - target[0]) / target[1], 12) if p.standardize else y
-        params = lgb_params(p, seed, threads)
+        params = lgb_params(p, seed, threads, len(x))
         order = np.random.default_rng(seed).permutation(len(x))
         members = max(1, p.ensemble)
         folds = (np.array_split(order, members) if members > 1

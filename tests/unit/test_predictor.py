@@ -144,3 +144,20 @@ def test_a_perfectly_reversed_held_out_order_is_degenerate_not_an_error():
     assert "held-out Spearman -1" in degenerate_reason(y, y, (-1.0, 12))
     assert degenerate_reason(y, y, (1.0, 12)) == "" and "held-out Spearman" in degenerate_reason(y, y, (float("nan"), 12))
     assert degenerate_reason(y, y, (-1.0, 6)) == ""  # 6 held out (the paper's 10% of 56): too few to test
+
+
+def test_a_first_iteration_of_eight_results_still_gets_trees_that_rank_mixtures():
+    """With 5 results per leaf, 8 results allow no split: every prediction was the same and the search
+    proposed at random. The leaf size follows the number of results (a quarter, at least 2)."""
+    from climb_ray.config import PredictorConfig
+    from climb_ray.predictor import Predictor, min_leaf
+
+    rng = np.random.default_rng(0)
+    x = rng.dirichlet(np.ones(4), size=8)
+    y = -np.abs(x - np.array([0.1, 0.6, 0.2, 0.1])).sum(axis=1)
+    p = PredictorConfig(num_rounds=200)
+    assert [min_leaf(p, n) for n in (8, 12, 20, 100)] == [2, 3, 5, 5]
+    model = Predictor.fit(x, y, p, names=[f"sc{i:02d}" for i in range(4)], seed=0)
+    guess = model.predict(x)
+    assert len(np.unique(np.round(guess, 9))) > 1 and not model.degenerate  # with 5 per leaf: one value
+    assert np.corrcoef(guess, y)[0, 1] > 0.5
