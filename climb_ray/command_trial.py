@@ -97,23 +97,46 @@ class CommandRunner:
 
 
 def run_command(command: str, env: dict, stdout: str, stderr: str, timeout_s: float, trial_dir: str) -> int:
-    """The command's exit status; run by the shell in its own process group (killed whole on a timeout
-    or when this process is interrupted), from the folder climb-ray started in (Tune moves trials elsewhere)."""
+    """The command's exit status; run by the shell in its own process group, from the folder climb-ray
+    started in (Tune moves trials elsewhere). The group is killed (SIGKILL) when the shell exits, on a
+    timeout and when this process is interrupted, so background children do not outlive the trial. On
+    Linux the shell also gets SIGKILL when this process dies (a Ray worker killed with SIGKILL); its own
+    children are then not killed, unless they die with it (e.g. a pipe closes)."""
     cwd = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())
     with open(stdout, "a") as out, open(stderr, "a") as err:
         err.write(f"# climb-ray {time.strftime('%Y-%m-%d %H:%M:%S')}: {command}\n")
         err.flush()
         proc = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=out, stderr=err,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent())
         try:
             return proc.wait(timeout=timeout_s or None)
         except subprocess.TimeoutExpired:
             raise CommandError(f"proxy.command ran past proxy.command_timeout_s={timeout_s:g} s and was killed; "
                                f"its output is in {trial_dir}") from None
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the whole group, also after a normal exit
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def _die_with_parent():
+    """A preexec_fn asking Linux to SIGKILL the child when this process dies; None where prctl is missing."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec():
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+    return preexec
 
 
 def read_score(path: str, trial_dir: str) -> dict:

@@ -93,3 +93,28 @@ def test_the_tell_command_records_a_score_and_refuses_an_unknown_trial_in_one_li
     bad = run_cli(["tell", "--index", "7", "--failed", *args])
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "climb-ray: error: trial 7 was not asked: `climb-ray ask` hands out the trials to tell")
+
+
+def test_ask_prints_only_mixtures_on_stdout_even_when_a_refit_has_a_notice(run, capsys):
+    """Constant scores make the next refit degenerate, whose notice must not land among the JSON lines."""
+    from climb_ray import commands
+    from climb_ray.stages.pipeline import stage_depends
+
+    cfg = config(run)
+    made = {"corpus": {"documents": 40, "files": 1, "skipped": 0, "skipped_by_reason": {}},
+            "embed": {"label_field": "", "chunks": 1, "chunks_reused": 0, "documents": 40, "model": "m"},
+            "cluster": {"label_field": "", "clusters_pruned": 0, "documents_pruned": 0, "k_init": 4, "names": NAMES,
+                        "super_clusters": 4},
+            "tokens": {"clusters": 4, "documents": 40, "dtype": "uint16", "tokenizer": "bpe", "tokens": 10**6,
+                       "vocab_size": 4096}}
+    for stage, info in made.items():  # made earlier: ask goes straight to the search
+        run.mark_done(stage, info, stage_depends(cfg, stage))
+    first, _ = asktell.ask(cfg, run, 6)
+    for mixture in first:
+        asktell.tell(cfg, run, mixture["index"], 0.5)
+    capsys.readouterr()
+    assert commands.ask(cfg, n=2, redo=()) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 2 and all(json.loads(line)["index"] >= 6 for line in lines)
+    assert "degenerate" in err
