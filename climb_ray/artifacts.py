@@ -157,6 +157,7 @@ def recorded_depends(marker: dict, depends: dict) -> dict:
 
     old = json.loads(json.dumps(marker.get("depends", {}), default=str))
     for dotted, value in ADDED_FIELDS.items():
+        value = value(old) if callable(value) else value
         if dotted in depends and dotted not in old:
             old[dotted] = value
         section, _, name = dotted.partition(".")

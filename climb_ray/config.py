@@ -241,12 +241,13 @@ class Config:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
 
-# Fields added after runs were made: the value that reproduces what a run made before the field existed did.
+# Fields added after runs were made: the value that reproduces what a run made before the field existed did
+# (or a function of that run's recorded settings giving it).
 # A stage marker without the field reads as this value, so an old run folder stays usable as long as the
 # field is set to it (a new default that works differently, as cluster.merge_method, asks for a rebuild).
 ADDED_FIELDS = {
     "cluster.merge_method": "ward_documents",
-    "proxy.init": "scratch",
+    "proxy.init": lambda old: "pretrained" if old.get("proxy.init_from") else "scratch",  # init_from alone meant it
     "proxy.command": "",
     "proxy.data_prefix": "",
     "export.format": "parquet",

@@ -112,3 +112,9 @@ def test_a_field_added_since_a_run_was_made_reads_as_its_old_behaviour(run):
                      lambda: {"n": 2}).skipped
     with pytest.raises(StageChangedError, match="cluster"):  # the new default merges differently: a rebuild
         run_stage(run, "cluster", {"cluster": {"k_init": 50, "merge_method": "ward_kmeans"}}, lambda: {"n": 2})
+
+
+def test_a_run_that_continued_a_checkpoint_before_proxy_init_existed_reads_as_pretrained(run):
+    run_stage(run, "search", {"proxy.init_from": "/models/gpt"}, lambda: {"n": 1})
+    assert run_stage(run, "search", {"proxy.init_from": "/models/gpt", "proxy.init": "pretrained"},
+                     lambda: {"n": 2}).skipped
