@@ -15,33 +15,49 @@ import sys
 
 LOG = logging.getLogger("climb_ray")
 QUIET, NORMAL, VERBOSE = -1, 0, 1
-_state = {"verbosity": NORMAL}
+ENV = "CLIMB_RAY_VERBOSITY"  # set by setup(): processes started after it (a local Ray's workers) log at its level
+_state = {"verbosity": NORMAL, "set_hf": False}
 
 
 def get(name: str) -> logging.Logger:
-    """The logger of one module (a child of `climb_ray`, so that setup() governs it); lines go to stdout
-    at the default level until the command line sets another."""
-    if not _handler():
-        setup(_state["verbosity"])
+    """The logger of one module (a child of `climb_ray`, so that setup() governs it): info lines to stdout,
+    warnings and errors to stderr, at the level of $CLIMB_RAY_VERBOSITY until the command line sets one."""
+    if not _handlers():
+        _attach(_env_verbosity())
     return LOG.getChild(name.removeprefix("climb_ray."))
 
 
-def _handler():
-    return next((h for h in LOG.handlers if isinstance(h, _Stdout)), None)
+def _env_verbosity() -> int:
+    try:
+        return max(QUIET, min(VERBOSE, int(os.environ.get(ENV, NORMAL))))
+    except ValueError:
+        return NORMAL
+
+
+def _handlers() -> list:
+    return [h for h in LOG.handlers if isinstance(h, _Stream)]
+
+
+def _attach(verbosity: int) -> None:
+    _state["verbosity"] = verbosity
+    LOG.setLevel({QUIET: logging.WARNING, NORMAL: logging.INFO, VERBOSE: logging.DEBUG}[verbosity])
+    LOG.propagate = False
+    if not _handlers():
+        for handler in (_Stream("stdout"), _Stream("stderr")):
+            handler.setFormatter(_Formatter())
+            LOG.addHandler(handler)
 
 
 def setup(verbosity: int = NORMAL) -> None:
-    """Send the climb_ray logger to stdout (plain lines) at the level of `verbosity`; call once per process."""
-    _state["verbosity"] = verbosity
-    level = {QUIET: logging.WARNING, NORMAL: logging.INFO, VERBOSE: logging.DEBUG}[verbosity]
-    LOG.setLevel(level)
-    LOG.propagate = False
-    if not _handler():
-        handler = _Stdout()
-        handler.setFormatter(_Formatter())
-        LOG.addHandler(handler)
-    if verbosity < VERBOSE:  # read by the processes that start after this (a local Ray's workers)
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    """The command line's verbosity: this process's level, and the environment of the processes it starts
+    (a local Ray's workers; Hugging Face's download and loading bars off unless verbose)."""
+    _attach(verbosity)
+    os.environ[ENV] = str(verbosity)
+    if verbosity < VERBOSE and "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"], _state["set_hf"] = "1", True
+    elif verbosity >= VERBOSE and _state["set_hf"]:
+        os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+        _state["set_hf"] = False
 
 
 def verbose() -> bool:
@@ -68,16 +84,18 @@ def tune_verbosity() -> int:
     return 1 if verbose() else 0
 
 
-class _Stdout(logging.StreamHandler):
-    """A handler writing to whatever sys.stdout is when a line is logged (a redirect or a test's capture
-    made after setup included)."""
+class _Stream(logging.StreamHandler):
+    """Info and debug lines to whatever sys.stdout is when a line is logged, warnings and errors to
+    sys.stderr (a redirect or a test's capture made after setup included)."""
 
-    def __init__(self):
-        super().__init__(sys.stdout)
+    def __init__(self, which: str):
+        self.which = which
+        super().__init__(getattr(sys, which))
+        self.addFilter(lambda record: (record.levelno >= logging.WARNING) == (which == "stderr"))
 
     @property
     def stream(self):
-        return sys.stdout
+        return getattr(sys, self.which)
 
     @stream.setter
     def stream(self, value):

@@ -1,51 +1,73 @@
-"""-q / default / -v: what reaches the terminal from the climb_ray logger."""
+"""-q / default / -v: what reaches the terminal from the climb_ray logger, and what processes started
+later (a local Ray's workers) inherit."""
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
 
 import pytest
 
 from climb_ray import log
 
+
 @pytest.fixture(autouse=True)
-def fresh_handler():
+def restore():
+    saved = {k: os.environ.get(k) for k in (log.ENV, "HF_HUB_DISABLE_PROGRESS_BARS")}
     yield
-    for handler in list(log.LOG.handlers):
-        log.LOG.removeHandler(handler)
-    log.setup(log.NORMAL)
-
-def _say(capsys):
-    for handler in list(log.LOG.handlers):
-        log.LOG.removeHandler(handler)
-    return capsys
+    for key, value in saved.items():
+        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    log._attach(log.NORMAL)
 
 
-def test_lines_follow_stdout_when_it_is_replaced_after_setup(capsys):
-    log.setup(log.NORMAL)  # before the capture below replaces sys.stdout
-    import contextlib
-    import io
-
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        log.get("climb_ray.commands").info("to the redirect")
-    assert buffer.getvalue() == "to the redirect\n"
-
-@pytest.mark.parametrize("verbosity, shown", [(log.QUIET, ["climb-ray: warning: careful"]),
-                                              (log.NORMAL, ["stage done", "climb-ray: warning: careful"]),
-                                              (log.VERBOSE, ["detail", "stage done", "climb-ray: warning: careful"])])
-def test_each_verbosity_shows_its_levels(capsys, verbosity, shown):
-    _say(capsys)
+@pytest.mark.parametrize("verbosity, out, err", [(log.QUIET, [], ["climb-ray: warning: careful"]),
+                                                 (log.NORMAL, ["stage done"], ["climb-ray: warning: careful"]),
+                                                 (log.VERBOSE, ["detail", "stage done"], ["climb-ray: warning: careful"])])
+def test_each_verbosity_shows_its_levels_info_on_stdout_warnings_on_stderr(capsys, verbosity, out, err):
     log.setup(verbosity)
     logger = log.get("climb_ray.stages.cluster")
     assert logger.name == "climb_ray.stages.cluster"
     logger.debug("detail")
     logger.info("stage done")
     logger.warning("careful")
-    assert capsys.readouterr().out.splitlines() == shown
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == out and captured.err.splitlines() == err
+
 
 def test_setup_twice_adds_no_second_handler(capsys):
-    _say(capsys)
     log.setup(log.NORMAL)
     log.setup(log.NORMAL)
     log.get("x").info("once")
     assert capsys.readouterr().out == "once\n"
+
+
+def test_lines_follow_stdout_when_it_is_replaced_after_setup():
+    log.setup(log.NORMAL)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        log.get("climb_ray.commands").info("to the redirect")
+    assert buffer.getvalue() == "to the redirect\n"
+
+
+def test_a_process_started_after_setup_logs_at_its_level_and_v_brings_the_loading_bars_back():
+    os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+    log.setup(log.QUIET)
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    child = subprocess.run([sys.executable, "-c", "from climb_ray import log; l = log.get('w'); l.info('info'); "
+                            "l.warning('warn')"], capture_output=True, text=True, timeout=60)
+    assert child.stdout == "" and child.stderr.strip() == "climb-ray: warning: warn"  # a worker under -q
+    log.setup(log.VERBOSE)
+    assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+
+
+def test_importing_the_package_changes_no_environment():
+    env = {k: v for k, v in os.environ.items() if k not in (log.ENV, "HF_HUB_DISABLE_PROGRESS_BARS")}
+    code = ("import os, climb_ray.commands, climb_ray.lease; "
+            "print(os.environ.get('HF_HUB_DISABLE_PROGRESS_BARS'), os.environ.get('CLIMB_RAY_VERBOSITY'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.stdout.split() == ["None", "None"], done.stderr
+
 
 def test_the_cli_takes_v_and_q_on_every_command_but_not_both():
     from climb_ray.cli import build_parser
