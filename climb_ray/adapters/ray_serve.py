@@ -328,6 +328,8 @@ class AppArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     run_dir: str = Field(min_length=1)  # a finished search's run folder: absolute path or URI
+    host: str = "127.0.0.1"  # the address Serve's HTTP proxy binds (http_options.host): on a loopback one, a
+    # request with another Host header is refused (a DNS-rebinding page); set it to the proxy's when that differs
     predictor: str = PREDICTOR
     version: str = ""  # "" = a hash of the predictor file
     max_batch: int = Field(DEFAULTS.max_batch, ge=1)
@@ -349,8 +351,9 @@ def build_app(args: AppArgs):
     the args into AppArgs (the annotation) before calling it."""
     if not isinstance(args, AppArgs):  # called directly with a dict
         args = AppArgs.model_validate(args)
-    config = args.model_dump(exclude={"num_replicas", "num_cpus"})
-    return application(user_config(**config), num_replicas=args.num_replicas, num_cpus=args.num_cpus)
+    config = args.model_dump(exclude={"num_replicas", "num_cpus", "host"})
+    return application({**user_config(**config), "host": args.host}, num_replicas=args.num_replicas,
+                       num_cpus=args.num_cpus)
 
 
 def running_token() -> str:

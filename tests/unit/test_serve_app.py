@@ -49,3 +49,14 @@ def test_the_config_files_import_path_builds_the_app_from_the_package_alone_and_
     assert lines[:2] == ["built Application True"] * 2, proc.stdout
     for line, needle in zip(lines[2:], ["max_batch", "colour", "run_dir"], strict=True):
         assert line.startswith("refused ValidationError") and needle in line, line
+
+
+def test_an_app_built_for_serve_run_checks_the_host_header_on_its_loopback_bind(tmp_path):
+    """build_app's apps (serve run / serve deploy) know the address the proxy binds, so the replicas refuse a
+    foreign Host header there (a DNS-rebinding page) as `climb-ray serve`'s do."""
+    from climb_ray.adapters.ray_serve import build_app, is_loopback
+
+    run = str(make_served_run(tmp_path / "run"))
+    config = build_app({"run_dir": run})._bound_deployment.user_config
+    assert config["host"] == "127.0.0.1" and is_loopback(config["host"])
+    assert build_app({"run_dir": run, "host": "0.0.0.0"})._bound_deployment.user_config["host"] == "0.0.0.0"
