@@ -31,7 +31,7 @@ def index_bytes(lengths: np.ndarray, dtype) -> bytes:
     """The .idx of documents with these token counts, one sequence per document."""
     dtype = np.dtype(dtype)
     lengths = np.asarray(lengths, dtype=np.int64)
-    pointers = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) * dtype.itemsize
+    pointers = (np.cumsum(lengths) - lengths) * dtype.itemsize  # each document's byte offset (none: empty)
     head = INDEX_HEADER + struct.pack("<QBQQ", 1, DTYPE_CODES[dtype.name], len(lengths), len(lengths) + 1)
     return (head + lengths.astype(np.int32).tobytes() + pointers.tobytes()
             + np.arange(len(lengths) + 1, dtype=np.int64).tobytes())

@@ -79,3 +79,11 @@ def test_the_blend_parses_with_megatrons_parser_without_zero_weights_and_megatro
     assert 4000 * 0.625 * 32 > sum(len(d) for d in docs["sc02"])
     tokens = train[0]["tokens"].tolist()
     assert len(tokens) == 32 and set(tokens) <= {int(t) for name in ("sc00", "sc02") for d in docs[name] for t in d}
+
+
+def test_an_index_of_no_documents_is_the_one_megatrons_builder_writes(tmp_path):
+    from climb_ray.megatron import index_bytes
+
+    builder = indexed.IndexedDatasetBuilder(str(tmp_path / "ref.bin"), dtype=np.uint16)
+    builder.finalize(str(tmp_path / "ref.idx"))
+    assert index_bytes(np.zeros(0, np.int64), np.uint16) == (tmp_path / "ref.idx").read_bytes()
