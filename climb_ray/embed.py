@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from climb_ray.config import ConfigError
 from climb_ray.device import pick_device
 
 # Names that resolve to a model shipped inside a Python package (works offline).
@@ -39,7 +40,7 @@ def pick_dtype(dtype: str, device: str):
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"embed.dtype={dtype!r}: must be auto, float32, bfloat16 or float16")
+        raise ConfigError(f"embed.dtype={dtype!r}: must be auto, float32, bfloat16 or float16")
     return getattr(torch, DTYPES[dtype])
 
 
@@ -94,7 +95,7 @@ class Embedder:
         except ValueError as err:
             if trust_remote_code or "trust_remote_code" not in str(err):
                 raise
-            raise ValueError(f"embed.model={model!r} runs its own Python code: set embed.trust_remote_code=true "
+            raise ConfigError(f"embed.model={model!r} runs its own Python code: set embed.trust_remote_code=true "
                              "if you trust it") from None
         self.model.to(pick_dtype(dtype, self.device)).eval()  # the dense head too, not only the encoder
         self.tokenizer = self.model.tokenizer

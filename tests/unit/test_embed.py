@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from climb_ray.config import ConfigError
 from climb_ray.embed import Embedder, resolve_model
 
 TEXTS = ["In the beginning God created the heaven and the earth.",
@@ -152,7 +153,7 @@ def test_a_model_with_its_own_code_loads_only_with_trust_remote_code(tmp_path):
     config["use_memory_efficient_attention"] = config["unpad_inputs"] = True  # as stella's config.json
     config["auto_map"] = {"AutoConfig": "custom.CustomConfig", "AutoModel": "custom.CustomModel"}
     (tmp_path / "custom" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="embed.trust_remote_code=true"):
+    with pytest.raises(ConfigError, match="embed.trust_remote_code=true"):
         Embedder(folder, max_tokens=64)
     trusted = Embedder(folder, max_tokens=64, trust_remote_code=True)
     assert type(trusted.model[0].auto_model).__name__ == "CustomModel"
