@@ -173,11 +173,14 @@ def check_pipeline_serve(device: str, tiny: bool) -> dict:
             over += ["search.schedule=[6,3]", "proxy.steps=4"]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
         start = time.perf_counter()
-        subprocess.run([*cli, "demo", "--config", "demo", "--docs-per-source", "60" if tiny else "400", *over],
-                       check=True, env=env, cwd=folder, timeout=1500, capture_output=True)
+        demo = subprocess.run([*cli, "demo", "--config", "demo", "--docs-per-source", "60" if tiny else "400", *over],
+                              env=env, cwd=folder, timeout=1500, capture_output=True, text=True)
+        if demo.returncode:
+            raise AssertionError(f"the demo on {place} failed ({demo.returncode}): {demo.stderr[-1500:]}")
         out = {"demo_s": round(time.perf_counter() - start, 1)}
+        log = open(f"{folder}/serve.log", "w")
         serve = subprocess.Popen([*cli, "serve", "--config", "demo", *over], env=env, cwd=folder,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                 stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.time() + 180
             while True:
@@ -187,13 +190,15 @@ def check_pipeline_serve(device: str, tiny: bool) -> dict:
                             break
                 except OSError:
                     if time.time() > deadline or serve.poll() is not None:
-                        raise AssertionError("the server did not come up") from None
+                        tail = Path(f"{folder}/serve.log").read_text()[-1500:]
+                        raise AssertionError(f"the server did not come up: {tail}") from None
                     time.sleep(1)
             with urllib.request.urlopen("http://127.0.0.1:8765/v1/best?k=1", timeout=30) as r:
                 out["best"] = json.loads(r.read())
         finally:
             serve.terminate()
             serve.wait(timeout=60)
+            log.close()
     return out
 
 
