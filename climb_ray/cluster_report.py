@@ -152,10 +152,25 @@ def map_png(report: dict) -> bytes:
     return _png(fig)
 
 
-def dendrogram_png(centroids: np.ndarray, super_of: np.ndarray, distance: float) -> bytes:
-    """Ward's tree over the kept k-means centroids (plain Ward, the paper's; its top 60 branches),
-    with the paper's cut at `distance` drawn; each leaf named by the super-cluster its clusters went
-    to (a leaf holding clusters of several: "+"), so a reader sees where the merge cut the tree."""
+def leaf_names(tree: np.ndarray, super_of_kept: np.ndarray) -> dict[int, str]:
+    """Each node of a scipy linkage `tree` over the kept clusters named by the super-clusters below it:
+    "sc03" when all its clusters went to sc03, else their ids joined by "+" (at most 3, then "+")."""
+    n = len(super_of_kept)
+    below = {i: {int(super_of_kept[i])} for i in range(n)}
+    for j, (a, b, _, _) in enumerate(tree):
+        below[n + j] = below[int(a)] | below[int(b)]
+    out = {}
+    for node, supers in below.items():
+        ids = sorted(supers)
+        out[node] = f"sc{ids[0]:02d}" if len(ids) == 1 else "+".join(f"{s:02d}" for s in ids[:3]) + (
+            "+" if len(ids) > 3 else "")
+    return out
+
+
+def dendrogram_png(centroids: np.ndarray, super_of: np.ndarray, distance: float, *, cut: bool = True) -> bytes:
+    """Ward's tree over the kept k-means centroids (plain Ward, the paper's; its top 60 branches), each leaf
+    named by the super-cluster(s) its clusters went to, so a reader sees how the merge split the tree;
+    cut=True (the merge cut plain Ward at `distance`) also draws that cut."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,21 +183,15 @@ def dendrogram_png(centroids: np.ndarray, super_of: np.ndarray, distance: float)
         ax.text(0.5, 0.5, "one kept cluster: no tree", ha="center", transform=ax.transAxes)
         return _png(fig)
     tree = linkage(np.asarray(centroids, dtype=np.float64)[kept], method="ward")
-    leaves_of = {i: [i] for i in range(len(kept))}
-    for j, (a, b, _, _) in enumerate(tree):
-        leaves_of[len(kept) + j] = leaves_of[int(a)] + leaves_of[int(b)]
-
-    def name(node: int) -> str:
-        supers = sorted({int(super_of[kept[i]]) for i in leaves_of[node]})
-        return f"sc{supers[0]:02d}" if len(supers) == 1 else "+".join(f"{s:02d}" for s in supers[:3]) + \
-            ("+" if len(supers) > 3 else "")
-
+    names = leaf_names(tree, super_of[kept])
     p = min(60, len(kept))
-    dendrogram(tree, ax=ax, truncate_mode="lastp", p=p, color_threshold=distance, leaf_rotation=90,
-               leaf_font_size=7, leaf_label_func=name)
-    ax.axhline(distance, color="#b3261e", lw=1, ls="--")
+    dendrogram(tree, ax=ax, truncate_mode="lastp", p=p, color_threshold=distance if cut else 0,
+               leaf_rotation=90, leaf_font_size=7, leaf_label_func=names.__getitem__)
+    if cut:
+        ax.axhline(distance, color="#b3261e", lw=1, ls="--")
+    what = f"dashed: the cut at {distance:g}; " if cut else ""
     ax.set(ylabel="Ward distance", title=f"Ward's tree of the {len(kept)} kept clusters (top {p} branches); "
-                                         f"dashed: distance {distance:g}; leaves: their super-clusters")
+                                         f"{what}leaves: their super-clusters")
     return _png(fig)
 
 

@@ -42,7 +42,8 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
     run.write_json(CLUSTERS, report)
     run.write_bytes(CLUSTERS_PNG, report_png(report))
     run.write_bytes(CLUSTERS_MAP_PNG, map_png(report))
-    run.write_bytes(DENDROGRAM_PNG, dendrogram_png(centroids, super_of, c.merge_distance))
+    plain_cut = c.merge_method == "ward_centroid" and not c.n_super_clusters  # else the tree shows no cut
+    run.write_bytes(DENDROGRAM_PNG, dendrogram_png(centroids, super_of, c.merge_distance, cut=plain_cut))
     pruned_docs = int(stats.documents[super_of < 0].sum())
     return {"k_init": c.k_init, "fit_documents": int(len(sample)), "clusters_pruned": int((super_of < 0).sum()),
             "documents_pruned": pruned_docs, "super_clusters": n_super,

@@ -58,3 +58,17 @@ def test_the_dendrogram_is_drawn_also_for_a_single_kept_cluster(tmp_path):
     path.write_bytes(dendrogram_png(centroids, super_of, 1.5))
     assert matplotlib.image.imread(path).shape[:2] == (int(4.5 * 110), 10 * 110)
     assert dendrogram_png(centroids, np.array([0, -1, -1, -1, -1, -1, -1]), 1.5)[:4] == b"\x89PNG"  # one leaf
+
+
+def test_the_trees_nodes_are_named_by_the_super_clusters_below_them():
+    from scipy.cluster.hierarchy import linkage
+
+    from climb_ray.cluster_report import leaf_names
+
+    centroids, super_of = _two_groups(np.random.default_rng(4))
+    kept = super_of >= 0
+    tree = linkage(centroids[kept], method="ward")
+    names = leaf_names(tree, super_of[kept])
+    assert [names[i] for i in range(6)] == ["sc00"] * 3 + ["sc01"] * 3
+    assert names[len(tree) + 5] == "00+01"  # the root holds both
+    assert sorted(names[6 + j] for j in range(4)) == ["sc00", "sc00", "sc01", "sc01"]  # each group whole first
