@@ -1,5 +1,6 @@
-"""docker/Dockerfile installs what the Makefile installs (torch's pin first, then the project), on the
-Ray version the project pins and cluster.yaml runs."""
+"""docker/Dockerfile installs as the Makefile does (the same torch pin first, then the project; with the
+extras a node needs instead of the demo and test ones), on the Ray version the project pins, and the
+cluster configs run its images."""
 
 import re
 from pathlib import Path
