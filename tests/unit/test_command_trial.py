@@ -4,6 +4,7 @@ bigram LM on the Megatron-style blend of the run's token shards and writes its s
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -93,3 +94,41 @@ def test_a_trainer_past_its_timeout_is_killed_with_its_children(source_shards, t
     child = int((tmp_path / "trial" / "child").read_text())
     time.sleep(0.2)
     assert not os.path.exists(f"/proc/{child}") or "Z" in open(f"/proc/{child}/stat").read().split()[2]
+
+
+def gone(pid: int) -> bool:
+    return not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2]
+
+
+def test_a_background_child_of_a_trainer_that_exits_does_not_outlive_the_trial(tmp_path):
+    from climb_ray.command_trial import run_command
+
+    out, err = str(tmp_path / "out.log"), str(tmp_path / "err.log")
+    assert run_command(f"sleep 300 & echo $! > {tmp_path}/child; exit 0", dict(os.environ), out, err, 60,
+                       str(tmp_path)) == 0
+    child = int((tmp_path / "child").read_text())
+    deadline = time.time() + 5
+    while not gone(child) and time.time() < deadline:
+        time.sleep(0.05)
+    assert gone(child)
+
+
+def test_the_trainer_dies_with_a_runner_killed_by_sigkill(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import os, sys; from climb_ray.command_trial import run_command; "
+              f"run_command('echo $$ > {tmp_path}/trainer; exec sleep 300', dict(os.environ), "
+              f"'{tmp_path}/out.log', '{tmp_path}/err.log', 600, '{tmp_path}')")
+    runner = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 30
+    while not (tmp_path / "trainer").exists() or not (tmp_path / "trainer").read_text().strip():
+        assert time.time() < deadline and runner.poll() is None
+        time.sleep(0.05)
+    trainer = int((tmp_path / "trainer").read_text())
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    while not gone(trainer) and time.time() < deadline:
+        time.sleep(0.05)
+    assert gone(trainer)
