@@ -285,13 +285,24 @@ def template_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
 
 
-def _template(*allowed):
+def _template(*allowed, quoted=False):
+    """quoted: the values go in shell-quoted, so a conversion (!r) or format spec (:.5) would break the quoting."""
     def check(v):
+        import string
+
         try:
             unknown = sorted(template_fields(v) - set(allowed))
+            parts = list(string.Formatter().parse(v))
         except ValueError as err:
             return f"is not a template ({err}; write a literal brace as {{{{ or }}}})"
-        return f"unknown placeholder {{{unknown[0]}}} (known: {', '.join(allowed)})" if unknown else None
+        if unknown:
+            return f"unknown placeholder {{{unknown[0]}}} (known: {', '.join(allowed)})"
+        for _, name, spec, conversion in parts if quoted else []:
+            if name is not None and (spec or conversion):
+                shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                return (f"placeholder {{{shown}}}: no conversion or format spec (the values are shell-quoted); "
+                        f"write {{{name}}}")
+        return None
     return check
 
 
@@ -342,7 +353,7 @@ _RULES = {
     "proxy.cpus_per_trial": _at_least(0),
     "proxy.gpus_per_trial": _at_least(0),
     "proxy.init": _one_of("scratch", "pretrained"),
-    "proxy.command": _template(*COMMAND_FIELDS),
+    "proxy.command": _template(*COMMAND_FIELDS, quoted=True),
     "proxy.data_prefix": _template(*PREFIX_FIELDS),
     "proxy.command_timeout_s": _at_least(0),
     "target.max_docs": _at_least(1),

@@ -38,6 +38,9 @@ def test_the_blend_is_megatrons_weight_prefix_list_without_empty_clusters():
     ("proxy.command=train {", "proxy.command='train {': is not a template"),
     ("proxy.data_prefix=/d/{cluster}", "proxy.data_prefix='/d/{cluster}': unknown placeholder {cluster}"),
     ("proxy.command_timeout_s=-1", "proxy.command_timeout_s=-1"),
+    ("proxy.command=train --out {trial_dir!r}", "proxy.command='train --out {trial_dir!r}': placeholder {trial_dir!r}: no "
+     "conversion or format spec (the values are shell-quoted); write {trial_dir}"),
+    ("proxy.command=train --out {trial_dir:.5}", "placeholder {trial_dir:.5}: no conversion"),
 ])
 def test_bad_command_settings_are_config_errors(override, named):
     extra = ["proxy.command=train {blend}"] if override.startswith("proxy.data_prefix") else []
