@@ -66,6 +66,10 @@ class RunDir:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         return path if protocol in ("file", "local") else f"{protocol}://{path}"
 
+    def local_path(self, *parts: str) -> str | None:
+        """The entry's local path, or None when the run folder is not local (a trainer writes there)."""
+        return self.url(*parts) if "://" not in self.url() else None
+
     def exists(self, *parts: str) -> bool:
         return self.fs.exists(self.path(*parts))
 

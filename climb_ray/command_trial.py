@@ -13,6 +13,7 @@ import math
 import os
 import posixpath
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,12 +58,14 @@ class CommandRunner:
         self.prefixes = data_prefixes(cfg.proxy.data_prefix, self.tokens_url, self.names)
 
     def __call__(self, weights, *, seed: int, trial_dir: str | None = None, index: int | None = None) -> dict:
-        """Run the command on `weights` (one per cluster) in `trial_dir` (a new temporary folder if None)."""
+        """Run the command on `weights` (one per cluster) in `trial_dir`; if None, in a new temporary
+        folder, removed once the score is read (kept when the trial fails, for its logs)."""
         w = np.asarray(weights, dtype=np.float64)
         if len(w) != len(self.names) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"weights={list(weights)!r}: need {len(self.names)} finite weights >= 0 with a "
                              "positive sum")
         w = w / w.sum()
+        temporary = not trial_dir
         trial_dir = os.path.abspath(trial_dir or tempfile.mkdtemp(prefix="climb-ray-command-"))
         os.makedirs(trial_dir, exist_ok=True)
         paths = {name: os.path.join(trial_dir, name) for name in (MIXTURE, SCORE, STDOUT, STDERR)}
@@ -90,9 +93,11 @@ class CommandRunner:
             raise CommandError(f"proxy.command exited with status {code}{last_line(paths[STDERR])}; "
                                f"its output is in {trial_dir}")
         result = read_score(paths[SCORE], trial_dir)
+        if temporary:
+            shutil.rmtree(trial_dir, ignore_errors=True)
         return {"score": result["score"], "direction": "higher_is_better", "targets": [],
                 "weights": mixture["weights"], "seed": seed, "device": "command", "command": command,
-                "trial_dir": trial_dir, "train_seconds": seconds, "score_seconds": 0.0,
+                "trial_dir": None if temporary else trial_dir, "train_seconds": seconds, "score_seconds": 0.0,
                 "trainer": {k: v for k, v in result.items() if k != "score"}}
 
 

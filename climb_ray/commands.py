@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from climb_ray import log
@@ -128,7 +129,9 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
         ensure_ray(cfg.resources)
     from climb_ray.stages.search import absolute, with_absolute_paths
 
-    result = run_proxy(with_absolute_paths(cfg), absolute(run.url("tokens")), list(w), cfg.seed if seed is None else seed)
+    seed = cfg.seed if seed is None else seed
+    trial_dir = run.local_path("proxy", f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}") if cfg.proxy.command else None
+    result = run_proxy(with_absolute_paths(cfg), absolute(run.url("tokens")), list(w), seed, trial_dir)
     print_proxy(result, run.read_json(CLUSTERS))
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
@@ -170,7 +173,7 @@ def print_proxy(result: dict, clusters: dict) -> None:
     labels = {f"sc{s['id']:02d}": ", ".join(s["top_terms"][:5]) for s in clusters["super_clusters"]}
     if "command" in result:  # proxy.command: your trainer's score
         LOG.info(f"\nproxy.command: score {result['score']:.4f} (higher is better), seed {result['seed']}, "
-                 f"{result['train_seconds']:.1f} s; output in {result['trial_dir']}")
+                 f"{result['train_seconds']:.1f} s" + (f"; output in {result['trial_dir']}" if result["trial_dir"] else ""))
         for name, weight in result["weights"].items():
             LOG.info(f"  {name:<7} {weight:7.4f}  {labels.get(name, '')}")
         return

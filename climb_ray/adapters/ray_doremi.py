@@ -44,11 +44,12 @@ def run_doremi_task(cfg: Config, tokens_url: str) -> dict:
     return ray.get(ray.remote(max_retries=0, **trial_resources(cfg))(_doremi).remote(cfg, tokens_url))
 
 
-def evaluate(cfg: Config, tokens_url: str, jobs: list[tuple[str, list[float], int]], done):
-    """Train and score one proxy per (key, weights, seed), all queued at once; done(key, result) is
-    called as each finishes, so a killed compare keeps the proxies already trained."""
+def evaluate(cfg: Config, tokens_url: str, jobs: list[tuple[str, list[float], int, str | None]], done):
+    """Train and score one proxy per (key, weights, seed, proxy.command's trial folder or None), all queued
+    at once; done(key, result) is called as each finishes, so a killed compare keeps the proxies already trained."""
     task = ray.remote(max_retries=1, **trial_resources(cfg))(_train_and_score)
-    pending = {task.remote(cfg, tokens_url, list(weights), seed): key for key, weights, seed in jobs}
+    pending = {task.remote(cfg, tokens_url, list(weights), seed, trial_dir): key
+               for key, weights, seed, trial_dir in jobs}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         key = pending.pop(ready[0])

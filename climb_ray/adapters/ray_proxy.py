@@ -1,5 +1,5 @@
 """One proxy trial as a Ray task: on a GPU when the cluster has GPUs, else on CPU workers (the built-in
-proxy, or proxy.command in a new temporary folder)."""
+proxy, or proxy.command in the folder given, else a temporary one)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ def trial_resources(cfg: Config) -> dict:
     return options
 
 
-def _train_and_score(cfg: Config, tokens_url: str, weights: list[float], seed: int) -> dict:
+def _train_and_score(cfg: Config, tokens_url: str, weights: list[float], seed: int,
+                     trial_dir: str | None = None) -> dict:
+    """trial_dir: proxy.command's folder (None: a temporary one, removed once the score is read)."""
     from climb_ray.trial import make_runner
 
-    return make_runner(cfg, tokens_url)(weights, seed=seed)
+    runner = make_runner(cfg, tokens_url)
+    return runner(weights, seed=seed, trial_dir=trial_dir) if cfg.proxy.command else runner(weights, seed=seed)
 
 
-def run_proxy(cfg: Config, tokens_url: str, weights: list[float], seed: int) -> dict:
+def run_proxy(cfg: Config, tokens_url: str, weights: list[float], seed: int, trial_dir: str | None = None) -> dict:
     task = ray.remote(max_retries=0, **trial_resources(cfg))(_train_and_score)
-    return ray.get(task.remote(cfg, tokens_url, list(weights), seed))
+    return ray.get(task.remote(cfg, tokens_url, list(weights), seed, trial_dir))

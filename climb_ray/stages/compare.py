@@ -168,7 +168,7 @@ def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[st
                     scores[label][i] = old["score"]
                     continue
                 stored[key], waiting[key] = (label, path, record), []
-                jobs.append((key, weights.tolist(), seed))
+                jobs.append((key, weights.tolist(), seed, run.local_path(f"compare/eval/{key}")))
             waiting[key].append((label, i))
 
     def done(key: str, result: dict) -> None:
@@ -197,7 +197,8 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
     from climb_ray.compare import format_table, rows, table_png
     from climb_ray.evaluate import check_targets
 
-    check_targets(cfg.target)
+    if not cfg.proxy.command:  # your trainer scores itself
+        check_targets(cfg.target)
     check_seeds(cfg)
     run_pipeline(cfg, until="tokens", redo=redo)
     run = RunDir(cfg.run_dir)

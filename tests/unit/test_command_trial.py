@@ -135,3 +135,27 @@ def test_the_trainer_dies_with_a_runner_killed_by_sigkill(tmp_path):
     while not gone(trainer) and time.time() < deadline:
         time.sleep(0.05)
     assert gone(trainer)
+
+
+def test_compare_with_a_trainer_needs_no_target(tmp_path):
+    from climb_ray.stages.compare import EVAL_SEED, compare
+
+    cfg = command_config(f"run_dir={tmp_path}/run", "proxy.command=train {blend}", "target.paths=[]",
+                         f"seed={EVAL_SEED}")
+    with pytest.raises(ConfigError, match=r"an evaluation seed"):  # past the target check, at the seed check
+        compare(cfg)
+
+
+def test_a_trainer_without_a_trial_folder_leaves_no_temporary_folder(source_shards, tmp_path, monkeypatch):
+    import tempfile
+
+    folder, names, sources, target = source_shards
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp makes its folders
+    cfg = command_config()
+    cfg.proxy.command = "echo '{{\"score\": 1.5}}' > {score_file}"
+    result = CommandRunner(validate(cfg), str(folder))([1.0] * len(names), seed=0)
+    assert result["score"] == 1.5 and result["trial_dir"] is None and os.listdir(tmp_path) == []
+    cfg.proxy.command = "exit 3"
+    with pytest.raises(CommandError, match=r"its output is in .*climb-ray-command-"):
+        CommandRunner(validate(cfg), str(folder))([1.0] * len(names), seed=0)
+    assert len(os.listdir(tmp_path)) == 1  # a failed trial's logs are kept
