@@ -54,6 +54,17 @@ def _stage_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: need a whole number >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climb-ray", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "<run>/asktell/trials/<index>.json; train them your way and report each score with "
                          "`climb-ray tell`. The search state is <run>/asktell/state.json; the answer is written "
                          "to <run>/asktell/ when the last score is told. Earlier stages run first when not done.")
-    ask.add_argument("--n", type=int, default=0, help="mixtures at most (default: all the iteration has left)")
+    ask.add_argument("--n", type=_count, default=0, help="mixtures at most (default: all the iteration has left)")
     tell = sub.add_parser("tell", parents=[_config_options()], help="record the score of an asked mixture",
                           description="Record trial INDEX's score (higher is better) in the search `climb-ray "
                           "ask` drives, or --failed; after the last one the answer goes to <run>/asktell/.")

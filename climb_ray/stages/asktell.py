@@ -7,7 +7,9 @@ same JSON proxy.command gets; when the last score is told the search's outputs a
 
 from __future__ import annotations
 
-from climb_ray.artifacts import CLUSTERS, RunDir, TOKENS_META
+import json
+
+from climb_ray.artifacts import CLUSTERS, RunDir, TOKENS_META, _canonical, recorded_depends
 from climb_ray.config import Config
 
 OUT = "asktell"
@@ -19,21 +21,37 @@ class AskTellError(ValueError):
 
 
 def load(cfg: Config, run: RunDir):
-    """The recorded search (a new one when there is none), refusing one made with other settings."""
+    """The recorded search, refusing one made with other settings; AskTellError when there is none."""
+    if not run.exists(STATE) or not run.exists(TOKENS_META):
+        raise AskTellError(f"{run.url()} holds no search asked for ({run.url(STATE)} is missing): run "
+                           "`climb-ray ask` first (it runs the stages before it), with the same run_dir")
+    return _load(cfg, run)
+
+
+def _load(cfg: Config, run: RunDir):
+    """The recorded search (a new one when there is none); its outputs written if a finished one lacks them."""
     from climb_ray.stages.pipeline import stage_depends
     from climb_ray.stages.search import make_search
 
     search = make_search(cfg, run.read_json(TOKENS_META))
-    depends = _json(stage_depends(cfg, "search"))
+    depends = json.loads(json.dumps(stage_depends(cfg, "search"), default=str))  # as it reads back
     if run.exists(STATE):
         state = run.read_json(STATE)
-        if state["depends"] != depends:
-            changed = sorted(k for k in set(state["depends"]) | set(depends)
-                             if state["depends"].get(k) != depends.get(k))
+        old = recorded_depends(state, depends)
+        changed = [k for k in sorted(set(old) | set(depends)) if _canonical(old.get(k)) != _canonical(depends.get(k))]
+        if changed:
             raise AskTellError(f"{run.url(OUT)} holds a search made with other settings ({', '.join(changed)}); "
                                f"use those, or remove {run.url(OUT)} to start afresh")
         search.restore(state["search"])
+        if search.finished and not run.exists(OUT, "best_mixture.json"):  # the outputs' writing was stopped
+            _write_outputs(run, search)
     return search, depends
+
+
+def _write_outputs(run: RunDir, search) -> dict:
+    from climb_ray.stages.search import write_outputs
+
+    return write_outputs(run, search, {}, run.read_json(CLUSTERS), out=OUT)
 
 
 def ask(cfg: Config, run: RunDir, n: int) -> tuple[list[dict], str]:
@@ -42,7 +60,7 @@ def ask(cfg: Config, run: RunDir, n: int) -> tuple[list[dict], str]:
     from climb_ray.command_trial import blend, data_prefixes
     from climb_ray.stages.search import absolute
 
-    search, depends = load(cfg, run)
+    search, depends = _load(cfg, run)  # the stages before it have run: a first ask starts the search
     batch = search.ask(n)
     tokens = absolute(run.url("tokens"))
     prefixes = data_prefixes(cfg.proxy.data_prefix if cfg.proxy.command else "", tokens, search.names)
@@ -77,18 +95,9 @@ def tell(cfg: Config, run: RunDir, index: int, score: float | None) -> dict:
     if score is not None and not math.isfinite(score):
         raise AskTellError(f"score {score}: must be a finite number (higher is better); tell --failed instead")
     search.tell(index, score)
-    run.write_json(STATE, {"depends": depends, "search": search.state()})
     done = {"index": index, "status": search.trials[index].status, "finished": search.finished,
             "pending": sum(t.status == "pending" for t in search.trials)}
-    if search.finished:
-        from climb_ray.stages.search import write_outputs
-
-        done["outputs"] = write_outputs(run, search, {}, run.read_json(CLUSTERS), out=OUT)
+    if search.finished:  # the outputs first: a state that says finished has them
+        done["outputs"] = _write_outputs(run, search)
+    run.write_json(STATE, {"depends": depends, "search": search.state()})
     return done
-
-
-def _json(obj):
-    """As it reads back from JSON (tuples become lists), so that a recorded value compares equal."""
-    import json
-
-    return json.loads(json.dumps(obj, default=str))

@@ -118,3 +118,33 @@ def test_ask_prints_only_mixtures_on_stdout_even_when_a_refit_has_a_notice(run, 
     lines = out.splitlines()
     assert len(lines) == 2 and all(json.loads(line)["index"] >= 6 for line in lines)
     assert "degenerate" in err
+
+
+def test_a_finished_search_whose_outputs_were_not_written_gets_them_on_the_next_ask(run):
+    cfg = config(run)
+    while True:
+        mixtures, why = asktell.ask(cfg, run, 100)
+        if not mixtures:
+            break
+        for m in mixtures:
+            asktell.tell(cfg, run, m["index"], score_of([m["weights"][n] for n in NAMES]))
+    best = run.read_json("asktell/best_mixture.json")
+    run.fs.rm(run.path("asktell/best_mixture.json"))  # as a write_outputs stopped after the state said finished
+    assert asktell.ask(cfg, run, 1)[0] == [] and run.read_json("asktell/best_mixture.json") == best
+
+
+def test_a_state_recorded_before_a_setting_was_added_reads_it_as_its_old_value(run):
+    cfg = config(run)
+    asktell.ask(cfg, run, 1)
+    state = run.read_json("asktell/state.json")
+    assert state["depends"].pop("proxy.command") == ""  # a field of config.ADDED_FIELDS
+    run.write_json("asktell/state.json", state)
+    assert [m["index"] for m in asktell.ask(cfg, run, 1)[0]] == [1]
+
+
+def test_tell_before_any_ask_and_a_negative_ask_count_are_refused_in_one_line(run, tmp_path):
+    new = run_cli(["tell", "--index", "0", "--score", "1", "--config", "demo", f"run_dir={tmp_path}/new"])
+    assert new.returncode == 2 and new.stderr.strip().startswith("climb-ray: error:"), new.stderr
+    assert "run `climb-ray ask` first" in new.stderr and len(new.stderr.strip().splitlines()) == 1
+    negative = run_cli(["ask", "--n", "-3", "--config", "demo", f"run_dir={run.url()}"])
+    assert negative.returncode == 2 and "argument --n: '-3': need a whole number >= 0" in negative.stderr
