@@ -46,6 +46,17 @@ def blend(weights, prefixes: list[str]) -> list[str]:
     return out
 
 
+def mixture_json(names: list[str], weights, prefixes: list[str], p, *, seed: int, index: int | None,
+                 tokens_dir: str) -> dict:
+    """What a trainer gets in {mixture_json} (and `climb-ray ask` hands out): the normalised weights per
+    cluster, the blend, each cluster's data prefix, the seed, the trial's index and proxy `p`'s token budget."""
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    return {"weights": {n: float(x) for n, x in zip(names, w)}, "blend": " ".join(blend(w, prefixes)),
+            "data_prefixes": dict(zip(names, prefixes)), "seed": seed, "index": index, "tokens_dir": tokens_dir,
+            "steps": p.steps, "batch_size": p.batch_size, "context": p.context, "tokens": p.tokens}
+
+
 class CommandRunner:
     """Runs proxy.command for each mixture; the same call as ProxyRunner's, plus the trial folder."""
 
@@ -71,10 +82,7 @@ class CommandRunner:
         paths = {name: os.path.join(trial_dir, name) for name in (MIXTURE, SCORE, STDOUT, STDERR)}
         parts = blend(w, self.prefixes)
         p = self.cfg.proxy
-        mixture = {"weights": {n: float(x) for n, x in zip(self.names, w)}, "blend": " ".join(parts),
-                   "data_prefixes": dict(zip(self.names, self.prefixes)), "seed": seed, "index": index,
-                   "tokens_dir": self.tokens_url, "steps": p.steps, "batch_size": p.batch_size, "context": p.context,
-                   "tokens": p.tokens}
+        mixture = mixture_json(self.names, w, self.prefixes, p, seed=seed, index=index, tokens_dir=self.tokens_url)
         with open(paths[MIXTURE], "w") as out:
             json.dump(mixture, out, indent=2)
         if os.path.exists(paths[SCORE]):

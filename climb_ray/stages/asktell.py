@@ -1,8 +1,9 @@
 """The search driven by files, for loops outside Ray: `climb-ray ask` hands out the next mixtures,
 `climb-ray tell` records each one's score. The ClimbSearch state lives in <run>/asktell/state.json
 (with the settings it depends on); each asked mixture is <run>/asktell/trials/<index>.json, the
-same JSON proxy.command gets; when the last score is told the search's outputs are written to
-<run>/asktell/ (best_mixture.json, trials.parquet, predictor.txt, PNGs) as the search stage's are.
+same JSON proxy.command gets (command_trial.mixture_json) plus generation and repeat; when the last
+score is told the search's outputs are written to <run>/asktell/ (best_mixture.json, trials.parquet,
+predictor.txt, PNGs) as the search stage's are.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _write_outputs(run: RunDir, search) -> dict:
 def ask(cfg: Config, run: RunDir, n: int) -> tuple[list[dict], str]:
     """Up to n new mixtures (each also written to asktell/trials/<index>.json), and a line on why
     there are none when there are none."""
-    from climb_ray.command_trial import blend, data_prefixes
+    from climb_ray.command_trial import data_prefixes, mixture_json
     from climb_ray.stages.search import absolute
 
     search, depends = _load(cfg, run)  # the stages before it have run: a first ask starts the search
@@ -67,10 +68,9 @@ def ask(cfg: Config, run: RunDir, n: int) -> tuple[list[dict], str]:
     mixtures = []
     for index, weights in batch:
         trial = search.trials[index]
-        w = weights / weights.sum()
-        mixture = {"index": index, "generation": trial.generation, "repeat": trial.repeat,
-                   "seed": cfg.seed + trial.repeat, "weights": {n: float(x) for n, x in zip(search.names, w)},
-                   "blend": " ".join(blend(w, prefixes)), "tokens_dir": tokens}
+        mixture = {**mixture_json(search.names, weights, prefixes, cfg.proxy, seed=cfg.seed + trial.repeat,
+                                  index=index, tokens_dir=tokens),
+                   "generation": trial.generation, "repeat": trial.repeat}
         run.write_json(f"{OUT}/trials/{index}.json", mixture)
         mixtures.append(mixture)
     run.write_json(STATE, {"depends": depends, "search": search.state()})

@@ -148,3 +148,18 @@ def test_tell_before_any_ask_and_a_negative_ask_count_are_refused_in_one_line(ru
     assert "run `climb-ray ask` first" in new.stderr and len(new.stderr.strip().splitlines()) == 1
     negative = run_cli(["ask", "--n", "-3", "--config", "demo", f"run_dir={run.url()}"])
     assert negative.returncode == 2 and "argument --n: '-3': need a whole number >= 0" in negative.stderr
+
+
+def test_an_asked_mixture_is_the_json_proxy_command_gets(run, tmp_path):
+    from climb_ray.command_trial import CommandRunner
+    from climb_ray.config import validate
+
+    cfg = config(run)
+    cfg.proxy.command = "echo '{{\"score\": 1}}' > {score_file}"  # as a YAML file holds it
+    cfg = validate(cfg)
+    [asked], _ = asktell.ask(cfg, run, 1)
+    CommandRunner(cfg, run.url("tokens"))([asked["weights"][n] for n in NAMES], seed=asked["seed"],
+                                          trial_dir=str(tmp_path / "trial"), index=asked["index"])
+    given = json.loads((tmp_path / "trial" / "mixture.json").read_text())
+    assert {k: v for k, v in asked.items() if k not in ("generation", "repeat")} == given
+    assert given["data_prefixes"] == {n: f"{run.url('tokens')}/{n}" for n in NAMES}
