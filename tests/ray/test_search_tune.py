@@ -205,3 +205,20 @@ def test_proxy_command_trials_run_the_users_trainer_and_failures_are_retried_the
     errors = {i: open(glob.glob(os.path.join(storage, "climb", f"*{ids[i]}*", "error.txt"))[0]).read() for i in (1, 2)}
     assert "exited with status 3 (last stderr line: 'loss is nan')" in errors[1]
     assert "wrote no score file" in errors[2]
+
+
+def test_proxy_command_outside_the_search_runs_in_the_folder_it_is_given(ray_session, source_shards, tmp_path):
+    """`climb-ray proxy` and compare's evaluation proxies: the trainer's files in the folder they name."""
+    from climb_ray.adapters.ray_doremi import evaluate
+    from climb_ray.adapters.ray_proxy import run_proxy
+    from climb_ray.config import validate
+
+    folder, names, sources, target = source_shards
+    cfg = config(target)
+    cfg.proxy.command = "echo '{{\"score\": {seed}}}' > {score_file}"
+    cfg = validate(cfg)
+    one = run_proxy(cfg, str(folder), [1.0] * len(names), 3, str(tmp_path / "proxy"))
+    assert one["score"] == 3 and json.load(open(tmp_path / "proxy" / "mixture.json"))["seed"] == 3
+    done = {}
+    evaluate(cfg, str(folder), [("a", [1.0] * len(names), 1000, str(tmp_path / "eval-a"))], done.__setitem__)
+    assert done["a"]["trial_dir"] == str(tmp_path / "eval-a") and (tmp_path / "eval-a" / "score.json").exists()
