@@ -111,10 +111,11 @@ class CommandRunner:
 
 def run_command(command: str, env: dict, stdout: str, stderr: str, timeout_s: float, trial_dir: str) -> int:
     """The command's exit status; run by the shell in its own process group, from the folder climb-ray
-    started in (Tune moves trials elsewhere). The group is killed (SIGKILL) when the shell exits, on a
-    timeout and when this process is interrupted, so background children do not outlive the trial. On
-    Linux the shell also gets SIGKILL when this process dies (a Ray worker killed with SIGKILL); its own
-    children are then not killed, unless they die with it (e.g. a pipe closes)."""
+    started in (Tune moves trials elsewhere). The group is killed (SIGKILL) once the shell exits, on a
+    timeout and whenever Python unwinds here (an exception, Ctrl-C), so background children do not
+    outlive the trial. When this process dies without unwinding (a Ray worker killed with SIGKILL), only
+    on Linux and only the shell's own process gets SIGKILL (the trainer itself when the command is one
+    simple command or ends in `exec ...`); processes it started are not killed then."""
     cwd = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())
     with open(stdout, "a") as out, open(stderr, "a") as err:
         err.write(f"# climb-ray {time.strftime('%Y-%m-%d %H:%M:%S')}: {command}\n")
