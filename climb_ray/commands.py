@@ -146,9 +146,9 @@ def ask(cfg: Config, *, n: int, redo: tuple[str, ...]) -> int:
     from climb_ray.stages import asktell
     from climb_ray.artifacts import RunDir
 
-    with contextlib.redirect_stdout(sys.stderr):  # stdout is the mixtures only
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the mixtures only (a refit's notice goes to stderr)
         print_summary(run_pipeline(cfg, until="tokens", redo=redo))
-    mixtures, why = asktell.ask(cfg, RunDir(cfg.run_dir), n or 10**9)
+        mixtures, why = asktell.ask(cfg, RunDir(cfg.run_dir), n or 10**9)
     for mixture in mixtures:
         print(json.dumps(mixture), flush=True)  # data on stdout, not a log line: -q keeps it
     if why:
