@@ -64,21 +64,6 @@ def verbose() -> bool:
     return _state["verbosity"] >= VERBOSE
 
 
-def quiet_ray() -> None:
-    """After ray.init: Ray Data's progress and operator lines off the terminal (still in its log file)
-    unless verbose."""
-    if verbose():
-        return
-    import ray.data
-
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    data_log = logging.getLogger("ray.data")
-    for handler in data_log.handlers:
-        if not hasattr(handler, "baseFilename") and type(handler).__name__ != "SessionFileHandler":
-            handler.setLevel(logging.WARNING)
-            handler.addFilter(lambda record: "Progress bars disabled" not in record.getMessage())
-
-
 def tune_verbosity() -> int:
     """Tune's RunConfig(verbose=...): its trial tables only when verbose."""
     return 1 if verbose() else 0

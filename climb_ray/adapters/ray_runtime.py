@@ -24,7 +24,7 @@ def ensure_ray(resources: ResourcesConfig) -> str:
     quiet = {} if log.verbose() else {"logging_level": logging.WARNING}  # Ray's start-up lines: its log files
     if address:
         ray.init(address=address, log_to_driver=True, **quiet)
-        log.quiet_ray()
+        quiet_ray()
         return f"joined the Ray cluster at {address}"
     kwargs = {"address": "local", "include_dashboard": resources.include_dashboard, **quiet}
     if resources.num_cpus > 0:
@@ -32,10 +32,26 @@ def ensure_ray(resources: ResourcesConfig) -> str:
     if resources.num_gpus >= 0:
         kwargs["num_gpus"] = resources.num_gpus
     context = ray.init(**kwargs)
-    log.quiet_ray()
+    quiet_ray()
     where = f"; dashboard at http://{context.dashboard_url}" if context.dashboard_url else ""
     cpus = int(ray.cluster_resources().get("CPU", 0))
     return f"started a local Ray with {cpus} CPUs{where}"
+
+
+def quiet_ray() -> None:
+    """After ray.init: Ray Data's progress and operator lines off the terminal (still in its log file,
+    ray-data.log of the session) unless -v."""
+    from climb_ray import log
+
+    if log.verbose():
+        return
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    for handler in logging.getLogger("ray.data").handlers:
+        if not hasattr(handler, "baseFilename") and type(handler).__name__ != "SessionFileHandler":
+            handler.setLevel(logging.WARNING)
+            handler.addFilter(lambda record: "Progress bars disabled" not in record.getMessage())
 
 
 def shutdown() -> None:
