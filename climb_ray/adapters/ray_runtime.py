@@ -39,12 +39,14 @@ def ensure_ray(resources: ResourcesConfig) -> str:
 
 
 def quiet_ray() -> None:
-    """After ray.init: Ray Data's progress and operator lines off the terminal (still in its log file,
-    ray-data.log of the session) unless -v."""
+    """After ray.init: Ray Data's progress and operator lines (still in its log file, ray-data.log of the
+    session) and Tune's experiment table off the terminal, unless -v."""
     from climb_ray import log
 
     if log.verbose():
         return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy output: silent at verbose=0 (the new one
+    # still prints its experiment table and TensorBoard hint)
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
