@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from climb_ray.config import Config, ConfigError, validate
+from climb_ray.config import Config, ConfigError
+from climb_ray.config_checks import validate
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

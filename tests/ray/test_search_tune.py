@@ -211,7 +211,7 @@ def test_proxy_command_outside_the_search_runs_in_the_folder_it_is_given(ray_ses
     """`climb-ray proxy` and compare's evaluation proxies: the trainer's files in the folder they name."""
     from climb_ray.adapters.ray_doremi import evaluate
     from climb_ray.adapters.ray_proxy import run_proxy
-    from climb_ray.config import validate
+    from climb_ray.config_checks import validate
 
     folder, names, sources, target = source_shards
     cfg = config(target)

@@ -152,7 +152,7 @@ def test_tell_before_any_ask_and_a_negative_ask_count_are_refused_in_one_line(ru
 
 def test_an_asked_mixture_is_the_json_proxy_command_gets(run, tmp_path):
     from climb_ray.command_trial import CommandRunner
-    from climb_ray.config import validate
+    from climb_ray.config_checks import validate
 
     cfg = config(run)
     cfg.proxy.command = "echo '{{\"score\": 1}}' > {score_file}"  # as a YAML file holds it

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from climb_ray.command_trial import CommandError, CommandRunner, blend, data_prefixes
-from climb_ray.config import ConfigError, validate
+from climb_ray.config import ConfigError
+from climb_ray.config_checks import validate
 from climb_ray.config_io import load_config
 from tests.conftest import ROOT
 

@@ -3,7 +3,8 @@ import dataclasses
 import pytest
 import yaml
 
-from climb_ray.config import Config, ConfigError, validate
+from climb_ray.config import Config, ConfigError
+from climb_ray.config_checks import validate
 from climb_ray.config_io import load_config, to_yaml
 from tests.conftest import ROOT
 
