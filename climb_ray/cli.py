@@ -248,7 +248,7 @@ def _user_error(err: BaseException) -> BaseException | None:
 
 
 def _dispatch(args) -> int:
-    from climb_ray import commands
+    from climb_ray import commands, serve_commands
 
     if args.command == "corpus" and args.corpus_command == "demo":
         return commands.corpus_demo(args.out, args.docs_per_source, args.seed, args.target_out or None)
@@ -265,10 +265,10 @@ def _dispatch(args) -> int:
         print(to_yaml(cfg), end="")
         return 0
     if args.command == "serve" and args.stop:
-        return commands.stop_serving()
+        return serve_commands.stop_serving()
     if args.command == "serve":
-        return commands.serve(cfg, predictor=args.predictor, version=args.label, detach=args.detach,
-                              drop_token=args.drop_token, insecure=args.insecure)
+        return serve_commands.serve(cfg, predictor=args.predictor, version=args.label, detach=args.detach,
+                                    drop_token=args.drop_token, insecure=args.insecure)
     if args.command == "bench-search":
         return commands.bench_search(cfg, args)
     from climb_ray.lease import RunLease
@@ -277,8 +277,8 @@ def _dispatch(args) -> int:
         code = _write(args, cfg)
     if code == 0 and args.command == "demo":
         if args.serve:
-            return commands.serve(cfg, predictor=PREDICTOR, version="", detach=False)
-        commands.print_serve_hint(cfg)
+            return serve_commands.serve(cfg, predictor=PREDICTOR, version="", detach=False)
+        serve_commands.print_serve_hint(cfg)
     return code
 
 

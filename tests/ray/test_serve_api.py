@@ -343,7 +343,7 @@ def test_serve_stop_deletes_our_application_and_leaves_another_one_serving(serve
     """`climb-ray serve --stop` (`serve shutdown` would remove every application on the cluster)."""
     from ray import serve
 
-    from climb_ray.commands import stop_serving
+    from climb_ray.serve_commands import stop_serving
 
     @serve.deployment(ray_actor_options={"num_cpus": 0})
     def other(request):

@@ -130,7 +130,7 @@ def test_a_degenerate_predictor_is_reported_by_the_model_info(tmp_path):
 def test_a_failed_reload_keeps_the_server_watching_and_the_next_change_reloads(tmp_path, capsys):
     """The watch loop of `climb-ray serve`: a redeploy that fails (a Serve error) is one line; the loop
     goes on, tries the same file again, and takes the next fit."""
-    from climb_ray.commands import _predictor_version, watch
+    from climb_ray.serve_commands import _predictor_version, watch
     from climb_ray.config import Config
     from tests.conftest import write_predictor
 
