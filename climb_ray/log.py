@@ -95,3 +95,73 @@ class _Formatter(logging.Formatter):
         if record.levelno >= logging.WARNING:
             text = f"climb-ray: {record.levelname.lower()}: {text}"
         return text
+
+
+PROGRESS_ENV = "CLIMB_RAY_PROGRESS_S"  # seconds between progress lines (default 30)
+
+
+class Progress:
+    """A periodic progress line for a long step, from a background thread: every `interval` seconds (after
+    the first interval, so short steps print nothing) `label: 3 of 12 chunks (25%), 4 min so far, about
+    12 min left`, or with no counter `label, 4 min so far`. Use as a context manager; `advance(n)` counts
+    work done, `note(text)` names the part now running."""
+
+    def __init__(self, logger: logging.Logger, label: str, total: float = 0, unit: str = "",
+                 interval: float | None = None):
+        import threading
+
+        self.logger, self.label, self.total, self.unit, self.done, self.part = logger, label, total, unit, 0.0, ""
+        if interval is None:
+            try:
+                interval = float(os.environ.get(PROGRESS_ENV, 30))
+            except ValueError:
+                interval = 30.0
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"progress:{label}", daemon=True)
+
+    def __enter__(self) -> "Progress":
+        import time
+
+        self.start = time.monotonic()
+        if self.interval > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def advance(self, n: float = 1) -> None:
+        self.done += n
+
+    def note(self, part: str) -> None:
+        self.part = part
+
+    def line(self) -> str:
+        import time
+
+        elapsed = time.monotonic() - self.start
+        text = self.label + (f" ({self.part})" if self.part else "")
+        if self.total:
+            share = self.done / self.total
+            text += f": {self.done:,.0f} of {self.total:,.0f} {self.unit} ({share:.0%})".replace(" ()", "")
+            text += f", {duration(elapsed)} so far"
+            if 0 < share < 1:
+                text += f", about {duration(elapsed * (1 - share) / share)} left"
+            return text
+        return text + f", {duration(elapsed)} so far"
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.logger.info(self.line())
+
+
+def duration(seconds: float) -> str:
+    """3 s, 4 min, 2 h 10 min."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"

@@ -10,6 +10,11 @@ import ray
 from climb_ray.config import ConfigError, ResourcesConfig
 
 
+def _auth_notice_off(record: logging.LogRecord) -> bool:
+    """A new local Ray's notice that token authentication is on (its warning when it is off stays)."""
+    return not record.getMessage().startswith("Token authentication is enabled for this")
+
+
 def ensure_ray(resources: ResourcesConfig) -> str:
     """Connect this process to Ray once; return a line saying which Ray it uses.
 
@@ -22,6 +27,8 @@ def ensure_ray(resources: ResourcesConfig) -> str:
 
     address = os.environ.get("RAY_ADDRESS", "").strip()
     quiet = {} if log.verbose() else {"logging_level": logging.WARNING}  # Ray's start-up lines: its log files
+    if not log.verbose():
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_auth_notice_off)
     if address:
         ray.init(address=address, log_to_driver=True, **quiet)
         quiet_ray()

@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 
+from climb_ray import log
 from climb_ray.artifacts import (CENTROIDS, CLUSTERS, CLUSTERS_MAP_PNG, CLUSTERS_PNG, CORPUS_LABELS, CORPUS_STATS,
                                  DENDROGRAM_PNG, RunDir)
 from climb_ray.config import Config
@@ -16,26 +17,38 @@ from climb_ray.stages.embed import embed_chunks
 
 def cluster_stage(cfg: Config, run: RunDir) -> dict:
     """k-means on a sample, statistics and assignment of every document, pruning, merging, report."""
+    if cfg.corpus.label_field:
+        return label_cluster_stage(cfg, run)
+    with log.Progress(log.get(__name__), "cluster") as progress:
+        return _kmeans_clusters(cfg, run, progress)
+
+
+def _kmeans_clusters(cfg: Config, run: RunDir, progress: log.Progress) -> dict:
     from climb_ray.adapters import ray_cluster as rc
     from climb_ray.cluster import merge, prune
     from climb_ray.cluster_report import build_report, dendrogram_png, map_png, report_png
 
-    if cfg.corpus.label_field:
-        return label_cluster_stage(cfg, run)
     c, embed_url = cfg.cluster, run.url("embed")
     n_docs = run.read_json(CORPUS_STATS)["documents"]
+    progress.note(f"sampling {min(c.fit_sample, n_docs):,} of {n_docs:,} vectors")
     sample = rc.sample_embeddings(embed_url, n_docs, c.fit_sample, cfg.seed)
+    progress.note(f"k-means fit, k={c.k_init} on {len(sample):,} vectors, {c.niter} iterations, {c.backend}")
     centroids = rc.fit_centroids(sample, c.k_init, backend=c.backend, niter=c.niter, seed=cfg.seed)
     buffer = io.BytesIO()
     np.save(buffer, centroids)
     run.write_bytes(CENTROIDS, buffer.getvalue())
+    progress.note(f"statistics of {n_docs:,} documents")
     stats = rc.cluster_statistics(embed_url, centroids)
     kept = prune(stats, c.prune_threshold)
+    progress.note(f"merging {int(kept.sum())} kept clusters")
     super_of = merge(centroids, kept, distance=c.merge_distance, n_super=c.n_super_clusters,
                      documents=stats.documents, method=c.merge_method)
     run.clear_stage("cluster/assignments")
-    for chunk in embed_chunks(run):  # assignments keep the embed chunks: the tokens stage resumes by chunk
+    chunks = embed_chunks(run)
+    for index, chunk in enumerate(chunks):  # assignments keep the embed chunks: the tokens stage resumes by chunk
+        progress.note(f"assigning documents, chunk {index + 1} of {len(chunks)}")
         rc.write_assignments(run.url("embed", chunk), centroids, super_of, run.url("cluster/assignments", chunk))
+    progress.note("report")
     n_super = int(super_of.max()) + 1
     samples = rc.sample_texts(run.url("cluster/assignments"), n_super, c.report_docs, n_docs, cfg.seed)
     report = build_report(stats, super_of, c.prune_threshold, samples, centroids=centroids)

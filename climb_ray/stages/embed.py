@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from climb_ray import log
 from climb_ray.artifacts import RunDir
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
@@ -19,17 +20,20 @@ def embed_stage(cfg: Config, run: RunDir) -> dict:
         return {"documents": 0, "chunks": 0, "chunks_reused": 0, "model": "", "max_tokens": 0,
                 "label_field": cfg.corpus.label_field}
     chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
-    reused = 0
-    for index, chunk in enumerate(chunks):
-        folder = f"embed/chunk-{index:05d}"
-        if run.exists(folder, "_SUCCESS"):
-            reused += 1
-            continue
-        run.clear_stage(folder)  # a chunk killed half-way starts again from nothing
-        files = [(f["file"], f["name"]) for f in chunk]
-        embed_files(files, cfg.corpus, cfg.embed, cfg.cluster.quality_scorer, run.url(folder), cfg.resources.device)
-        run.write_text(f"{folder}/_SUCCESS", "done\n")
-    documents = sum(f["documents"] for chunk in chunks for f in chunk)
+    reused, documents = 0, sum(f["documents"] for chunk in chunks for f in chunk)
+    with log.Progress(log.get(__name__), "embed", documents, "documents") as progress:
+        for index, chunk in enumerate(chunks):
+            folder = f"embed/chunk-{index:05d}"
+            if not run.exists(folder, "_SUCCESS"):
+                progress.note(f"chunk {index + 1} of {len(chunks)}")
+                run.clear_stage(folder)  # a chunk killed half-way starts again from nothing
+                files = [(f["file"], f["name"]) for f in chunk]
+                embed_files(files, cfg.corpus, cfg.embed, cfg.cluster.quality_scorer, run.url(folder),
+                            cfg.resources.device)
+                run.write_text(f"{folder}/_SUCCESS", "done\n")
+            else:
+                reused += 1
+            progress.advance(sum(f["documents"] for f in chunk))
     return {"documents": documents, "chunks": len(chunks), "chunks_reused": reused,
             "model": cfg.embed.model, "max_tokens": cfg.embed.max_tokens}
 

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 
+from climb_ray import log
 from climb_ray.artifacts import BEST_MIXTURE, MANIFEST, RunDir, TOKENIZER, TOKENS_META
 from climb_ray.config import Config
 from climb_ray.export import (ExportError, check_caps, copies, doc_key, largest_budget, manifest, plan_cluster,
@@ -105,11 +106,15 @@ def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, names: list[str]
                            np.dtype(meta["dtype"]) if token_ids else None)
     rows = {name: 0 for name in names}
     files = [(f["file"], f["name"]) for f in corpus_files(run)]
-    for batch in export_rows(files, cfg.corpus, chosen, e.seed, tokenizer, int(meta["eot_id"])):
-        for name, count in zip(*np.unique(batch.column("cluster").to_numpy(zero_copy_only=False), return_counts=True)):
-            rows[str(name)] += int(count)
-        writer.add(batch)
-    shards = writer.close()
+    total = sum(times for _, times in chosen.values())
+    with log.Progress(log.get(__name__), "export", total, "rows") as progress:
+        for batch in export_rows(files, cfg.corpus, chosen, e.seed, tokenizer, int(meta["eot_id"])):
+            for name, count in zip(*np.unique(batch.column("cluster").to_numpy(zero_copy_only=False),
+                                              return_counts=True)):
+                rows[str(name)] += int(count)
+            writer.add(batch)
+            progress.advance(batch.num_rows)
+        shards = writer.close()
     return {"rows": sum(rows.values()), "rows_per_cluster": rows, "shard_list": shards, "shards": len(shards),
             "shards_reused": writer.reused, "token_ids": token_ids}
 

@@ -3,6 +3,7 @@ per-super-cluster shards, joined into tokens/<cluster>.bin."""
 
 from __future__ import annotations
 
+from climb_ray import log
 from climb_ray.artifacts import CLUSTERS, CORPUS_STATS, RunDir, TOKENIZER
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
@@ -11,6 +12,13 @@ from climb_ray.stages.corpus import plan_chunks, corpus_files
 def tokens_stage(cfg: Config, run: RunDir) -> dict:
     """Tokenizer (trained or loaded), then each chunk of files tokenized into per-cluster shards
     (a chunk with _SUCCESS is not redone), then the chunks joined into tokens/<cluster>.bin."""
+    chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
+    documents = sum(f["documents"] for chunk in chunks for f in chunk)
+    with log.Progress(log.get(__name__), "tokens", documents, "documents") as progress:
+        return _tokenize(cfg, run, chunks, progress)
+
+
+def _tokenize(cfg: Config, run: RunDir, chunks: list, progress: log.Progress) -> dict:
     import os
     import tempfile
 
@@ -19,15 +27,16 @@ def tokens_stage(cfg: Config, run: RunDir) -> dict:
     from climb_ray import tokens as tk
     from climb_ray.adapters import ray_tokens as rt
 
-    chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
-    tok, eot_token, tok_json = _tokenizer(cfg, run, [(f["file"], f["name"]) for c in chunks for f in c])
+    tok, eot_token, tok_json = _tokenizer(cfg, run, [(f["file"], f["name"]) for c in chunks for f in c], progress)
     eot, vocab = tk.eot_id(tok, eot_token), tok.get_vocab_size()
     dtype = tk.shard_dtype(vocab)
     names = [tk.cluster_name(i) for i in range(len(run.read_json(CLUSTERS)["super_clusters"]))]
     folders = [f"tokens/parts/chunk-{index:05d}" for index in range(len(chunks))]
-    for chunk, folder in zip(chunks, folders):
+    for index, (chunk, folder) in enumerate(zip(chunks, folders)):
         if run.exists(folder, "_SUCCESS"):
+            progress.advance(sum(f["documents"] for f in chunk))
             continue
+        progress.note(f"chunk {index + 1} of {len(chunks)}")
         run.clear_stage(folder)
         if not run.exists("cluster/assignments", folder.rsplit("/", 1)[1]):
             from climb_ray.artifacts import StageChangedError
@@ -44,6 +53,8 @@ def tokens_stage(cfg: Config, run: RunDir) -> dict:
             for name in os.listdir(tmp):
                 run.fs.put(os.path.join(tmp, name), run.path(folder, name))
         run.write_text(f"{folder}/_SUCCESS", "done\n")
+        progress.advance(sum(f["documents"] for f in chunk))
+    progress.note("joining the chunks' shards")
     shards = tk.concat_parts(run.fs, [run.path(f) for f in folders], run.path("tokens"), names, dtype)
     run.fs.makedirs(run.path("tokens/docs"), exist_ok=True)
     for folder in folders:  # doc_id, super_cluster, n_tokens per chunk: the export plans with them
@@ -60,7 +71,7 @@ def tokens_stage(cfg: Config, run: RunDir) -> dict:
             "dtype": meta["dtype"]}
 
 
-def _tokenizer(cfg: Config, run: RunDir, files: list[tuple[str, str]]):
+def _tokenizer(cfg: Config, run: RunDir, files: list[tuple[str, str]], progress: log.Progress):
     """(tokenizer, its end-of-text token, its JSON): the BPE trained once (kept in tokens/) or a loaded one."""
     from tokenizers import Tokenizer
 
@@ -73,6 +84,7 @@ def _tokenizer(cfg: Config, run: RunDir, files: list[tuple[str, str]]):
         return tok, eot_token, tok.to_str()
     if not run.exists(TOKENIZER):
         n_docs = run.read_json(CORPUS_STATS)["documents"]
+        progress.note(f"training a {cfg.tokens.vocab_size}-id BPE on {min(n_docs, cfg.tokens.train_docs):,} documents")
         texts = rt.sample_training_texts(files, cfg.corpus, n_docs, cfg.tokens.train_docs, cfg.seed)
         run.write_text(TOKENIZER, tk.train_bpe(texts, cfg.tokens.vocab_size).to_str())
     tok_json = run.read_bytes(TOKENIZER).decode("utf-8")

@@ -62,6 +62,8 @@ def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     (tmp_path / "demo.jsonl").symlink_to(tmp_path / "data" / "demo_corpus.jsonl")
     (tmp_path / "target.jsonl").symlink_to(tmp_path / "data" / "demo_target.jsonl")
     assert "started a local Ray" in out
+    assert all(f"{stage}: done in " in out for stage in ("embed", "cluster", "tokens", "search", "export"))
+    assert "Token authentication is enabled" not in proc.stderr  # Ray's notice: its log files, not the terminal
     assert f"run folder {tmp_path}/runs/demo" in out
     assert "explore the predictor: climb-ray serve --config demo" in out  # then the URL and a curl line
     assert "curl -s -X POST http://127.0.0.1:8000/v1/predict" in out

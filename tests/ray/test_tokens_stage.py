@@ -44,7 +44,7 @@ def test_each_shard_holds_its_super_clusters_documents_in_file_order(finished, t
 
 
 def test_a_killed_tokens_stage_resumes_without_redoing_finished_chunks(finished, three_files, tmp_path,
-                                                                       monkeypatch):
+                                                                       monkeypatch, capsys):
     shutil.copytree(finished[0], tmp_path / "run")
     cfg = config(three_files, tmp_path / "run")
     clean = {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")}
@@ -64,8 +64,12 @@ def test_a_killed_tokens_stage_resumes_without_redoing_finished_chunks(finished,
     assert not (tmp_path / "run" / "tokens" / "_DONE").exists()
     calls.clear()
     kill[0] = False
+    monkeypatch.setenv("CLIMB_RAY_PROGRESS_S", "0.01")
+    capsys.readouterr()
     again = run_pipeline(cfg, until="tokens").results[-1]
     assert not again.skipped and len(calls) == 2  # chunks 1 and 2 only
+    out = capsys.readouterr().out  # periodic progress counting the kept chunk, then the stage's line
+    assert "tokens (chunk 2 of 3): " in out and " documents (" in out and "tokens: done in " in out
     assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")} == clean
 
 

@@ -78,3 +78,31 @@ def test_the_cli_takes_v_and_q_on_every_command_but_not_both():
     assert parser.parse_args(["serve"]).verbosity == log.NORMAL
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "-q", "-v"])
+
+
+def test_a_long_step_prints_periodic_progress_with_an_estimate_and_a_short_one_prints_nothing(capsys):
+    import time
+
+    log.setup(log.NORMAL)
+    logger = log.get("climb_ray.stages.embed")
+    with log.Progress(logger, "embed", 4, "chunks", interval=0.05) as progress:
+        progress.note("chunk 2 of 4")
+        progress.advance(1)
+        time.sleep(0.3)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and lines[0].startswith("embed (chunk 2 of 4): 1 of 4 chunks (25%), ")
+    assert "so far, about " in lines[0] and lines[0].endswith(" left")
+    with log.Progress(logger, "cluster", interval=0.05) as progress:  # no counter: the time so far
+        time.sleep(0.2)
+    assert capsys.readouterr().out.splitlines()[0].startswith("cluster, ")
+    with log.Progress(logger, "tokens", 10, "documents", interval=5):  # shorter than an interval: no line
+        pass
+    assert capsys.readouterr().out == ""
+    log.setup(log.QUIET)
+    with log.Progress(logger, "export", 3, "rows", interval=0.05):  # -q: no progress lines
+        time.sleep(0.2)
+    assert capsys.readouterr().out == ""
+
+
+def test_durations_read_as_a_person_would_say_them():
+    assert [log.duration(s) for s in (3, 600, 9000)] == ["3 s", "10 min", "2 h 30 min"]
