@@ -105,9 +105,11 @@ class RunDir:
     def is_done(self, stage: str) -> bool:
         return self.exists(stage, DONE)
 
-    def mark_done(self, stage: str, info: dict, depends: dict) -> None:
+    def mark_done(self, stage: str, info: dict, depends: dict, seconds: float | None = None) -> None:
         marker = {"stage": stage, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "depends": depends, "info": info}
+        if seconds is not None:  # the wall time of this run of the stage (a resumed one: its last part)
+            marker["seconds"] = round(seconds, 3)
         self.write_json(f"{stage}/{DONE}", marker)
 
     def clear_stage(self, stage: str) -> None:
@@ -149,8 +151,9 @@ def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = Fals
                 f"stage {stage!r} in {run.url()} was started with other settings ({', '.join(changed)}) and "
                 f"did not finish; use a new run_dir, or --redo {stage} to start it again")
     run.write_json(f"{stage}/{STARTED}", {"depends": depends})
+    began = time.perf_counter()
     info = work()
-    run.mark_done(stage, info, depends)
+    run.mark_done(stage, info, depends, seconds=time.perf_counter() - began)
     return StageResult(stage, False, info)
 
 
