@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 COLUMN = "score/"  # trials.parquet's column of a component: score/<name>
+FRONT_CANDIDATES = 10_000  # candidate mixtures whose predicted components the Pareto front is drawn from
 
 
 class ObjectiveError(ValueError):
@@ -121,6 +122,10 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     finite = np.flatnonzero(np.isfinite(points).all(axis=1))
     order = finite[np.lexsort(tuple(-points[finite, j] for j in reversed(range(points.shape[1]))))]
+    if points.shape[1] == 2:  # a sweep: kept when it beats every row before it in the second column
+        second = points[order, 1]
+        before = np.concatenate([[-np.inf], np.maximum.accumulate(second)[:-1]])
+        return order[second > before].astype(np.int64)
     front: list[int] = []
     for i in order:  # no row after i in this order beats it everywhere: only the front so far can dominate it
         if not front or not (points[front] >= points[i]).all(axis=1).any():

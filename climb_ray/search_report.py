@@ -83,7 +83,7 @@ def pareto_png(search: ClimbSearch) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from climb_ray.objective import fit_components, pareto_front, predicted_front, recorded, table
+    from climb_ray.objective import FRONT_CANDIDATES, fit_components, pareto_front, predicted_front, recorded, table
 
     names = recorded(search.trials)
     x, y = table([(t.weights, t.components) for t in search.trials if t.status == "done"], names)
@@ -92,7 +92,7 @@ def pareto_png(search: ClimbSearch) -> bytes:
     measured = np.sort(pareto_front(y))
     ax.scatter(y[measured, 0], y[measured, 1], s=22, color="#4c72b0", label="measured, not dominated")
     if len(x) >= 2:
-        candidates = np.vstack([search.sampler.candidates(PARETO_CANDIDATES, np.random.default_rng(search.seed)), x])
+        candidates = np.vstack([search.sampler.candidates(FRONT_CANDIDATES, np.random.default_rng(search.seed)), x])
         predictors = fit_components(x, y, search.predictor_cfg, clusters=search.names, components=names,
                                     seed=search.seed)
         _, front = predicted_front(predictors, candidates)
@@ -101,9 +101,6 @@ def pareto_png(search: ClimbSearch) -> bytes:
            title="the trade-off between the two targets")
     ax.legend(fontsize=8)
     return _png(fig)
-
-
-PARETO_CANDIDATES = 20_000  # candidate mixtures whose predicted components the front is drawn from
 
 
 def fit_png(fits: list[dict]) -> bytes:

@@ -247,7 +247,7 @@ class ServedModel:
     def pareto(self, seed: int = 0) -> dict:
         """The mixtures on the Pareto front of the components' predicted scores (two or more components),
         best in the first component first; NotAnswerable with fewer."""
-        from climb_ray.objective import predicted_front
+        from climb_ray.objective import FRONT_CANDIDATES, predicted_front
         from climb_ray.samplers import RegMixSampler
 
         if len(self.components) < 2:
@@ -257,13 +257,13 @@ class ServedModel:
         with self._lock:
             if "front" not in self._fitted:
                 x = np.array([[m["weights"][n] for n in self.names] for m in self.measured])
-                candidates = np.vstack([RegMixSampler(self.prior).candidates(TOP_CANDIDATES,
+                candidates = np.vstack([RegMixSampler(self.prior).candidates(FRONT_CANDIDATES,
                                                                              np.random.default_rng(seed)), x])
                 w, y = predicted_front(predictors, candidates)
                 self._fitted["front"] = [{"weights": self.as_dict(a), "predicted": dict(zip(self.components, map(float, b)))}
                                          for a, b in zip(w, y)]
         return {"components": self.components, "direction": self.predictor.direction,
-                "candidates_scored": TOP_CANDIDATES + len(self.measured), "front": self._fitted["front"]}
+                "candidates_scored": FRONT_CANDIDATES + len(self.measured), "front": self._fitted["front"]}
 
     def _top_candidates(self, rng: np.random.Generator) -> list[dict]:
         from climb_ray.samplers import RegMixSampler
