@@ -310,10 +310,11 @@ def code_version() -> str:
     is a light update (reconfigure on the running replicas) rather than new replicas."""
     import sys
 
-    from climb_ray import api_models, artifacts, objective, optimize, predictor, served_model
+    from climb_ray import api_models, artifacts, objective, optimize, predictor, served_model, served_objective
 
     digest = hashlib.sha256(__version__.encode())
-    for module in (sys.modules[__name__], api_models, artifacts, served_model, predictor, optimize, objective):
+    for module in (sys.modules[__name__], api_models, artifacts, served_model, served_objective, predictor, optimize,
+                   objective):
         with open(module.__file__, "rb") as source:
             digest.update(source.read())
     return f"{__version__}-{digest.hexdigest()[:10]}"
