@@ -193,6 +193,7 @@ def _check_reweight(cfg: Config, run: RunDir, out: str, done: bool) -> None:
         return
     why = ("it has not finished (finish it with the old weights first)" if not done else
            "proxy.command reports one score, not each target's" if cfg.proxy.command else
+           f"it keeps no {STATE} (search.method=optuna, or a search made before it was kept)" if state is None else
            "its trials did not record each target's score (a search made before they were recorded)")
     raise StageChangedError(f"stage {out!r} in {run.url()} was made with other target.weights and cannot be "
                             f"re-weighted from its recorded trials: {why}; use --redo {out} to rebuild it")
