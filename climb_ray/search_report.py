@@ -96,7 +96,9 @@ def pareto_png(search: ClimbSearch) -> bytes:
         predictors = fit_components(x, y, search.predictor_cfg, clusters=search.names, components=names,
                                     seed=search.seed)
         _, front = predicted_front(predictors, candidates)
-        ax.plot(front[:, 0], front[:, 1], "o-", ms=3, color="#dd8452", label=f"predicted front ({len(front)})")
+        flat = [n for n, p in predictors.items() if p.degenerate]  # a fit that cannot rank mixtures
+        ax.plot(front[:, 0], front[:, 1], "o-", ms=3, color="#dd8452", label=f"predicted front ({len(front)})"
+                + (f"; degenerate fit of {', '.join(flat)}" if flat else ""))
     ax.set(xlabel=f"{names[0]} (higher is better)", ylabel=f"{names[1]} (higher is better)",
            title="the trade-off between the two targets")
     ax.legend(fontsize=8)

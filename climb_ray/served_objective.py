@@ -44,7 +44,8 @@ class ServedObjective:
     def _objective_answer(self, share: np.ndarray, predictors: dict, w: np.ndarray) -> dict:
         guess = predict_components(predictors, w[None])[0]
         return {"objective": {n: round(float(v), 6) for n, v in zip(self.components, share)},
-                "components": {n: float(v) for n, v in zip(self.components, guess)}}
+                "components": {n: float(v) for n, v in zip(self.components, guess)},
+                "degenerate": _degenerate(predictors)}
 
     def pareto(self, seed: int = 0) -> dict:
         """The mixtures on the Pareto front of the components' predicted scores (two or more components),
@@ -63,7 +64,13 @@ class ServedObjective:
                 candidates = np.vstack([RegMixSampler(self.prior).candidates(FRONT_CANDIDATES,
                                                                              np.random.default_rng(seed)), x])
                 w, y = predicted_front(predictors, candidates)
-                self._fitted["front"] = [{"weights": self.as_dict(a), "predicted": dict(zip(self.components, map(float, b)))}
-                                         for a, b in zip(w, y)]
+                self._fitted["front"] = [{"weights": self.as_dict(a),
+                                          "predicted": dict(zip(self.components, map(float, b)))} for a, b in zip(w, y)]
         return {"components": self.components, "direction": self.predictor.direction,
+                "degenerate": _degenerate(predictors),
                 "candidates_scored": FRONT_CANDIDATES + len(self.measured), "front": self._fitted["front"]}
+
+
+def _degenerate(predictors: dict) -> dict:
+    """Why each component's predictor cannot rank mixtures (null: it can)."""
+    return {n: p.quality.get("degenerate") or None for n, p in predictors.items()}

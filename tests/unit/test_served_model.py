@@ -230,6 +230,7 @@ def test_bad_objective_weights_are_request_errors_naming_the_value(two_targets, 
 def test_the_pareto_front_trades_one_target_for_the_other_and_no_point_dominates_another(two_targets):
     front = two_targets.pareto()
     assert front["components"] == ["near", "far"] and len(front["front"]) >= 3
+    assert front["degenerate"] == {"near": None, "far": None}
     y = np.array([[p["predicted"]["near"], p["predicted"]["far"]] for p in front["front"]])
     assert (np.diff(y[:, 0]) <= 0).all() and (np.diff(y[:, 1]) > 0).all()  # best in near first, giving it up for far
     assert front["front"][0]["weights"]["sc01"] > front["front"][-1]["weights"]["sc01"]
