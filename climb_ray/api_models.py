@@ -32,6 +32,9 @@ class OptimizeRequest(BaseModel):
                                       "(default: the run's search.max_epochs)")
     n_candidates: Annotated[int, Strict()] = Field(20_000, ge=100, le=MAX_CANDIDATES, description="mixtures scored")
     seed: Annotated[int, Strict()] = Field(0, ge=0, le=2**63 - 1, description="seed of the candidate draws")
+    weights: dict[str, Weight] | None = Field(None, description="the objective: a weight per component (target; "
+                                              "/v1/model lists them, others 0); default: the run's own score",
+                                              examples=[{"piqa": 1.0, "heldout": 0.5}])
 
 
 def body_schema(model: type[BaseModel]) -> dict:

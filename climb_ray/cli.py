@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description=f"{what[0].upper() + what[1:]}; earlier stages run first when not done.")
     sub.choices["search"].description += (
         " A finished search continues when search.schedule grows (only the new proxies train), and "
-        "re-answers from its recorded trials when only search.answer, search.answer_top_k or predictor.* change.")
+        "re-answers from its recorded trials when only search.answer, search.answer_top_k, predictor.* or "
+        "target.weights change.")
     sub.choices["search"].add_argument("--extend", type=int, default=0, metavar="N",
                                        help="add one iteration of N proxies to the run's finished search (its "
                                        "recorded schedule), continuing from it; a killed extension resumes "

@@ -223,8 +223,9 @@ def _window_losses(model, windows: list[list[int]], *, batch_size: int, device: 
 
 def score_targets(model, targets: list, t: TargetConfig, *, eot: int, seq_len: int, device: str) -> dict:
     """Each target's metrics and the weighted mean score (higher is better)."""
-    weights = np.array(t.weights if t.weights else [1.0] * len(targets), dtype=np.float64)
-    weights = weights / weights.max()  # shares: huge weights (1e308) would sum to inf
+    from climb_ray.objective import combine, shares
+
+    weights = shares(t.weights, len(targets))
     results = []
     for target, weight in zip(targets, weights):
         kw = {"eot": eot, "seq_len": seq_len, "batch_size": t.batch_size, "device": device}
@@ -236,5 +237,5 @@ def score_targets(model, targets: list, t: TargetConfig, *, eot: int, seq_len: i
             metrics = choice_accuracy(model, target, **kw)
             results.append({"name": target.name, "kind": "choice", **metrics, "score": metrics[t.choice_metric],
                             "weight": weight})
-    score = float(sum(r["score"] * r["weight"] for r in results) / weights.sum())
+    score = combine([r["score"] for r in results], weights)
     return {"score": score, "direction": DIRECTION, "targets": results}

@@ -67,6 +67,7 @@ class Trial:
     status: str = "pending"  # pending, done or failed
     asked: bool = False  # handed out by ask()
     repeat: int = 0  # 0: first measurement of its mixture; n: the n-th re-measurement (proxy seed + n)
+    components: dict | None = None  # each target's score (objective.py), when the trial reported them
 
 
 @dataclass
@@ -115,11 +116,12 @@ class ClimbSearch:
                 out.append((index, trial.weights))
         return out
 
-    def tell(self, index: int, score: float | None) -> None:
-        """The result of trial `index`: its score, or None / NaN when it failed."""
+    def tell(self, index: int, score: float | None, components: dict | None = None) -> None:
+        """The result of trial `index`: its score, or None / NaN when it failed; and each target's score."""
         trial = self.trials[index]
         ok = score is not None and np.isfinite(score)
         trial.score, trial.status = (float(score), "done") if ok else (float("nan"), "failed")
+        trial.components = {str(k): float(v) for k, v in components.items()} if ok and components else None
 
     @property
     def finished(self) -> bool:
@@ -323,13 +325,14 @@ class ClimbSearch:
         """Everything needed to continue exactly where this search is (JSON-serialisable)."""
         return {"generation": self.generation, "fits": self.fits, "rng": self.rng.bit_generator.state,
                 "trials": [{"weights": t.weights.tolist(), "generation": t.generation, "score": t.score,
-                            "status": t.status, "asked": t.asked, "repeat": t.repeat} for t in self.trials]}
+                            "status": t.status, "asked": t.asked, "repeat": t.repeat,
+                            **({"components": t.components} if t.components else {})} for t in self.trials]}
 
     def restore(self, state: dict) -> None:
         self.generation, self.fits = state["generation"], list(state["fits"])
         self.rng.bit_generator.state = state["rng"]
         self.trials = [Trial(np.array(t["weights"]), t["generation"], t["score"], t["status"], t["asked"],
-                             int(t.get("repeat", 0))) for t in state["trials"]]
+                             int(t.get("repeat", 0)), t.get("components")) for t in state["trials"]]
         self.predictor = None
 
 

@@ -75,6 +75,36 @@ def report_pngs(search: ClimbSearch, answer: dict) -> dict[str, bytes]:
     return out
 
 
+def pareto_png(search: ClimbSearch) -> bytes:
+    """Two components against each other: each measured mixture (its mean scores) and the front of the
+    mixtures predicted best in one component for what they give up in the other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from climb_ray.objective import FRONT_CANDIDATES, fit_components, pareto_front, predicted_front, recorded, table
+
+    names = recorded(search.trials)
+    x, y = table([(t.weights, t.components) for t in search.trials if t.status == "done"], names)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.scatter(y[:, 0], y[:, 1], s=14, alpha=0.6, color="#8c8c8c", label=f"measured ({len(x)} mixtures)")
+    measured = np.sort(pareto_front(y))
+    ax.scatter(y[measured, 0], y[measured, 1], s=22, color="#4c72b0", label="measured, not dominated")
+    if len(x) >= 2:
+        candidates = np.vstack([search.sampler.candidates(FRONT_CANDIDATES, np.random.default_rng(search.seed)), x])
+        predictors = fit_components(x, y, search.predictor_cfg, clusters=search.names, components=names,
+                                    seed=search.seed)
+        _, front = predicted_front(predictors, candidates)
+        flat = [n for n, p in predictors.items() if p.degenerate]  # a fit that cannot rank mixtures
+        ax.plot(front[:, 0], front[:, 1], "o-", ms=3, color="#dd8452", label=f"predicted front ({len(front)})"
+                + (f"; degenerate fit of {', '.join(flat)}" if flat else ""))
+    ax.set(xlabel=f"{names[0]} (higher is better)", ylabel=f"{names[1]} (higher is better)",
+           title="the trade-off between the two targets")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def fit_png(fits: list[dict]) -> bytes:
     """The predictor's held-out quality after each iteration: Spearman's rho and the mean absolute error
     (out-of-fold over all results with the ensemble; a missing point had too few results to hold out)."""

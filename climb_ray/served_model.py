@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from climb_ray.objective import COLUMN, predict_components
 from climb_ray.predictor import Predictor
+from climb_ray.served_objective import ServedObjective
 from climb_ray.artifacts import BEST_MIXTURE, CLUSTERS, PREDICTOR, TOKENS_META, TRIALS
 
 SUM_TOLERANCE = 1e-3  # weights sent without normalize must sum to 1 within this
@@ -26,6 +29,10 @@ TOP_CANDIDATES = 20_000  # candidates scored at load to find them
 
 class RequestError(ValueError):
     """A request the model cannot answer; the message names the bad value."""
+
+
+class NotAnswerable(RequestError):
+    """A good request this run cannot answer (no per-target scores recorded): the server answers 409."""
 
 
 class NotServable(FileNotFoundError):
@@ -72,7 +79,7 @@ def _finite(value):
 
 
 @dataclass
-class ServedModel:
+class ServedModel(ServedObjective):
     predictor: Predictor
     clusters: list[dict]  # one per super-cluster, in the predictor's order
     measured: list[dict]  # finished trials, best first
@@ -81,6 +88,10 @@ class ServedModel:
     prior: np.ndarray  # token shares
     max_epochs: float = 15.0  # the run's search.max_epochs: the default epoch cap of /v1/optimize
     top_predicted: list[dict] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)  # the targets every measured mixture has a score of
+    predictor_cfg: object = None  # the run's predictor settings: each component's predictor is fitted with them
+    _fitted: dict = field(default_factory=dict, repr=False)  # the components' predictors and front, once asked for
+    _lock: object = field(default_factory=threading.Lock, repr=False)
 
     @property
     def names(self) -> list[str]:
@@ -117,7 +128,11 @@ class ServedModel:
                 "degenerate": quality.get("degenerate") or None,
                 "direction": model.direction, "clusters": model.names}
         max_epochs = _run_setting(run, "search", "max_epochs", 15.0)
-        served = cls(model, clusters, measured, answer, info, prior, float(max_epochs))
+        components = [n for n in (measured[0].get("components") or {}) if all(n in m.get("components", {})
+                                                                              for m in measured)] if measured else []
+        info["components"] = components
+        served = cls(model, clusters, measured, answer, info, prior, float(max_epochs), components=components,
+                     predictor_cfg=_predictor_settings(run))
         served.top_predicted = served._top_candidates(np.random.default_rng(seed))
         return served
 
@@ -162,9 +177,18 @@ class ServedModel:
 
     def optimize(self, *, minimum: dict | None = None, maximum: dict | None = None, exclude: list | None = None,
                  token_budget: float | None = None, max_epochs: float | None = None, n_candidates: int = 20_000,
-                 seed: int = 0) -> dict:
-        """The best predicted mixture within the constraints (see climb_ray.optimize)."""
+                 seed: int = 0, weights: dict | None = None) -> dict:
+        """The best predicted mixture within the constraints (see climb_ray.optimize); with `weights`
+        ({component: weight}), for that objective: the weighted mean of the components' predictors."""
         from climb_ray.optimize import ConstraintError, bounds, optimize
+
+        predict, share, measured = self.predict, None, self.measured
+        if weights is not None:
+            share = self.objective(weights)
+            predictors = self.component_predictors()
+            predict = lambda x: predict_components(predictors, x) @ share  # noqa: E731
+            measured = sorted(self.measured, key=lambda m: -sum(m["components"][n] * w for n, w in
+                                                                 zip(self.components, share)))
 
         tokens = np.array([c["tokens"] for c in self.clusters], dtype=np.float64)
         if max_epochs is not None and token_budget is None:
@@ -176,8 +200,8 @@ class ServedModel:
                        token_budget=token_budget, max_epochs=epochs)
         except ConstraintError as err:
             raise RequestError(str(err)) from None
-        found = optimize(self.predict, self.prior, b, n_candidates=n_candidates, rng=np.random.default_rng(seed))
-        inside = [m for m in self.measured if all(b.lo[i] - 1e-6 <= m["weights"][n] <= b.hi[i] + 1e-6
+        found = optimize(predict, self.prior, b, n_candidates=n_candidates, rng=np.random.default_rng(seed))
+        inside = [m for m in measured if all(b.lo[i] - 1e-6 <= m["weights"][n] <= b.hi[i] + 1e-6
                                                   for i, n in enumerate(self.names))]
         return {"weights": self.as_dict(found["weights"]), "predicted": found["predicted"],
                 "uncertainty": self.uncertainty(), "direction": self.predictor.direction,
@@ -185,7 +209,8 @@ class ServedModel:
                 "bounds": {n: [round(float(lo), 6), round(float(hi), 6)] for n, lo, hi in zip(self.names, b.lo, b.hi)},
                 "at_min": [n for n, hit in zip(self.names, found["at_min"]) if hit],
                 "at_max": [n for n, hit in zip(self.names, found["at_max"]) if hit],
-                "best_measured_within": inside[0] if inside else None}
+                "best_measured_within": inside[0] if inside else None,
+                **({} if share is None else self._objective_answer(share, predictors, found["weights"]))}
 
     def _top_candidates(self, rng: np.random.Generator) -> list[dict]:
         from climb_ray.samplers import RegMixSampler
@@ -224,9 +249,31 @@ def _measured(run, model: Predictor) -> list[dict]:
             groups.setdefault(tuple(round(float(r.get(f"w_{n}", 0.0)), 9) for n in model.names), []).append(r)
     out = [{"weights": {n: round(w, 6) for n, w in zip(model.names, key)},
             "score": float(np.mean([r["score"] for r in rs])), "measurements": len(rs),
-            "iteration": int(rs[0].get("iteration", 0)), "trial_id": rs[0].get("trial_id", "")}
-           for key, rs in groups.items()]
+            "iteration": int(rs[0].get("iteration", 0)), "trial_id": rs[0].get("trial_id", ""),
+            "components": _components(rs)} for key, rs in groups.items()]
     return sorted(out, key=lambda m: -m["score"])
+
+
+def _components(rows: list[dict]) -> dict:
+    """Each target's mean score over a mixture's measurements (objective.COLUMN columns with a finite
+    value in every one)."""
+    names = [k for k in rows[0] if k.startswith(COLUMN)]
+    return {k[len(COLUMN):]: float(np.mean([r[k] for r in rows])) for k in names
+            if all(_finite(r.get(k)) is not None for r in rows)}
+
+
+def _predictor_settings(run):
+    """The run's predictor settings (config.yaml), the defaults where it has none or they do not read."""
+    import yaml
+
+    from climb_ray.config import ConfigError, PredictorConfig
+    from climb_ray.config_io import from_dict
+
+    data = yaml.safe_load(run.read_bytes("config.yaml")) or {} if run.exists("config.yaml") else {}
+    try:
+        return from_dict(PredictorConfig, data.get("predictor") or {}, "predictor.")
+    except ConfigError:
+        return PredictorConfig()
 
 
 def _run_setting(run, section: str, name: str, default):

@@ -89,11 +89,12 @@ def full_demo_corpus(tmp_path_factory) -> Path:
 
 
 SERVED_NAMES = ["sc00", "sc01", "sc02", "sc03"]
+SERVED_FAR = (0.1, 0.1, 0.1, 0.7)  # the optimum of the served run's second target, "far" (the first, "near": optimum)
 
 
 def write_predictor(run: Path, optimum, *, seed: int = 0, n: int = 80, name: str = "search/predictor") -> None:
     """Fit a real LightGBM predictor on n mixtures scored -L1(w, optimum) and write it (and, under the
-    default name, the trials it was fitted on)."""
+    default name, the trials it was fitted on, with two targets: near = the score, far = -L1(w, SERVED_FAR))."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -111,9 +112,10 @@ def write_predictor(run: Path, optimum, *, seed: int = 0, n: int = 80, name: str
     (run / f"{name}.json").write_text(sidecar)
     if name != "search/predictor":  # another predictor for the same run: the measured trials stay
         return
+    far = -np.abs(x - np.asarray(SERVED_FAR)).sum(axis=1)  # a second target, recorded beside the score (weight 0)
     rows = [{"trial_id": f"t{i:03d}", "index": i, "iteration": i * 3 // n,
-             **{f"w_{c}": float(v) for c, v in zip(SERVED_NAMES, w)}, "score": float(s), "status": "done"}
-            for i, (w, s) in enumerate(zip(x, y))]
+             **{f"w_{c}": float(v) for c, v in zip(SERVED_NAMES, w)}, "score": float(s), "status": "done",
+             "score/near": float(s), "score/far": float(f)} for i, (w, s, f) in enumerate(zip(x, y, far))]
     pq.write_table(pa.Table.from_pylist(rows), run / "search" / "trials.parquet")
 
 
@@ -132,7 +134,7 @@ def make_served_run(run: Path, optimum=(0.1, 0.6, 0.2, 0.1)) -> Path:
     (run / "cluster" / "clusters.json").write_text(json.dumps({"super_clusters": [
         {"id": i, "name": f"sc{i:02d}-{t[0]}-{t[1]}", "top_terms": t, "examples": [f"an example of {t[0]}"],
          "mean_quality": 0.9, "map_xy": [round(0.5 * i - 0.75, 2), 0.1 * i]} for i, t in enumerate(terms)]}))
-    (run / "config.yaml").write_text("search:\n  max_epochs: 4.0\n")
+    (run / "config.yaml").write_text("search:\n  max_epochs: 4.0\npredictor:\n  num_rounds: 200\n  min_child_samples: 3\n")
     write_predictor(run, optimum)
     (run / "search" / "best_mixture.json").write_text(json.dumps({
         "answer": "best", "weights": dict(zip(SERVED_NAMES, optimum)), "predicted_score": 0.0}))

@@ -31,7 +31,7 @@ from climb_ray import __version__, api_models
 from climb_ray.api_models import OptimizeRequest, PredictRequest, body_schema, validation_message
 from climb_ray.config import ServeConfig
 from climb_ray.artifacts import PREDICTOR
-from climb_ray.served_model import RequestError, ServedModel, parse_mixture
+from climb_ray.served_model import NotAnswerable, RequestError, ServedModel, parse_mixture
 
 APP_NAME = "climb"
 WEB = resources.files("climb_ray") / "web"
@@ -269,10 +269,21 @@ class PredictorServer:
                 found = await asyncio.to_thread(model.optimize, minimum=req.min, maximum=req.max,
                                                 exclude=req.exclude, token_budget=req.token_budget,
                                                 max_epochs=req.max_epochs, n_candidates=req.n_candidates,
-                                                seed=req.seed)
+                                                seed=req.seed, weights=req.weights)
         except RequestError as err:
-            return JSONResponse({"detail": str(err)}, status_code=400)
+            return JSONResponse({"detail": str(err)}, status_code=409 if isinstance(err, NotAnswerable) else 400)
         return {**found, "version": model.info["version"]}
+
+    @app.get("/v1/pareto", summary="Two or more targets: the mixtures on the Pareto front of their predicted "
+             "scores (409 with one)")
+    async def pareto(self):
+        model = self.model
+        try:
+            async with self.optimizing:
+                front = await asyncio.to_thread(model.pareto)
+        except NotAnswerable as err:
+            return JSONResponse({"detail": str(err)}, status_code=409)
+        return {**front, "version": model.info["version"]}
 
 
 def user_config(run_dir: str, *, predictor: str = PREDICTOR, version: str = "", max_batch: int = DEFAULTS.max_batch,
@@ -299,10 +310,11 @@ def code_version() -> str:
     is a light update (reconfigure on the running replicas) rather than new replicas."""
     import sys
 
-    from climb_ray import api_models, artifacts, optimize, predictor, served_model
+    from climb_ray import api_models, artifacts, objective, optimize, predictor, served_model, served_objective
 
     digest = hashlib.sha256(__version__.encode())
-    for module in (sys.modules[__name__], api_models, artifacts, served_model, predictor, optimize):
+    for module in (sys.modules[__name__], api_models, artifacts, served_model, served_objective, predictor, optimize,
+                   objective):
         with open(module.__file__, "rb") as source:
             digest.update(source.read())
     return f"{__version__}-{digest.hexdigest()[:10]}"

@@ -21,6 +21,7 @@ import numpy as np
 from climb_ray import log
 from climb_ray.artifacts import PREDICTOR, PREDICTOR_SIDECAR
 from climb_ray.config import Config
+from climb_ray.objective import COLUMN, component_names
 from climb_ray.search import ClimbSearch, Trial
 
 LOG = log.get(__name__)
@@ -61,7 +62,7 @@ class ClimbSearcher(Searcher):
             if index is None or error or not result or result.get(self.metric) is None:
                 return
         score = None if error or not result else result.get(self.metric)
-        self.search.tell(index, score)
+        self.search.tell(index, score, components_of(result))
         self._progress(index, score)
 
     def _progress(self, index: int, score) -> None:
@@ -124,10 +125,17 @@ def proxy_trial(config: dict, cfg: Config, tokens_url: str) -> dict:
             flat[name] = result[name]
     for target in result["targets"]:
         flat[f"target_{os.path.basename(target['name'])}"] = target["score"]
+    for name, target in zip(component_names(cfg.target.paths), result["targets"]):  # none from proxy.command
+        flat[f"{COLUMN}{name}"] = target["score"]
     for name, value in result.get("trainer", {}).items():  # the other numbers of proxy.command's score file
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[f"trainer_{name}"] = value
     return flat
+
+
+def components_of(result: dict | None) -> dict:
+    """Each target's score in a trial's result (objective.COLUMN keys); {} when it has none."""
+    return {k[len(COLUMN):]: v for k, v in (result or {}).items() if k.startswith(COLUMN)}
 
 
 def trial_folder() -> str:
@@ -243,6 +251,6 @@ def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, path:
     for index, result in enumerate(results):
         search.trials.append(Trial(np.array(weights_of(result.config)), 0, asked=True))
         score = None if result.error or not result.metrics else result.metrics.get("score")
-        search.tell(index, score)
+        search.tell(index, score, components_of(result.metrics))
         ids[index] = result.metrics.get("trial_id", "") if result.metrics else ""
     return search, ids

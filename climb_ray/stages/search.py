@@ -106,7 +106,7 @@ def run_experiments(cfg: Config, run: RunDir, meta: dict, storage: str, out: str
     for experiment in record["experiments"][names.index(state["experiment"]) + 1 if state else 0:]:
         search = make_search(with_schedule(cfg, experiment["generations"]), meta)
         if state:  # a continuation: the recorded search, with its longer schedule
-            search.restore(state["search"])
+            restore(search, state["search"], cfg)
             trial_ids = {int(k): v for k, v in state["trial_ids"].items()}
             LOG.info(f"search: continuing the recorded search ({len(search.trials)} trials) to iterations "
                      f"{experiment['generations']} in {storage}/{experiment['name']}")
@@ -125,8 +125,20 @@ def restored_search(cfg: Config, run: RunDir, meta: dict, out: str = "search") -
     """The search as <out>/state.json recorded it when its last experiment finished, and its Tune trial ids."""
     state = run.read_json(f"{out}/{STATE}")
     search = make_search(with_schedule(cfg, state["generations"]), meta)
-    search.restore(state["search"])
+    restore(search, state["search"], cfg)
     return search, {int(k): v for k, v in state["trial_ids"].items()}
+
+
+def restore(search: ClimbSearch, recorded: dict, cfg: Config) -> ClimbSearch:
+    """`search` restored to the recorded state, its scores recombined with cfg's target.weights when every
+    measured trial recorded each target's score (so a change of target.weights needs no proxy)."""
+    from climb_ray.objective import component_names, recorded as recorded_components, reweight
+
+    search.restore(recorded)
+    names = component_names(cfg.target.paths)
+    if not cfg.proxy.command and set(names) <= set(recorded_components(search.trials) or []):
+        reweight(search.trials, names, cfg.target.weights)
+    return search
 
 
 def reanswer(cfg: Config, run: RunDir, out: str = "search") -> dict:
@@ -158,10 +170,13 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from climb_ray.search_report import best_mixture, report_pngs
+    from climb_ray.objective import COLUMN, recorded
+    from climb_ray.search_report import best_mixture, pareto_png, report_pngs
 
+    components = list(dict.fromkeys(n for t in search.trials for n in t.components or {}))
     rows = [{"trial_id": trial_ids.get(i, ""), "index": i, "iteration": t.generation, "repeat": t.repeat,
-             **{f"w_{n}": float(w) for n, w in zip(search.names, t.weights)}, "score": t.score, "status": t.status}
+             **{f"w_{n}": float(w) for n, w in zip(search.names, t.weights)}, "score": t.score, "status": t.status,
+             **{f"{COLUMN}{n}": (t.components or {}).get(n) for n in components}}
             for i, t in enumerate(search.trials)]
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buffer)
@@ -175,6 +190,8 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
     run.write_json(f"{out}/best_mixture.json", best)
     for name, png in report_pngs(search, answer).items():
         run.write_bytes(f"{out}/{name}", png)
+    if len(recorded(search.trials) or []) == 2:
+        run.write_bytes(f"{out}/pareto.png", pareto_png(search))
     failed = sum(t.status == "failed" for t in search.trials)
     return {"strategy": search.strategy, "trials": len(search.trials), "failed": failed,
             "generations": search.generation + 1, "predicted": best["predicted_score"],

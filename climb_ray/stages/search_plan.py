@@ -3,7 +3,8 @@
 - Same settings: nothing (the stage is done).
 - Only answer settings changed (pipeline.ANSWER_FIELDS: search.answer, predictor.*, ...): re-answer.
   The recorded search is restored, refitted and answered with the new settings, its outputs and
-  _DONE marker rewritten; no proxy is trained, it takes seconds.
+  _DONE marker rewritten; no proxy is trained, it takes seconds. target.weights too, when every trial
+  recorded each target's score (objective.py): the scores are recombined with the new weights first.
 - A larger budget: `search.schedule` continues the recorded one (the same generation sizes so far,
   then more generations, or a larger last one), or `climb-ray search --extend N` (one more
   generation of N): the search continues from its recorded state and only the new proxies train.
@@ -35,6 +36,7 @@ LOG = log.get(__name__)
 RECORD, STATE = "schedule.json", "state.json"
 EXPERIMENT = "climb"  # the search's Tune experiment (adapters.ray_tune); continuations are climb-ext1, climb-ext2, ...
 SCHEDULE = "search.schedule"
+WEIGHTS = "target.weights"  # recombines the recorded targets' scores: re-answered like an answer setting
 
 
 def covers(new: list[int], old: list[int]) -> bool:
@@ -155,7 +157,12 @@ def run_search_stage(cfg: Config, run: RunDir, depends: dict, work, *, redo: boo
         return run_stage(run, out, depends, work, redo=redo)
     old = recorded_depends(run.read_json(f"{out}/{DONE if done else STARTED}"), depends)
     changed = [k for k in sorted(set(old) | set(depends)) if _canonical(old.get(k)) != _canonical(depends.get(k))]
-    other = [k for k in changed if k != SCHEDULE and not any(k == f or k.startswith(f"{f}.") for f in answer_fields)]
+    if "target" in changed and _changed_fields(old.get("target"), depends.get("target")) == ["weights"]:
+        changed = sorted({*changed, WEIGHTS} - {"target"})  # the trials' recorded targets recombine
+    other = [k for k in changed if k not in (SCHEDULE, WEIGHTS)
+             and not any(k == f or k.startswith(f"{f}.") for f in answer_fields)]
+    if WEIGHTS in changed and not other:
+        _check_reweight(cfg, run, out, done)
     grown = SCHEDULE in changed and cfg.search.method == "climb" and covers(depends[SCHEDULE], old.get(SCHEDULE) or [])
     if not changed or other or (SCHEDULE in changed and not grown):
         return run_stage(run, out, depends, work)  # done, or refused by the settings check
@@ -166,6 +173,30 @@ def run_search_stage(cfg: Config, run: RunDir, depends: dict, work, *, redo: boo
         run.fs.rm(run.path(out, DONE))
     run.write_json(f"{out}/{STARTED}", {"depends": depends})  # a killed continuation resumes with these
     return run_stage(run, out, depends, work)
+
+
+def _changed_fields(old, new) -> list[str] | None:
+    """The fields of a section that differ; None when either is not a section."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return None
+    return [k for k in sorted(set(old) | set(new)) if _canonical(old.get(k)) != _canonical(new.get(k))]
+
+
+def _check_reweight(cfg: Config, run: RunDir, out: str, done: bool) -> None:
+    """A change of target.weights alone re-answers only a finished search whose trials recorded each
+    target's score; StageChangedError saying why not otherwise."""
+    from climb_ray.objective import component_names, recorded
+
+    state = run.read_json(f"{out}/{STATE}") if done and run.exists(out, STATE) else None
+    if state is not None and not cfg.proxy.command and set(component_names(cfg.target.paths)) <= set(
+            recorded(state["search"]["trials"]) or []):
+        return
+    why = ("it has not finished (finish it with the old weights first)" if not done else
+           "proxy.command reports one score, not each target's" if cfg.proxy.command else
+           f"it keeps no {STATE} (search.method=optuna, or a search made before it was kept)" if state is None else
+           "its trials did not record each target's score (a search made before they were recorded)")
+    raise StageChangedError(f"stage {out!r} in {run.url()} was made with other target.weights and cannot be "
+                            f"re-weighted from its recorded trials: {why}; use --redo {out} to rebuild it")
 
 
 def _reanswer(cfg: Config, run: RunDir, out: str, depends: dict, changed: list[str]) -> StageResult:

@@ -131,3 +131,31 @@ def test_a_killed_extension_resumes_with_the_same_command_without_training_its_f
     assert len(after) == 6
     pd.testing.assert_frame_equal(after, pd.read_parquet(f"{source}/search/trials.parquet"))
     assert json.loads((run / "search" / "schedule.json").read_text())["schedule"] == [2, 2, 2]
+
+
+def test_two_targets_are_recorded_through_tune_and_new_target_weights_reanswer_without_training(
+        ray_session, source_shards, tmp_path):
+    """Each trial's two target scores reach trials.parquet through Tune; then only target.weights changes."""
+    folder, names, _, target = source_shards
+    second = tmp_path / "second.jsonl"
+    second.write_text("".join(open(target).readlines()[-20:]))
+    run = tmp_path / "run"
+    shutil.copytree(folder, run / "tokens")
+    cfg = config(run, f"{target},{second}")
+    rundir = RunDir(str(run))
+    rundir.write_json("cluster/clusters.json", {"super_clusters": [
+        {"id": i, "name": n, "top_terms": [f"term{i}"]} for i, n in enumerate(names)]})
+    for stage in ORDER[: ORDER.index("tokens") + 1]:
+        rundir.mark_done(stage, {}, stage_depends(cfg, stage))
+    run_pipeline(cfg, until="search")
+    before, folders = trials(run), trial_folders(run)
+    assert len(before) == 4 and before["score"].tolist() == pytest.approx(
+        ((before["score/target"] + before["score/second"]) / 2).tolist())
+    assert (run / "search" / "pareto.png").exists()
+    cfg.target.weights = [0.0, 1.0]
+    start = time.perf_counter()
+    report = run_pipeline(cfg, until="search")
+    assert report.results[-1].info["reanswered"]["changed"] == ["target.weights"]
+    assert trial_folders(run) == folders and time.perf_counter() - start < 60  # no proxy trained
+    after = trials(run)
+    assert after["score"].tolist() == after["score/second"].tolist() == before["score/second"].tolist()

@@ -148,6 +148,24 @@ def test_optimize_finds_the_objectives_optimum_and_respects_constraints(served):
     assert all(epochs["weights"][n] <= cap + 1e-6 for n, cap in zip(SERVED_NAMES, [0.4, 0.3, 0.2, 0.1]))
 
 
+def test_optimize_answers_for_objective_weights_and_pareto_lists_the_trade_off(served):
+    """The served run records two targets, near (its score) and far (optimum SERVED_FAR)."""
+    url, _ = served
+    assert requests.get(f"{url}/v1/model", timeout=10).json()["components"] == ["near", "far"]
+    far = requests.post(f"{url}/v1/optimize", json={"weights": {"far": 1.0}, "n_candidates": 4000}, timeout=120)
+    assert far.status_code == 200, far.text
+    far = far.json()
+    assert far["objective"] == {"near": 0.0, "far": 1.0} and far["weights"]["sc03"] > 0.5
+    assert far["predicted"] == pytest.approx(far["components"]["far"])
+    front = requests.get(f"{url}/v1/pareto", timeout=120)
+    assert front.status_code == 200, front.text
+    points = front.json()["front"]
+    near_scores = [p["predicted"]["near"] for p in points]
+    far_scores = [p["predicted"]["far"] for p in points]
+    assert len(points) >= 3 and near_scores == sorted(near_scores, reverse=True) and far_scores == sorted(far_scores)
+    assert "/v1/pareto" in requests.get(f"{url}/openapi.json", timeout=10).json()["paths"]
+
+
 @pytest.mark.parametrize("body, needle", [
     ({"min": {"sc00": 0.7, "sc01": 0.5}}, "minimums add up to 1.2"),
     ({"exclude": SERVED_NAMES}, "add up to 0"),
@@ -160,6 +178,10 @@ def test_optimize_finds_the_objectives_optimum_and_respects_constraints(served):
     ({"max_epochs": -3, "token_budget": 1e6}, "max_epochs = -3"),
     ({"n_candidates": 5}, "n_candidates: Input should be greater than or equal to 100"),
     ({"seed": -1}, "seed: Input should be greater than or equal to 0"),
+    ({"weights": {"piqa": 1.0}}, "unknown component 'piqa'; components are near, far"),
+    ({"weights": {"far": -1.0}}, "weights['far'] = -1.0"),
+    ({"weights": {"near": 0.0, "far": 0.0}}, "the weights are all 0"),
+    ({"weights": {"near": "1"}}, "weights.near: Input should be a valid number"),
 ])
 def test_impossible_constraints_get_a_4xx_naming_them(served, body, needle):
     url, _ = served

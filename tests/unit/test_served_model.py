@@ -191,3 +191,63 @@ def test_serve_stop_without_a_cluster_address_is_one_line_naming_it(capsys, monk
     assert main(["serve", "--stop"]) == 2
     err = capsys.readouterr().err
     assert "RAY_ADDRESS" in err and err.count("\n") == 1
+
+
+# -- the objective's components (the served run records two targets: near and far) ------------------------
+@pytest.fixture(scope="module")
+def two_targets(tmp_path_factory):
+    return ServedModel.load(str(make_served_run(tmp_path_factory.mktemp("objective") / "run")))
+
+
+def test_optimize_answers_for_the_objective_weights_asked_for(two_targets):
+    from tests.conftest import SERVED_FAR
+
+    model = two_targets
+    assert model.components == ["near", "far"] and model.info["components"] == ["near", "far"]
+    own = model.optimize(n_candidates=4000)
+    far = model.optimize(n_candidates=4000, weights={"far": 2.0})
+    assert "objective" not in own and far["objective"] == {"near": 0.0, "far": 1.0}
+    assert far["weights"]["sc03"] > 0.5 > own["weights"]["sc03"]  # far's optimum puts 0.7 on sc03
+    assert far["predicted"] == pytest.approx(far["components"]["far"])
+    assert np.abs(np.array(list(far["weights"].values())) - SERVED_FAR).sum() < 0.4
+    best = far["best_measured_within"]
+    assert best["components"]["far"] == max(m["components"]["far"] for m in model.measured)
+    both = model.optimize(n_candidates=4000, weights={"near": 1, "far": 1})
+    assert both["predicted"] == pytest.approx((both["components"]["near"] + both["components"]["far"]) / 2)
+
+
+@pytest.mark.parametrize("weights, needle", [
+    ({"piqa": 1.0}, "unknown component 'piqa'; components are near, far"),
+    ({"far": -0.5}, "weights['far'] = -0.5"),
+    ({"near": 0.0}, "the weights are all 0"),
+])
+def test_bad_objective_weights_are_request_errors_naming_the_value(two_targets, weights, needle):
+    with pytest.raises(RequestError, match=None) as err:
+        two_targets.optimize(weights=weights)
+    assert needle in str(err.value)
+
+
+def test_the_pareto_front_trades_one_target_for_the_other_and_no_point_dominates_another(two_targets):
+    front = two_targets.pareto()
+    assert front["components"] == ["near", "far"] and len(front["front"]) >= 3
+    assert front["degenerate"] == {"near": None, "far": None}
+    y = np.array([[p["predicted"]["near"], p["predicted"]["far"]] for p in front["front"]])
+    assert (np.diff(y[:, 0]) <= 0).all() and (np.diff(y[:, 1]) > 0).all()  # best in near first, giving it up for far
+    assert front["front"][0]["weights"]["sc01"] > front["front"][-1]["weights"]["sc01"]
+    assert two_targets.pareto() is not front and two_targets.pareto()["front"] == front["front"]  # fitted once
+
+
+def test_a_run_without_recorded_targets_refuses_objective_weights_and_the_front(tmp_path):
+    import pyarrow.parquet as pq
+
+    from climb_ray.served_model import NotAnswerable
+
+    run = make_served_run(tmp_path / "run")
+    table = pq.read_table(run / "search" / "trials.parquet")
+    pq.write_table(table.drop(["score/near", "score/far"]), run / "search" / "trials.parquet")
+    model = ServedModel.load(str(run))
+    assert model.components == [] and "objective" not in model.optimize(n_candidates=1000)
+    with pytest.raises(NotAnswerable, match="recorded no per-target scores"):
+        model.optimize(weights={"near": 1.0})
+    with pytest.raises(NotAnswerable, match=r"0 recorded component\(s\).*needs two target.paths"):
+        model.pareto()
