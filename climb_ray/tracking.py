@@ -20,17 +20,17 @@ def enabled(t: TrackingConfig) -> bool:
 
 def check(t: TrackingConfig) -> None:
     """A tracker that is set but not installed stops the command here, in one line."""
-    needs = [("tracking.mlflow_uri", t.mlflow_uri, "mlflow", "mlflow-skinny"),
+    needs = [("tracking.mlflow_uri", t.mlflow_uri, "mlflow", "'climb-ray[tracking]' (mlflow-skinny)"),
              ("tracking.wandb_project", t.wandb_project, "wandb", "wandb"),
              ("tracking.tensorboard", t.tensorboard, "tensorboardX", "tensorboardX")]
-    for field, value, module, package in needs:
+    for field, value, module, install in needs:
         if not value:
             continue
         try:
             __import__(module)
         except ImportError:
-            raise ConfigError(f"{field}={value!r}: needs the {package} package: pip install 'climb-ray[tracking]' "
-                              f"(or {package})") from None
+            raise ConfigError(f"{field}={value!r}: needs {module}, which is not installed: pip install {install}") \
+                from None
 
 
 def mlflow_uri(t: TrackingConfig) -> str:
@@ -53,7 +53,8 @@ def log_search(cfg: Config, search, info: dict, *, name: str = "search") -> str 
     """One MLflow run `name` beside the proxies' runs (tagged climb.run_dir), step = the iteration:
     predictor_spearman, predictor_mae, predictor_n_results of the fit on the results through it; best_score
     (best measured score so far), mean_score and failed of its trials; the answer (`info`, as the search
-    stage's write_outputs gives it) as params answer/<cluster> and metrics answer_*. Returns its run id (None with tracking.mlflow_uri unset)."""
+    stage's write_outputs gives it) as params answer/<cluster> and metrics answer_*. Returns its run id
+    (None with tracking.mlflow_uri unset)."""
     if not cfg.tracking.mlflow_uri:
         return None
     check(cfg.tracking)

@@ -20,7 +20,8 @@ def test_a_tracker_set_but_not_installed_is_named_in_one_line(monkeypatch, field
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it raises ImportError
     with pytest.raises(ConfigError) as err:
         check(TrackingConfig(**{field: value}))
-    assert str(err.value).startswith(f"tracking.{field}={value!r}: needs the ") and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"tracking.{field}={value!r}: needs {module}, which is not installed: pip ")
+    assert "\n" not in str(err.value)
     check(TrackingConfig())  # nothing set: nothing needed
 
 
@@ -47,3 +48,18 @@ def test_a_plain_folder_is_an_absolute_file_store_and_the_experiment_defaults_to
     assert experiment_name(cfg) == "climb-1"
     cfg.tracking.mlflow_experiment = "mine"
     assert experiment_name(cfg) == "mine"
+
+
+def test_the_cli_names_a_missing_tracker_before_any_stage_runs(tmp_path, monkeypatch, capsys):
+    from climb_ray import commands
+    from climb_ray.cli import main
+
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    monkeypatch.setattr(commands, "run_pipeline", lambda *a, **kw: pytest.fail("a stage ran"))
+    target = tmp_path / "target.jsonl"
+    target.write_text('{"text": "held-out text"}\n')
+    code = main(["search", "--config", "demo", f"run_dir={tmp_path / 'run'}", f"target.paths=[{target}]",
+                 "tracking.wandb_project=climb"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == ("climb-ray: error: tracking.wandb_project='climb': needs wandb, which "
+                                               "is not installed: pip install wandb")
