@@ -83,6 +83,10 @@ def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: 
         from climb_ray.evaluate import check_targets
 
         check_targets(cfg.target)  # before minutes of embedding, not after
+    if until in ORDER and ORDER.index(until) >= ORDER.index("search"):
+        from climb_ray.tracking import check
+
+        check(cfg.tracking)  # a tracker set but not installed, too
     # `climb-ray export` of given weights needs no search; the whole pipeline runs it all the same
     skip = ("search",) if until == "export" and not whole and cfg.export.weights.strip() != "best" else ()
     report = run_pipeline(cfg, until=until, redo=redo, skip=skip, extend=extend)

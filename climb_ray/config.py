@@ -213,6 +213,21 @@ class ExportConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment tracking through Ray Tune's logger callbacks (the `tracking` extra): a run per proxy with its
+    mixture, loss curve and score, and a `search` run with the predictor's quality per iteration."""
+
+    mlflow_uri: str = ""  # MLflow tracking URI (file:///abs/mlruns or a folder, sqlite:///mlflow.db, http://host:5000);
+    # "" = off
+    mlflow_experiment: str = ""  # MLflow experiment name; "" = the run folder's name
+    wandb_project: str = ""  # Weights & Biases project (log in with `wandb login` or WANDB_API_KEY); "" = off
+    tensorboard: bool = False  # loss curves in the TensorBoard event files of the Tune trial folders (Tune writes
+    # each trial's final result there anyway)
+    log_every_steps: int = 10  # with tracking on, each proxy reports its train loss every this many steps; 0 = only
+    # the final result
+
+
+@dataclass
 class ResourcesConfig:
     num_cpus: int = 0  # CPUs of a Ray started locally on demand; 0 = all (ignored when joining a cluster)
     num_gpus: int = -1  # GPUs of a Ray started locally; -1 = detect (ignored when joining a cluster)
@@ -237,6 +252,7 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 # Fields added after runs were made: the value that reproduces what a run made before the field existed did

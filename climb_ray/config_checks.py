@@ -166,6 +166,7 @@ _RULES = {
     "resources.num_cpus": _at_least(0),
     "resources.num_gpus": _at_least(-1),
     "resources.device": _one_of("auto", "gpu", "cpu"),
+    "tracking.log_every_steps": _at_least(0),
 }
 
 

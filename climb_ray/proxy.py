@@ -122,8 +122,9 @@ class TrainStats:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def train(model, batches, p: ProxyConfig, *, device: str) -> TrainStats:
-    """Train `model` on `batches` (int64 arrays (batch, seq_len), one per step) for p.steps steps."""
+def train(model, batches, p: ProxyConfig, *, device: str, every: int = 0, report=None) -> TrainStats:
+    """Train `model` on `batches` (int64 arrays (batch, seq_len), one per step) for p.steps steps.
+    report(step, loss): called after every `every` steps with the mean loss of those steps (a device sync)."""
     import torch
 
     model.to(device)
@@ -150,6 +151,8 @@ def train(model, batches, p: ProxyConfig, *, device: str) -> TrainStats:
         losses.append(loss.detach())  # kept on the device: no sync per step
         stats.steps += 1
         stats.tokens += int(ids.numel())
+        if report is not None and every and stats.steps % every == 0:
+            report(stats.steps, float(torch.stack(losses[-every:]).float().mean()))
     stats.losses = torch.stack(losses).float().tolist() if losses else []
     stats.seconds = time.perf_counter() - start
     return stats

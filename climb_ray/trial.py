@@ -65,8 +65,9 @@ class ProxyRunner:
         return MixtureStream(self.shards.arrays, self.names, weights, n_sequences=p.sequences,
                              seq_len=p.context, max_epochs=self.cfg.search.max_epochs, seed=seed)
 
-    def __call__(self, weights, *, seed: int) -> dict:
-        """Train on `weights` (one per cluster) with `seed`; the score and what went into it."""
+    def __call__(self, weights, *, seed: int, every: int = 0, report=None) -> dict:
+        """Train on `weights` (one per cluster) with `seed`; the score and what went into it.
+        report(step, loss) is called every `every` training steps (proxy.train)."""
         from climb_ray.evaluate import score_targets
         from climb_ray.proxy import build_model, train
 
@@ -74,7 +75,8 @@ class ProxyRunner:
         start = time.perf_counter()
         stream = self.stream(weights, seed)
         model = build_model(p, self.vocab_size, seed=seed)
-        stats = train(model, (stream.batch(i, p.batch_size) for i in range(p.steps)), p, device=self.device)
+        stats = train(model, (stream.batch(i, p.batch_size) for i in range(p.steps)), p, device=self.device,
+                      every=every, report=report)
         trained = time.perf_counter()
         scores = score_targets(model, self.targets, self.cfg.target, eot=self.eot, seq_len=p.context,
                                device=self.device)
@@ -83,7 +85,7 @@ class ProxyRunner:
             "weights": {n: float(w) for n, w in zip(self.names, stream.weights)},
             "sequences": {n: int(c) for n, c in zip(self.names, stream.counts)},
             "epochs": {n: float(e) for n, e in zip(self.names, stream.epochs)},
-            "seed": seed, "device": self.device, "train_tokens": stats.tokens,
+            "seed": seed, "device": self.device, "train_tokens": stats.tokens, "train_steps": stats.steps,
             "train_loss_last": float(np.mean(stats.losses[-5:])), "train_tokens_per_s": stats.tokens_per_second,
             "train_seconds": trained - start, "score_seconds": time.perf_counter() - trained,
             "parameters": int(sum(t.numel() for t in model.parameters())),

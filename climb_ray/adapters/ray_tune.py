@@ -18,7 +18,7 @@ from ray.tune.search import Searcher
 
 import numpy as np
 
-from climb_ray import log
+from climb_ray import log, tracking
 from climb_ray.artifacts import PREDICTOR, PREDICTOR_SIDECAR
 from climb_ray.config import Config
 from climb_ray.objective import COLUMN, component_names
@@ -53,7 +53,8 @@ class ClimbSearcher(Searcher):
         self.live[trial_id], self.trial_ids[index] = index, trial_id
         trial = self.search.trials[index]  # repeat n: the n-th re-measurement of a mixture, with proxy seed + n
         return {"index": index, "generation": trial.generation, "repeat": trial.repeat,
-                "weights": [float(w) for w in weights]}
+                "weights": [float(w) for w in weights],
+                "mixture": {n: float(w) for n, w in zip(self.search.names, weights)}}  # for the trackers' params
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         index = self.live.pop(trial_id, None)
@@ -106,8 +107,10 @@ class ClimbSearcher(Searcher):
         self.trial_ids = {int(k): v for k, v in state["trial_ids"].items()}
 
 
-def proxy_trial(config: dict, cfg: Config, tokens_url: str) -> dict:
-    """One Tune trial: train and score a proxy on config['weights'] (or run proxy.command on it)."""
+def proxy_trial(config: dict, cfg: Config, tokens_url: str, report_every: int = 0) -> dict:
+    """One Tune trial: train and score a proxy on config['weights'] (or run proxy.command on it); the final
+    result is returned. report_every > 0: the built-in proxy also reports its train loss every that many
+    steps (timesteps_total = the step, the trackers' x axis; score None: the searcher reads only the final)."""
     from climb_ray.trial import ProxyRunner, make_runner
 
     key = json.dumps([tokens_url, dataclasses.asdict(cfg)], sort_keys=True, default=str)
@@ -116,10 +119,15 @@ def proxy_trial(config: dict, cfg: Config, tokens_url: str) -> dict:
         _RUNNERS[key] = make_runner(cfg, tokens_url)
     runner, seed = _RUNNERS[key], cfg.seed + int(config.get("repeat", 0))
     if isinstance(runner, ProxyRunner):
-        result = runner(weights_of(config), seed=seed)
+        def report(step: int, loss: float) -> None:
+            tune.report({"score": None, "train_loss": loss, "timesteps_total": step})
+
+        result = runner(weights_of(config), seed=seed, every=report_every, report=report if report_every else None)
     else:
         result = runner(weights_of(config), seed=seed, trial_dir=trial_folder(), index=config.get("index"))
     flat = {"score": result["score"], "seconds": result["train_seconds"] + result["score_seconds"]}
+    if report_every and "train_steps" in result:
+        flat["timesteps_total"] = result["train_steps"]  # the score lands at the last step of the loss curve
     for name in ("train_loss_last", "train_tokens_per_s"):
         if name in result:
             flat[name] = result[name]
@@ -165,14 +173,47 @@ def trial_resources(cfg: Config) -> dict:
     return {"cpu": task["num_cpus"], **({"gpu": task["num_gpus"]} if "num_gpus" in task else {})}
 
 
+def run_config(cfg: Config, experiment: str, storage: str) -> tune.RunConfig:
+    """The Tune run of a search experiment, with the trackers of cfg.tracking as logger callbacks (a restored
+    experiment keeps the callbacks it was started with)."""
+    return tune.RunConfig(name=experiment, storage_path=storage, verbose=log.tune_verbosity(),
+                          failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
+                          callbacks=tracking_callbacks(cfg, experiment))
+
+
+def tracking_callbacks(cfg: Config, experiment: str) -> list:
+    """Ray's own logger callbacks for MLflow (a run per trial: the config as params, mixture/<cluster>
+    among them, every result as metrics), Weights & Biases and TensorBoard, as cfg.tracking asks."""
+    t, callbacks = cfg.tracking, []
+    tracking.check(t)
+    if t.mlflow_uri:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        callbacks.append(MLflowLoggerCallback(tracking_uri=tracking.mlflow_uri(t),
+                                              experiment_name=tracking.experiment_name(cfg),
+                                              tags={"climb.run_dir": cfg.run_dir, "climb.experiment": experiment}))
+    if t.wandb_project:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        callbacks.append(WandbLoggerCallback(project=t.wandb_project,
+                                             group=f"{tracking.experiment_name(cfg)}/{experiment}"))
+    if t.tensorboard:
+        from ray.tune.logger import TBXLoggerCallback
+
+        callbacks.append(TBXLoggerCallback())
+    return callbacks
+
+
 def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str, publish_to: str | None = None,
                experiment: str = EXPERIMENT, trial_ids: dict[int, str] | None = None) -> tuple[ClimbSearch, dict]:
     """Run (or resume) the Tune experiment <storage>/<experiment>; returns the search with every result
     told, and the Tune trial id of each search trial (by index). With publish_to (a run folder), each
     iteration's predictor is written there as soon as it is fitted. An extension passes the restored
     search with its longer schedule, a new experiment name and the earlier trials' ids."""
-    trainable = tune.with_resources(tune.with_parameters(proxy_trial, cfg=cfg, tokens_url=tokens_url),
-                                    trial_resources(cfg))
+    # Optuna's searcher records every intermediate result's score: it gets the final one only
+    every = cfg.tracking.log_every_steps if tracking.enabled(cfg.tracking) and search.strategy != "optuna" else 0
+    trainable = tune.with_resources(tune.with_parameters(proxy_trial, cfg=cfg, tokens_url=tokens_url,
+                                                         report_every=every), trial_resources(cfg))
     path = os.path.join(storage, experiment)
     if search.strategy == "optuna":
         return _run_optuna(cfg, search, trainable, storage, path)
@@ -185,9 +226,7 @@ def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str, 
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, metric="score", mode="max",
                                         max_concurrent_trials=cfg.search.max_concurrent_trials or None,
                                         reuse_actors=True),
-            run_config=tune.RunConfig(name=experiment, storage_path=storage, verbose=log.tune_verbosity(),
-                                      failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)),
-        )
+            run_config=run_config(cfg, experiment, storage))
     tuner.fit()
     return _final_state(path, search)
 
@@ -243,8 +282,7 @@ def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, path:
             tune_config=tune.TuneConfig(search_alg=OptunaSearch(seed=cfg.seed), num_samples=budget, metric="score",
                                         mode="max", max_concurrent_trials=cfg.search.max_concurrent_trials or None,
                                         reuse_actors=True),
-            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage, verbose=log.tune_verbosity(),
-                                      failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)))
+            run_config=run_config(cfg, EXPERIMENT, storage))
     grid = tuner.fit()
     results = sorted((r for r in grid), key=lambda r: r.path)
     search.generation, search.trials, ids = 0, [], {}  # one generation, its trials chosen by Optuna

@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from climb_ray import log
+from climb_ray import log, tracking
 from climb_ray.artifacts import CLUSTERS, RunDir, TOKENIZER, TOKENS_META
 from climb_ray.config import Config
 from climb_ray.samplers import RegMixSampler
@@ -86,6 +86,7 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
     before = len(run.read_json(f"{out}/{STATE}")["search"]["trials"]) if run.exists(out, STATE) else 0
     search, trial_ids = run_experiments(cfg, run, meta, storage, out)
     info = write_outputs(run, search, trial_ids, run.read_json(CLUSTERS), out=out)
+    tracking.log_search(cfg, search, info, name=out)  # the predictor's quality per iteration, with tracking.mlflow_uri
     p = cfg.proxy
     done = sum(t.status == "done" for t in search.trials)
     return {**info, "wall_seconds": round(time.perf_counter() - start, 1), "proxy_runs": len(search.trials),

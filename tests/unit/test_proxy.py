@@ -52,6 +52,18 @@ def test_training_learns_a_repeated_sequence():
     assert stats.losses[-1] < 0.3 * stats.losses[0]
 
 
+def test_training_reports_the_mean_loss_of_every_n_steps_and_trains_the_same_as_without():
+    p = dataclasses.replace(TINY, steps=10)
+    seen = []
+    a, b = build_model(p, 50, seed=1), build_model(p, 50, seed=1)
+    stats = train(a, repeating_batches(10), p, device="cpu", every=4,
+                  report=lambda step, loss: seen.append((step, loss)))
+    plain = train(b, repeating_batches(10), p, device="cpu")
+    assert [step for step, _ in seen] == [4, 8]  # not after step 10: only whole groups of 4
+    assert [loss for _, loss in seen] == pytest.approx([np.mean(stats.losses[0:4]), np.mean(stats.losses[4:8])])
+    assert stats.losses == plain.losses
+
+
 def test_same_seed_same_batches_give_identical_weights():
     a, b = build_model(TINY, 50, seed=1), build_model(TINY, 50, seed=1)
     train(a, repeating_batches(5), TINY, device="cpu")
