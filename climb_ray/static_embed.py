@@ -24,7 +24,7 @@ from climb_ray.embed import resolve_model
 LOG = log.get(__name__)
 PCA_DIMS = 256  # dimensions the distilled token vectors are reduced to (model2vec's default)
 # no frequency down-weighting (model2vec's default, SIF 1e-4, ranks tokens by vocabulary order): without it
-# the demo's sources are recovered better (purity 0.84 vs 0.74, docs/benchmarks.md)
+# the demo's sources are recovered better (purity 0.82 vs 0.74, docs/benchmarks.md)
 SIF_COEFFICIENT = None
 
 
