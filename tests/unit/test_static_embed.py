@@ -87,3 +87,16 @@ def test_the_encoder_is_transformer_or_static():
     assert load_config(None, []).embed.encoder == "transformer"
     with pytest.raises(ConfigError, match="embed.encoder='fast': must be one of transformer, static"):
         load_config(None, ["embed.encoder=fast"])
+
+
+def test_a_run_embedded_before_the_encoder_setting_existed_is_kept_and_a_switch_is_a_change(tmp_path):
+    from climb_ray.artifacts import RunDir, StageChangedError, run_stage
+    from climb_ray.stages.pipeline import stage_depends
+
+    run, cfg = RunDir(str(tmp_path / "run")), load_config(None, [])
+    old = {key: value for key, value in stage_depends(cfg, "embed").items() if key != "embed.encoder"}
+    run_stage(run, "embed", old, lambda: {"n": 1})
+    assert run_stage(run, "embed", stage_depends(cfg, "embed"), lambda: {"n": 2}).skipped
+    static = load_config(None, ["embed.encoder=static"])
+    with pytest.raises(StageChangedError, match="embed.encoder"):
+        run_stage(run, "embed", stage_depends(static, "embed"), lambda: {})
