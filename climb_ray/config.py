@@ -30,6 +30,8 @@ class CorpusConfig:
 @dataclass
 class EmbedConfig:
     model: str = "all-MiniLM-L6-v2"  # HF encoder name or local path; this name uses the packaged copy
+    encoder: str = "transformer"  # transformer (the model itself) or static: model2vec token vectors distilled
+    # from the model once and cached, or a model2vec folder; tens of times faster on CPU, coarser clusters
     max_tokens: int = 256  # documents are truncated to this many tokens before encoding
     batch_size: int = 128  # documents per encoder forward pass
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16 or float16
@@ -265,6 +267,7 @@ ADDED_FIELDS = {
     "proxy.command": "",
     "proxy.data_prefix": "",
     "export.format": "parquet",
+    "embed.encoder": "transformer",
 }
 
 

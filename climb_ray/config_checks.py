@@ -72,6 +72,7 @@ _RULES = {
     "corpus.max_skip_share": _between(0, 1),
     "embed.max_tokens": _at_least(1),
     "embed.batch_size": _at_least(1),
+    "embed.encoder": _one_of("transformer", "static"),
     "embed.dtype": _one_of("auto", "float32", "bfloat16", "float16"),
     "embed.num_actors": _at_least(0),
     "embed.gpus_per_actor": _at_least(0),

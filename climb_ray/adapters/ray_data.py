@@ -83,14 +83,18 @@ def read_documents(files: list[tuple[str, str]], cfg: CorpusConfig) -> ray.data.
 class EncodeActor:
     """One encoder per actor: (doc_id, text) batches -> doc_id, embedding, n_tokens, quality, text_head."""
 
-    def __init__(self, embed: dict, scorer: str):
+    def __init__(self, embed: dict, scorer: str, static=None):
         from climb_ray.embed import Embedder
         from climb_ray.quality import load_scorer
+        from climb_ray.static_embed import StaticEmbedder
 
-        threads = embed["threads"] or max(1, int(embed["cpus_per_actor"]))
-        self.embedder = Embedder(embed["model"], max_tokens=embed["max_tokens"], batch_size=embed["batch_size"],
-                                 dtype=embed["dtype"], threads=threads,
-                                 trust_remote_code=embed["trust_remote_code"])
+        if static is not None:  # embed.encoder=static: the driver's model2vec model
+            self.embedder = StaticEmbedder(static, max_tokens=embed["max_tokens"])
+        else:
+            threads = embed["threads"] or max(1, int(embed["cpus_per_actor"]))
+            self.embedder = Embedder(embed["model"], max_tokens=embed["max_tokens"],
+                                     batch_size=embed["batch_size"], dtype=embed["dtype"], threads=threads,
+                                     trust_remote_code=embed["trust_remote_code"])
         self.scorer = load_scorer(scorer)
 
     def __call__(self, batch: dict) -> pa.Table:
@@ -137,7 +141,12 @@ def embed_files(files: list[tuple[str, str]], corpus: CorpusConfig, embed: Embed
     """Embed every document of `files` and write Parquet files (doc_id, embedding, ...) under out_url."""
     import dataclasses
 
+    kwargs = {"embed": dataclasses.asdict(embed), "scorer": scorer}
+    if embed.encoder == "static":  # distilled (or found in the cache) here once, shipped to every actor
+        from climb_ray.static_embed import load_static_model
+
+        kwargs["static"] = load_static_model(embed.model, trust_remote_code=embed.trust_remote_code)
     ds = read_documents(files, corpus)
-    ds = ds.map_batches(EncodeActor, fn_constructor_kwargs={"embed": dataclasses.asdict(embed), "scorer": scorer},
+    ds = ds.map_batches(EncodeActor, fn_constructor_kwargs=kwargs,
                         batch_size=max(embed.batch_size, 256), batch_format="numpy", **encoder_pool(embed, device))
     ds.write_parquet(out_url)

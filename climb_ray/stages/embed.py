@@ -35,11 +35,12 @@ def embed_stage(cfg: Config, run: RunDir) -> dict:
                 reused += 1
             progress.advance(sum(f["documents"] for f in chunk))
     return {"documents": documents, "chunks": len(chunks), "chunks_reused": reused,
-            "model": cfg.embed.model, "max_tokens": cfg.embed.max_tokens}
+            "model": cfg.embed.model, "encoder": cfg.embed.encoder, "max_tokens": cfg.embed.max_tokens}
 
 
 def describe(info: dict) -> str:
     if info.get("label_field"):
         return f"not needed: the corpus is pre-clustered (corpus.label_field={info['label_field']!r})"
-    return (f"{info['documents']} documents embedded with {info['model']} ({info['chunks']} chunk(s), "
+    static = " (static embeddings)" if info.get("encoder") == "static" else ""
+    return (f"{info['documents']} documents embedded with {info['model']}{static} ({info['chunks']} chunk(s), "
             f"{info['chunks_reused']} reused) -> embed/")

@@ -54,16 +54,16 @@ ANSWER_FIELDS = ["search.answer", "search.answer_top_k", "predictor"]
 # the config values each stage's output depends on (a change means: rebuild it); sections or fields
 DEPENDS = {
     "corpus": ["corpus"],
-    "embed": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
+    "embed": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
               "cluster.quality_scorer"],
-    "cluster": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "cluster", "seed"],
-    "tokens": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "embed.chunk_docs", "cluster", "seed",
-               "tokens"],
-    "search": ["corpus", "embed.model", "embed.max_tokens", "embed.dtype", "embed.chunk_docs", "cluster", "seed",
-               "tokens", *PROXY_RESULT_FIELDS, "target", "search.method", "search.schedule", "search.temperature",
-               "search.strength_min", "search.strength_max", "search.max_epochs", "search.min_weight",
-               "search.n_candidates", "search.top_pool_min", "search.acquisition", "search.exploration",
-               "search.local_fraction", "search.remeasure_fraction", *ANSWER_FIELDS],
+    "cluster": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "cluster", "seed"],
+    "tokens": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
+               "cluster", "seed", "tokens"],
+    "search": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
+               "cluster", "seed", "tokens", *PROXY_RESULT_FIELDS, "target", "search.method", "search.schedule",
+               "search.temperature", "search.strength_min", "search.strength_max", "search.max_epochs",
+               "search.min_weight", "search.n_candidates", "search.top_pool_min", "search.acquisition",
+               "search.exploration", "search.local_fraction", "search.remeasure_fraction", *ANSWER_FIELDS],
 }
 DEPENDS["export"] = [*DEPENDS["search"], *(f"export.{name}" for name in (
     "weights", "token_budget", "max_epochs", "seed", "shard_mb", "write_token_ids", "format"))]

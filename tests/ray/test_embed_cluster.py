@@ -44,6 +44,28 @@ def test_ray_data_pipeline_gives_the_plain_embedders_vectors_and_skips_broken_ro
     assert set(table.column_names) >= {"doc_id", "embedding", "n_tokens", "quality", "text_head"}
 
 
+def test_the_static_encoder_runs_in_the_same_pipeline_with_the_plain_embedders_vectors(ray_session, tmp_path,
+                                                                                     monkeypatch):
+    from climb_ray.static_embed import StaticEmbedder, load_static_model
+    from tests.unit.test_static_embed import tiny_encoder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the driver distils into it
+    texts = ["In the beginning God created the heaven and the earth.", "Return a new sorted list from items.",
+             "and the earth"]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    model = tiny_encoder(tmp_path / "bert")
+    cfg = load_config(None, [f"corpus.paths=[{corpus}]", f"run_dir={tmp_path}/run", "embed.encoder=static",
+                             f"embed.model={model}", *FAST])
+    info = run_pipeline(cfg, until="embed").results[1].info
+    assert info["documents"] == 3 and info["encoder"] == "static"
+    ids, vectors, table = embeddings(tmp_path / "run" / "embed")
+    plain = StaticEmbedder(load_static_model(model), max_tokens=64)
+    order = [ids.index(f"d{i}") for i in range(3)]
+    assert np.allclose(vectors[order], plain.embed(texts), atol=1e-6)
+    assert table.column("n_tokens").to_numpy()[order].tolist() == [len(x) for x in plain.token_ids(texts)]
+
+
 def test_a_killed_embed_stage_resumes_without_re_embedding_finished_chunks(ray_session, tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()

@@ -1,0 +1,102 @@
+"""Static embeddings (embed.encoder=static): distilled once from a sentence-transformers model, then cached."""
+
+import numpy as np
+import pytest
+
+from climb_ray.config import ConfigError
+from climb_ray.config_io import load_config
+from climb_ray.static_embed import StaticEmbedder, load_static_model, static_model_folder
+
+WORDS = "in the beginning god created heaven and earth return a new sorted list from items iterable".split()
+TEXTS = ["In the beginning God created the heaven and the earth.",
+         "Return a new sorted list from the items in iterable.",
+         "qqq zzz",  # no known token
+         ""]
+
+
+def tiny_encoder(folder) -> str:
+    """A 1-layer BERT with random weights and a vocabulary of WORDS (distils in about a second)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    torch.manual_seed(0)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *WORDS]
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)})
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory):
+    """(source model folder, cache folder, distilled model folder)."""
+    root = tmp_path_factory.mktemp("static")
+    source = tiny_encoder(root / "bert")
+    return source, root / "cache", static_model_folder(source, cache_dir=root / "cache")
+
+
+def test_a_second_call_loads_the_cached_model_without_distilling_again(distilled, monkeypatch):
+    import model2vec.distill
+
+    source, cache, folder = distilled
+    assert [p.name for p in cache.iterdir()] == [folder.rsplit("/", 1)[1]]  # no half-written copy left
+
+    def distill_again(**kwargs):
+        raise AssertionError("distilled a second time")
+
+    monkeypatch.setattr(model2vec.distill, "distill", distill_again)
+    assert static_model_folder(source, cache_dir=cache) == folder
+    assert load_static_model(source, cache_dir=cache).dim == 32
+
+
+def test_a_folder_holding_a_static_model_is_used_as_it_is(distilled, tmp_path):
+    folder = distilled[2]
+    assert static_model_folder(folder, cache_dir=tmp_path) == folder and list(tmp_path.iterdir()) == []
+
+
+def test_vectors_are_model2vecs_own_and_unit_length(distilled):
+    static = load_static_model(distilled[2])
+    embedder = StaticEmbedder(static, max_tokens=64)
+    ours = embedder.embed(TEXTS)
+    assert ours.shape == (4, 32) and ours.dtype == np.float32
+    assert np.allclose(np.linalg.norm(ours[:2], axis=1), 1.0, atol=1e-5)
+    assert not ours[2:].any()  # a text without a known token gets a zero row
+    expected = static.encode(TEXTS[:2], normalize=True)
+    assert np.min(np.sum(ours[:2] * expected, axis=1)) > 0.999
+    assert embedder.prompt_tokens == 0
+
+
+def test_long_texts_are_cut_to_max_tokens_but_counted_whole(distilled):
+    embedder = StaticEmbedder(load_static_model(distilled[2]), max_tokens=3)
+    ids = embedder.token_ids([TEXTS[0] * 50])
+    assert len(ids[0]) == 50 * 11  # "in the beginning god created the heaven and the earth ."
+    head = StaticEmbedder(load_static_model(distilled[2]), max_tokens=64).embed_ids([ids[0][:3]])
+    assert np.allclose(embedder.embed_ids(ids), head, atol=1e-6)
+
+
+def test_a_model_that_cannot_be_found_is_a_one_line_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="embed.model='no-such-org/no-such-model': cannot distill") as err:
+        static_model_folder("no-such-org/no-such-model", cache_dir=tmp_path)
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+def test_the_encoder_is_transformer_or_static():
+    assert load_config(None, ["embed.encoder=static"]).embed.encoder == "static"
+    assert load_config(None, []).embed.encoder == "transformer"
+    with pytest.raises(ConfigError, match="embed.encoder='fast': must be one of transformer, static"):
+        load_config(None, ["embed.encoder=fast"])
+
+
+def test_a_run_embedded_before_the_encoder_setting_existed_is_kept_and_a_switch_is_a_change(tmp_path):
+    from climb_ray.artifacts import RunDir, StageChangedError, run_stage
+    from climb_ray.stages.pipeline import stage_depends
+
+    run, cfg = RunDir(str(tmp_path / "run")), load_config(None, [])
+    old = {key: value for key, value in stage_depends(cfg, "embed").items() if key != "embed.encoder"}
+    run_stage(run, "embed", old, lambda: {"n": 1})
+    assert run_stage(run, "embed", stage_depends(cfg, "embed"), lambda: {"n": 2}).skipped
+    static = load_config(None, ["embed.encoder=static"])
+    with pytest.raises(StageChangedError, match="embed.encoder"):
+        run_stage(run, "embed", stage_depends(static, "embed"), lambda: {})
