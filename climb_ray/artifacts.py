@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 import fsspec
 
+from climb_ray import log
+
+LOG = log.get(__name__)
+
 # The run folder's well-known files, named once (docs/run-folder.md describes every one).
 CORPUS_FILES = "corpus/files.parquet"
 CORPUS_STATS = "corpus/stats.json"
@@ -154,6 +158,7 @@ def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = Fals
     began = time.perf_counter()
     info = work()
     run.mark_done(stage, info, depends, seconds=time.perf_counter() - began)
+    LOG.info(f"{stage}: done in {log.duration(time.perf_counter() - began)}")
     return StageResult(stage, False, info)
 
 

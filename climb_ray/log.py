@@ -103,14 +103,16 @@ PROGRESS_ENV = "CLIMB_RAY_PROGRESS_S"  # seconds between progress lines (default
 class Progress:
     """A periodic progress line for a long step, from a background thread: every `interval` seconds (after
     the first interval, so short steps print nothing) `label: 3 of 12 chunks (25%), 4 min so far, about
-    12 min left`, or with no counter `label, 4 min so far`. Use as a context manager; `advance(n)` counts
-    work done, `note(text)` names the part now running."""
+    12 min left`, or before the first count (or with none) `label, 4 min so far`. Use as a context manager;
+    `advance(n)` counts work done, `skip(n)` work a resumed stage finds done, `note(text)` names the part
+    now running. The interval: $CLIMB_RAY_PROGRESS_S (default 30; 0 turns the lines off)."""
 
     def __init__(self, logger: logging.Logger, label: str, total: float = 0, unit: str = "",
                  interval: float | None = None):
         import threading
 
-        self.logger, self.label, self.total, self.unit, self.done, self.part = logger, label, total, unit, 0.0, ""
+        self.logger, self.label, self.total, self.unit, self.part = logger, label, total, unit, ""
+        self.done = self.skipped = 0.0
         if interval is None:
             try:
                 interval = float(os.environ.get(PROGRESS_ENV, 30))
@@ -136,6 +138,11 @@ class Progress:
     def advance(self, n: float = 1) -> None:
         self.done += n
 
+    def skip(self, n: float) -> None:
+        """Work found done before (a resumed stage): counted, but not in the rate the estimate uses."""
+        self.done += n
+        self.skipped += n
+
     def note(self, part: str) -> None:
         self.part = part
 
@@ -144,14 +151,14 @@ class Progress:
 
         elapsed = time.monotonic() - self.start
         text = self.label + (f" ({self.part})" if self.part else "")
-        if self.total:
+        if self.total and self.done:
             share = self.done / self.total
-            text += f": {self.done:,.0f} of {self.total:,.0f} {self.unit} ({share:.0%})".replace(" ()", "")
-            text += f", {duration(elapsed)} so far"
-            if 0 < share < 1:
-                text += f", about {duration(elapsed * (1 - share) / share)} left"
-            return text
-        return text + f", {duration(elapsed)} so far"
+            text += f": {self.done:,.0f} of {self.total:,.0f}{' ' + self.unit if self.unit else ''} ({share:.0%})"
+        text += f", {duration(elapsed)} so far"
+        worked = self.done - self.skipped
+        if self.total and worked > 0 and self.done < self.total:  # at this run's own rate
+            text += f", about {duration(elapsed * (self.total - self.done) / worked)} left"
+        return text
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

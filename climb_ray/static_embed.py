@@ -39,10 +39,11 @@ def is_static_model(path: str) -> bool:
 
 
 def cache_key(source: str, pca_dims: int) -> str:
-    """Names one distillation: the source (with its files' sizes when a folder), the settings, model2vec's version."""
+    """Names one distillation: the source (with its files' sizes and modification times when a folder: a model
+    saved again in place is distilled again), the settings, model2vec's version. A hub name is taken as it is."""
     from model2vec.version import __version__
 
-    files = sorted((p.name, p.stat().st_size) for p in Path(source).iterdir() if p.is_file()) \
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(source).iterdir() if p.is_file()) \
         if os.path.isdir(source) else []
     text = json.dumps([source, files, pca_dims, SIF_COEFFICIENT, __version__])
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -114,14 +114,15 @@ class EncodeActor:
 
 
 def encoder_pool(embed: EmbedConfig, device: str = "auto") -> dict:
-    """map_batches arguments placing the encoder actors: one per GPU, or CPU actors on CPU clusters.
+    """map_batches arguments placing the encoder actors: one per GPU, or CPU actors on CPU clusters (and for
+    the static encoder, which runs on CPU anywhere).
 
     On a cluster whose GPU workers are all scaled down (min 0), the pool starts with one GPU actor,
     which makes the autoscaler bring up a GPU node, and grows to one per GPU it can add."""
     from climb_ray.adapters.ray_runtime import cluster_gpus, use_gpus
 
     gpu, reachable = use_gpus(device)
-    if gpu and embed.gpus_per_actor > 0:
+    if gpu and embed.gpus_per_actor > 0 and embed.encoder != "static":  # static vectors: numpy on CPU actors
         size = embed.num_actors or max(1, int(reachable // embed.gpus_per_actor))
         if cluster_gpus() >= embed.gpus_per_actor * size:
             compute = ActorPoolStrategy(size=size)

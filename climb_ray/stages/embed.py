@@ -31,9 +31,10 @@ def embed_stage(cfg: Config, run: RunDir) -> dict:
                 embed_files(files, cfg.corpus, cfg.embed, cfg.cluster.quality_scorer, run.url(folder),
                             cfg.resources.device)
                 run.write_text(f"{folder}/_SUCCESS", "done\n")
+                progress.advance(sum(f["documents"] for f in chunk))
             else:
                 reused += 1
-            progress.advance(sum(f["documents"] for f in chunk))
+                progress.skip(sum(f["documents"] for f in chunk))
     return {"documents": documents, "chunks": len(chunks), "chunks_reused": reused,
             "model": cfg.embed.model, "encoder": cfg.embed.encoder, "max_tokens": cfg.embed.max_tokens}
 

@@ -6,7 +6,6 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-from climb_ray import log
 from climb_ray.artifacts import RunDir, StageResult, run_stage
 from climb_ray.config import Config
 from climb_ray.stages.cluster import cluster_stage
@@ -18,7 +17,6 @@ from climb_ray.stages.search_plan import prepare_search, run_search_stage
 from climb_ray.stages.export import export_stage
 from climb_ray.config_io import to_yaml
 
-LOG = log.get(__name__)
 ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
 
 
@@ -110,10 +108,7 @@ def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = 
         def work(stage=stage):  # Ray starts only when a stage really has work to do
             if not report.ray:
                 report.ray = ensure_ray(cfg.resources)
-            began = time.perf_counter()
-            info = STAGE_FUNCS[stage](cfg, run)
-            LOG.info(f"{stage}: done in {log.duration(time.perf_counter() - began)}")
-            return info
+            return STAGE_FUNCS[stage](cfg, run)
 
         if stage == "search":  # it may also re-answer (answer settings changed) or continue (a longer schedule)
             report.results.append(run_search_stage(cfg, run, stage_depends(cfg, stage), work, redo=stage in redo,

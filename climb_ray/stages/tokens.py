@@ -34,7 +34,7 @@ def _tokenize(cfg: Config, run: RunDir, chunks: list, progress: log.Progress) ->
     folders = [f"tokens/parts/chunk-{index:05d}" for index in range(len(chunks))]
     for index, (chunk, folder) in enumerate(zip(chunks, folders)):
         if run.exists(folder, "_SUCCESS"):
-            progress.advance(sum(f["documents"] for f in chunk))
+            progress.skip(sum(f["documents"] for f in chunk))
             continue
         progress.note(f"chunk {index + 1} of {len(chunks)}")
         run.clear_stage(folder)

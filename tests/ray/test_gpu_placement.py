@@ -64,6 +64,8 @@ def test_with_gpu_workers_at_zero_the_encoder_pool_and_trials_ask_for_gpus(gpu_a
     assert trial_resources(cfg)["num_gpus"] == 1.0
     cfg.resources.device = "cpu"
     assert "num_gpus" not in encoder_pool(cfg.embed, "cpu") and "num_gpus" not in trial_resources(cfg)
+    cfg.embed.encoder = "static"  # numpy vectors: CPU actors even where GPUs can be had
+    assert "num_gpus" not in encoder_pool(cfg.embed, "auto")
 
 
 def test_without_gpus_or_an_autoscaler_that_adds_them_everything_stays_on_cpu(ray_session):

@@ -106,3 +106,16 @@ def test_a_long_step_prints_periodic_progress_with_an_estimate_and_a_short_one_p
 
 def test_durations_read_as_a_person_would_say_them():
     assert [log.duration(s) for s in (3, 600, 9000)] == ["3 s", "10 min", "2 h 30 min"]
+
+
+def test_a_resumed_step_estimates_from_this_runs_own_rate_not_the_work_found_done():
+    progress = log.Progress(log.get("x"), "embed", 20, "chunks", interval=0)
+    with progress:
+        progress.skip(18)  # 18 chunks done before the kill
+        assert progress.line().startswith("embed: 18 of 20 chunks (90%), ") and "left" not in progress.line()
+        progress.start -= 60  # a minute into this run, one more chunk done
+        progress.advance(1)
+        assert progress.line() == "embed: 19 of 20 chunks (95%), 60 s so far, about 60 s left"
+    empty = log.Progress(log.get("x"), "export", 5, "rows", interval=0)
+    with empty:
+        assert empty.line().startswith("export, ") and "of 5" not in empty.line()  # nothing counted yet

@@ -51,6 +51,19 @@ def test_a_second_call_loads_the_cached_model_without_distilling_again(distilled
     assert load_static_model(source, cache_dir=cache).dim == 32
 
 
+def test_a_source_model_saved_again_in_place_is_a_new_distillation(tmp_path):
+    import os
+
+    from climb_ray.static_embed import cache_key
+
+    (tmp_path / "model.safetensors").write_bytes(b"12345678")
+    before = cache_key(str(tmp_path), 32)
+    assert cache_key(str(tmp_path), 32) == before and cache_key(str(tmp_path), 16) != before
+    stat = (tmp_path / "model.safetensors").stat()
+    os.utime(tmp_path / "model.safetensors", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # same size, new save
+    assert cache_key(str(tmp_path), 32) != before
+
+
 def test_a_folder_holding_a_static_model_is_used_as_it_is(distilled, tmp_path):
     folder = distilled[2]
     assert static_model_folder(folder, cache_dir=tmp_path) == folder and list(tmp_path.iterdir()) == []
