@@ -14,7 +14,7 @@ Driver memory = the peak resident set of the `climb-ray` process (os.wait4's ru_
 workers are not counted (they are the cluster's). Stage times are the seconds each stage's _DONE
 marker records.
 
-    .venv/bin/python benchmarks/bench_scale.py --sizes 10000,100000,1000000 --encoder all-MiniLM-L6-v2
+    .venv/bin/python benchmarks/bench_scale.py --sizes 10000,100000,1000000 --encoder-kind static
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def measure(n_docs: int, work: Path, args) -> dict:
     paths = write_corpus(work / f"corpus-{n_docs}", n_docs)
     run = work / f"run-{n_docs}"
     settings = [f"corpus.paths=[{','.join(str(p) for p in paths)}]", f"run_dir={run}", f"target.paths=[{work / 'target.jsonl'}]",
-                f"embed.model={args.encoder}", "embed.max_tokens=128", "embed.chunk_docs=100000",
+                f"embed.model={args.encoder}", f"embed.encoder={args.encoder_kind}", "embed.max_tokens=128", "embed.chunk_docs=100000",
                 f"cluster.k_init={args.k_init}", f"cluster.fit_sample={args.fit_sample}", "cluster.n_super_clusters=8",
                 "tokens.vocab_size=4096", "tokens.train_docs=20000",
                 # the search: fixed and tiny, so only its dependence on the corpus size shows
@@ -129,6 +129,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--encoder", default="all-MiniLM-L6-v2", help="embed.model for every size")
+    parser.add_argument("--encoder-kind", default="static", choices=["static", "transformer"],
+                        help="embed.encoder: static (model2vec, fast on CPU: what makes 1M documents feasible "
+                             "on a few cores) or transformer")
     parser.add_argument("--k-init", type=int, default=200)
     parser.add_argument("--fit-sample", type=int, default=100_000)
     parser.add_argument("--work", default=str(ROOT / "data" / "bench_scale"), help="corpora and run folders")
@@ -143,7 +146,7 @@ def main() -> int:
         r = results[-1]
         print(f"{n:>9} documents: " + ", ".join(f"{s} {r['seconds'][s]:.1f} s" for s in STAGES)
               + f"; driver peak {max(r['driver_peak_mib'].values()):.0f} MiB", flush=True)
-    print(f"\n{platform.node()}: {os.cpu_count()} CPUs, encoder {args.encoder}, k_init {args.k_init}, "
+    print(f"\n{platform.node()}: {os.cpu_count()} CPUs, encoder {args.encoder} ({args.encoder_kind}), k_init {args.k_init}, "
           f"fit sample {args.fit_sample}\n")
     print("| stage | " + " | ".join(f"{r['documents']:,} docs: ms/doc" for r in results) + " | growth, last two |")
     print("|---|" + "---|" * (len(results) + 1))
