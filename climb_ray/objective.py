@@ -23,13 +23,16 @@ class ObjectiveError(ValueError):
 
 def component_names(paths: list[str]) -> list[str]:
     """Each target's name: its file (or folder) name without extensions; a name taken by an earlier
-    target gets -<position> (data/a/val.jsonl, data/b/val.jsonl -> val, val-1)."""
-    names = []
+    target gets -<position>, then more -<position> until it is unused (data/a/val.jsonl, data/b/val.jsonl
+    -> val, val-1)."""
+    names: list[str] = []
     for i, path in enumerate(paths):
-        stem = os.path.basename(path.rstrip("/")) or path
-        while "." in stem.strip("."):
-            stem = stem.rsplit(".", 1)[0]
-        names.append(stem if stem not in names else f"{stem}-{i}")
+        name = os.path.basename(path.rstrip("/")) or path
+        while "." in name.strip("."):
+            name = name.rsplit(".", 1)[0]
+        while name in names:
+            name = f"{name}-{i}"
+        names.append(name)
     return names
 
 

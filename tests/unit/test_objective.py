@@ -25,6 +25,12 @@ def test_components_are_named_by_file_stem_and_a_repeated_stem_by_its_position()
         "piqa", "out", "texts", "val", "val-4"]
 
 
+def test_a_suffixed_name_that_is_taken_too_is_suffixed_again():
+    paths = ["val-2.jsonl", "a/val.jsonl", "b/val.jsonl"]
+    assert component_names(paths) == ["val-2", "val", "val-2-2"]
+    assert component_names(paths) == component_names(list(paths))  # the same paths, the same names
+
+
 def test_combining_components_is_the_weighted_mean_and_equal_weights_by_default():
     assert combine([1.0, 3.0], shares([], 2)) == 2.0
     assert combine([1.0, 3.0], shares([3.0, 1.0], 2)) == pytest.approx(1.5)
