@@ -76,6 +76,12 @@ def recorded(trials) -> list[str] | None:
     return names or None
 
 
+def reweightable(cfg, trials) -> bool:
+    """Whether the trials' scores can be recombined with cfg's target.weights: every measured trial (search.Trial
+    or its state dict) recorded each target's score (proxy.command reports one score, not each target's)."""
+    return not cfg.proxy.command and set(component_names(cfg.target.paths)) <= set(recorded(trials) or [])
+
+
 def reweight(trials, names: list[str], weights) -> None:
     """Each measured trial's score recombined from its components with target.weights `weights` (one per
     name); a trial whose new score is not finite is failed."""

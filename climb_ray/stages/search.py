@@ -107,7 +107,7 @@ def run_experiments(cfg: Config, run: RunDir, meta: dict, storage: str, out: str
     for experiment in record["experiments"][names.index(state["experiment"]) + 1 if state else 0:]:
         search = make_search(with_schedule(cfg, experiment["generations"]), meta)
         if state:  # a continuation: the recorded search, with its longer schedule
-            restore(search, state["search"], cfg)
+            restore_reweighted(search, state["search"], cfg)
             trial_ids = {int(k): v for k, v in state["trial_ids"].items()}
             LOG.info(f"search: continuing the recorded search ({len(search.trials)} trials) to iterations "
                      f"{experiment['generations']} in {storage}/{experiment['name']}")
@@ -126,19 +126,18 @@ def restored_search(cfg: Config, run: RunDir, meta: dict, out: str = "search") -
     """The search as <out>/state.json recorded it when its last experiment finished, and its Tune trial ids."""
     state = run.read_json(f"{out}/{STATE}")
     search = make_search(with_schedule(cfg, state["generations"]), meta)
-    restore(search, state["search"], cfg)
+    restore_reweighted(search, state["search"], cfg)
     return search, {int(k): v for k, v in state["trial_ids"].items()}
 
 
-def restore(search: ClimbSearch, recorded: dict, cfg: Config) -> ClimbSearch:
-    """`search` restored to the recorded state, its scores recombined with cfg's target.weights when every
+def restore_reweighted(search: ClimbSearch, state: dict, cfg: Config) -> ClimbSearch:
+    """`search` restored to its recorded state, its scores recombined with cfg's target.weights when every
     measured trial recorded each target's score (so a change of target.weights needs no proxy)."""
-    from climb_ray.objective import component_names, recorded as recorded_components, reweight
+    from climb_ray.objective import component_names, reweight, reweightable
 
-    search.restore(recorded)
-    names = component_names(cfg.target.paths)
-    if not cfg.proxy.command and set(names) <= set(recorded_components(search.trials) or []):
-        reweight(search.trials, names, cfg.target.weights)
+    search.restore(state)
+    if reweightable(cfg, search.trials):
+        reweight(search.trials, component_names(cfg.target.paths), cfg.target.weights)
     return search
 
 

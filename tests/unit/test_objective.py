@@ -11,7 +11,7 @@ import pytest
 from climb_ray.artifacts import CLUSTERS, TOKENS_META, RunDir, StageChangedError
 from climb_ray.config import Config
 from climb_ray.objective import (ObjectiveError, combine, component_names, objective_weights, pareto_front, recorded,
-                                 reweight, shares)
+                                 reweight, reweightable, shares)
 from climb_ray.search import Trial
 from climb_ray.stages.pipeline import ANSWER_FIELDS, stage_depends
 from climb_ray.stages.search_plan import RECORD, STATE, prepare_search, run_search_stage, with_schedule
@@ -69,6 +69,17 @@ def test_reweighting_recombines_each_measured_trials_score_and_a_single_score_ha
     reweight(trials, ["a", "b"], [3.0, 1.0])
     assert trials[0].score == pytest.approx(0.35) and trials[1].status == "failed"
     assert recorded(trials + [Trial(np.ones(2) / 2, 0, 0.1, "done")]) is None  # proxy.command's score alone
+
+
+def test_trials_are_reweightable_when_each_target_of_the_config_was_recorded_and_no_command_scores():
+    cfg = Config()
+    cfg.target.paths = ["t/a.jsonl", "t/b.jsonl"]
+    trials = [Trial(np.ones(2) / 2, 0, 0.5, "done", components={"a": 0.2, "b": 0.8})]
+    assert reweightable(cfg, trials) and reweightable(cfg, [{"status": "done", "components": {"a": 0.2, "b": 0.8}}])
+    cfg.target.paths = ["t/a.jsonl", "t/c.jsonl"]
+    assert not reweightable(cfg, trials)  # c was not recorded
+    cfg.target.paths, cfg.proxy.command = ["t/a.jsonl"], "python train.py"
+    assert not reweightable(cfg, trials)
 
 
 # -- re-weighting a finished search, no Ray -----------------------------------------------------------------
