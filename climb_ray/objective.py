@@ -118,8 +118,10 @@ def predict_components(predictors: dict, x: np.ndarray) -> np.ndarray:
     return np.stack([p.predict(x) for p in predictors.values()], axis=1)
 
 
-def predicted_front(predictors: dict, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the candidates on the Pareto front of their predicted components, those predictions)."""
+def predicted_front(predictors: dict, sampler, measured: np.ndarray, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the candidates on the Pareto front of their predicted components, those predictions); the candidates
+    are FRONT_CANDIDATES mixtures the sampler (samplers.RegMixSampler) draws with `seed`, and the measured ones."""
+    candidates = np.vstack([sampler.candidates(FRONT_CANDIDATES, np.random.default_rng(seed)), measured])
     predicted = predict_components(predictors, candidates)
     front = pareto_front(predicted)
     return candidates[front], predicted[front]

@@ -83,7 +83,7 @@ def pareto_png(search: ClimbSearch) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from climb_ray.objective import FRONT_CANDIDATES, fit_components, pareto_front, predicted_front, recorded, table
+    from climb_ray.objective import fit_components, pareto_front, predicted_front, recorded, table
 
     names = recorded(search.trials)
     x, y = table([(t.weights, t.components) for t in search.trials if t.status == "done"], names)
@@ -92,10 +92,9 @@ def pareto_png(search: ClimbSearch) -> bytes:
     measured = np.sort(pareto_front(y))
     ax.scatter(y[measured, 0], y[measured, 1], s=22, color="#4c72b0", label="measured, not dominated")
     if len(x) >= 2:
-        candidates = np.vstack([search.sampler.candidates(FRONT_CANDIDATES, np.random.default_rng(search.seed)), x])
         predictors = fit_components(x, y, search.predictor_cfg, clusters=search.names, components=names,
                                     seed=search.seed)
-        _, front = predicted_front(predictors, candidates)
+        _, front = predicted_front(predictors, search.sampler, x, seed=search.seed)
         flat = [n for n, p in predictors.items() if p.degenerate]  # a fit that cannot rank mixtures
         ax.plot(front[:, 0], front[:, 1], "o-", ms=3, color="#dd8452", label=f"predicted front ({len(front)})"
                 + (f"; degenerate fit of {', '.join(flat)}" if flat else ""))

@@ -19,7 +19,7 @@ import numpy as np
 
 from climb_ray.objective import COLUMN, predict_components
 from climb_ray.predictor import Predictor
-from climb_ray.served_objective import ServedObjective
+from climb_ray.served_objective import NotAnswerable, RequestError, ServedObjective
 from climb_ray.artifacts import BEST_MIXTURE, CLUSTERS, PREDICTOR, TOKENS_META, TRIALS
 
 SUM_TOLERANCE = 1e-3  # weights sent without normalize must sum to 1 within this
@@ -27,12 +27,8 @@ TOP_PREDICTED = 100  # predicted-best candidates kept at load for /v1/best
 TOP_CANDIDATES = 20_000  # candidates scored at load to find them
 
 
-class RequestError(ValueError):
-    """A request the model cannot answer; the message names the bad value."""
-
-
-class NotAnswerable(RequestError):
-    """A good request this run cannot answer (no per-target scores recorded): the server answers 409."""
+# the server imports these from here (RequestError and NotAnswerable are served_objective's)
+__all__ = ["NotAnswerable", "NotServable", "RequestError", "ServedModel", "parse_mixture"]
 
 
 class NotServable(FileNotFoundError):
@@ -101,6 +97,8 @@ class ServedModel(ServedObjective):
     def load(cls, run_dir: str, predictor: str = PREDICTOR, *, version: str = "", seed: int = 0) -> "ServedModel":
         """Read a finished search from a run folder (local path or URI); raises NotServable naming
         what is missing."""
+        import yaml
+
         from climb_ray.artifacts import RunDir
 
         run = RunDir(run_dir)
@@ -127,12 +125,13 @@ class ServedModel(ServedObjective):
                 "members": int(quality.get("members", 1)), "validation": quality.get("validation", "random hold-out"),
                 "degenerate": quality.get("degenerate") or None,
                 "direction": model.direction, "clusters": model.names}
-        max_epochs = _run_setting(run, "search", "max_epochs", 15.0)
+        settings = yaml.safe_load(run.read_bytes("config.yaml")) or {} if run.exists("config.yaml") else {}
+        max_epochs = (settings.get("search") or {}).get("max_epochs", 15.0)
         components = [n for n in (measured[0].get("components") or {}) if all(n in m.get("components", {})
                                                                               for m in measured)] if measured else []
         info["components"] = components
         served = cls(model, clusters, measured, answer, info, prior, float(max_epochs), components=components,
-                     predictor_cfg=_predictor_settings(run))
+                     predictor_cfg=_predictor_settings(settings))
         served.top_predicted = served._top_candidates(np.random.default_rng(seed))
         return served
 
@@ -161,10 +160,14 @@ class ServedModel(ServedObjective):
     def as_dict(self, w: np.ndarray) -> dict[str, float]:
         return {n: round(float(v), 6) for n, v in zip(self.names, w)}
 
+    def weights_of(self, measured: list[dict]) -> np.ndarray:
+        """(n, clusters) weights of measured mixtures."""
+        return np.array([[m["weights"][n] for n in self.names] for m in measured])
+
     def best(self, k: int) -> dict:
         measured = self.measured[:k]
         if measured:
-            guesses = self.predict(np.array([[m["weights"][n] for n in self.names] for m in measured]))
+            guesses = self.predict(self.weights_of(measured))
             measured = [{**m, "predicted": float(g)} for m, g in zip(measured, guesses)]
         answer = None
         if self.answer.get("weights"):  # re-predicted: the served model may be newer than the search's answer
@@ -187,8 +190,7 @@ class ServedModel(ServedObjective):
             share = self.objective(weights)
             predictors = self.component_predictors()
             predict = lambda x: predict_components(predictors, x) @ share  # noqa: E731
-            measured = sorted(self.measured, key=lambda m: -sum(m["components"][n] * w for n, w in
-                                                                 zip(self.components, share)))
+            measured = sorted(self.measured, key=lambda m: -self.measured_objective(m, share))
 
         tokens = np.array([c["tokens"] for c in self.clusters], dtype=np.float64)
         if max_epochs is not None and token_budget is None:
@@ -201,16 +203,16 @@ class ServedModel(ServedObjective):
         except ConstraintError as err:
             raise RequestError(str(err)) from None
         found = optimize(predict, self.prior, b, n_candidates=n_candidates, rng=np.random.default_rng(seed))
-        inside = [m for m in measured if all(b.lo[i] - 1e-6 <= m["weights"][n] <= b.hi[i] + 1e-6
-                                                  for i, n in enumerate(self.names))]
+        best = next((m for m in measured if all(b.lo[i] - 1e-6 <= m["weights"][n] <= b.hi[i] + 1e-6
+                                                 for i, n in enumerate(self.names))), None)
         return {"weights": self.as_dict(found["weights"]), "predicted": found["predicted"],
                 "uncertainty": self.uncertainty(), "direction": self.predictor.direction,
                 "candidates_scored": found["candidates_scored"],
                 "bounds": {n: [round(float(lo), 6), round(float(hi), 6)] for n, lo, hi in zip(self.names, b.lo, b.hi)},
                 "at_min": [n for n, hit in zip(self.names, found["at_min"]) if hit],
                 "at_max": [n for n, hit in zip(self.names, found["at_max"]) if hit],
-                "best_measured_within": inside[0] if inside else None,
-                **({} if share is None else self._objective_answer(share, predictors, found["weights"]))}
+                "best_measured_within": best,
+                **({} if share is None else self._objective_answer(share, predictors, found["weights"], best))}
 
     def _top_candidates(self, rng: np.random.Generator) -> list[dict]:
         from climb_ray.samplers import RegMixSampler
@@ -262,28 +264,15 @@ def _components(rows: list[dict]) -> dict:
             if all(_finite(r.get(k)) is not None for r in rows)}
 
 
-def _predictor_settings(run):
-    """The run's predictor settings (config.yaml), the defaults where it has none or they do not read."""
-    import yaml
-
+def _predictor_settings(settings: dict):
+    """The run's predictor settings (its config.yaml, read), the defaults where it has none or they do not read."""
     from climb_ray.config import ConfigError, PredictorConfig
     from climb_ray.config_io import from_dict
 
-    data = yaml.safe_load(run.read_bytes("config.yaml")) or {} if run.exists("config.yaml") else {}
     try:
-        return from_dict(PredictorConfig, data.get("predictor") or {}, "predictor.")
+        return from_dict(PredictorConfig, settings.get("predictor") or {}, "predictor.")
     except ConfigError:
         return PredictorConfig()
-
-
-def _run_setting(run, section: str, name: str, default):
-    """A value of the run's config.yaml, or the default when the run folder has none."""
-    import yaml
-
-    if not run.exists("config.yaml"):
-        return default
-    data = yaml.safe_load(run.read_bytes("config.yaml")) or {}
-    return (data.get(section) or {}).get(name, default)
 
 
 def _modified(run, rel: str) -> str | None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from climb_ray.optimize import Bounds, ConstraintError, bounds, optimize, project
-from climb_ray.served_model import NotServable, RequestError, ServedModel, parse_mixture
+from climb_ray.served_model import NotAnswerable, NotServable, RequestError, ServedModel, parse_mixture
 from tests.conftest import SERVED_NAMES, make_served_run
 
 NAMES = ["a", "b", "c"]
@@ -207,13 +207,18 @@ def test_optimize_answers_for_the_objective_weights_asked_for(two_targets):
     own = model.optimize(n_candidates=4000)
     far = model.optimize(n_candidates=4000, weights={"far": 2.0})
     assert "objective" not in own and far["objective"] == {"near": 0.0, "far": 1.0}
+    assert own["uncertainty"] == model.info["mae"] > 0 and far["uncertainty"] is None  # the MAE is the run's objective's
     assert far["weights"]["sc03"] > 0.5 > own["weights"]["sc03"]  # far's optimum puts 0.7 on sc03
     assert far["predicted"] == pytest.approx(far["components"]["far"])
     assert np.abs(np.array(list(far["weights"].values())) - SERVED_FAR).sum() < 0.4
     best = far["best_measured_within"]
     assert best["components"]["far"] == max(m["components"]["far"] for m in model.measured)
+    assert best["objective_score"] == best["components"]["far"] != best["score"]  # score: the run's objective
+    assert "objective_score" not in own["best_measured_within"]
     both = model.optimize(n_candidates=4000, weights={"near": 1, "far": 1})
     assert both["predicted"] == pytest.approx((both["components"]["near"] + both["components"]["far"]) / 2)
+    mean = both["best_measured_within"]["components"]
+    assert both["best_measured_within"]["objective_score"] == pytest.approx((mean["near"] + mean["far"]) / 2)
 
 
 @pytest.mark.parametrize("weights, needle", [
@@ -222,9 +227,9 @@ def test_optimize_answers_for_the_objective_weights_asked_for(two_targets):
     ({"near": 0.0}, "the weights are all 0"),
 ])
 def test_bad_objective_weights_are_request_errors_naming_the_value(two_targets, weights, needle):
-    with pytest.raises(RequestError, match=None) as err:
+    with pytest.raises(RequestError) as err:
         two_targets.optimize(weights=weights)
-    assert needle in str(err.value)
+    assert not isinstance(err.value, NotAnswerable) and needle in str(err.value)  # a 400, not a 409
 
 
 def test_the_pareto_front_trades_one_target_for_the_other_and_no_point_dominates_another(two_targets):
@@ -234,13 +239,43 @@ def test_the_pareto_front_trades_one_target_for_the_other_and_no_point_dominates
     y = np.array([[p["predicted"]["near"], p["predicted"]["far"]] for p in front["front"]])
     assert (np.diff(y[:, 0]) <= 0).all() and (np.diff(y[:, 1]) > 0).all()  # best in near first, giving it up for far
     assert front["front"][0]["weights"]["sc01"] > front["front"][-1]["weights"]["sc01"]
-    assert two_targets.pareto() is not front and two_targets.pareto()["front"] == front["front"]  # fitted once
+
+
+def test_the_components_are_fitted_once_and_the_front_is_cached_per_seed(tmp_path, monkeypatch):
+    from climb_ray import served_objective
+
+    fits = []
+    fit = served_objective.fit_components
+    monkeypatch.setattr(served_objective, "fit_components", lambda *a, **k: fits.append(1) or fit(*a, **k))
+    model = ServedModel.load(str(make_served_run(tmp_path / "run")))
+    model.optimize(n_candidates=1000, weights={"far": 1.0})
+    front = model.pareto()
+    assert model.pareto()["front"] is front["front"] and len(fits) == 1
+    other = model.pareto(seed=1)
+    assert other["front"] != front["front"] and model.pareto(seed=1)["front"] is other["front"] and len(fits) == 1
+
+
+def test_too_few_measured_mixtures_or_one_target_are_409s_not_500s(tmp_path):
+    import pyarrow.parquet as pq
+
+    run = make_served_run(tmp_path / "run")
+    trials = run / "search" / "trials.parquet"
+    table = pq.read_table(trials)
+    pq.write_table(table.slice(0, 1), trials)  # one measured mixture: no predictor fits on it
+    model = ServedModel.load(str(run))
+    assert model.components == ["near", "far"]
+    needle = r"cannot be fitted on this run's 1 measured mixture\(s\): predictor needs at least 2 results"
+    for ask in (lambda: model.optimize(n_candidates=1000, weights={"far": 1.0}), model.pareto):
+        with pytest.raises(NotAnswerable, match=needle) as err:
+            ask()
+        assert "\n" not in str(err.value)
+    pq.write_table(table.drop(["score/far"]), trials)  # one target: no trade-off
+    with pytest.raises(NotAnswerable, match=r"1 recorded component\(s\) \(near\)"):
+        ServedModel.load(str(run)).pareto()
 
 
 def test_a_run_without_recorded_targets_refuses_objective_weights_and_the_front(tmp_path):
     import pyarrow.parquet as pq
-
-    from climb_ray.served_model import NotAnswerable
 
     run = make_served_run(tmp_path / "run")
     table = pq.read_table(run / "search" / "trials.parquet")
