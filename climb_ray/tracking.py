@@ -67,7 +67,7 @@ def experiment_name(cfg: Config) -> str:
 
 def proxy_tags(cfg: Config, stage: str, experiment: str) -> dict:
     """The MLflow tags of a search's proxy runs: the run folder, the search's folder in it (`stage`: search,
-    compare/<method>...; the search's own run carries it too) and the Tune experiment (climb, extend-...)."""
+    compare/<method>...; the search's own run carries it too) and the Tune experiment (climb, climb-ext1...)."""
     return {"climb.run_dir": cfg.run_dir, "climb.stage": stage, "climb.experiment": experiment}
 
 

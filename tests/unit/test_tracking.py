@@ -125,7 +125,7 @@ def test_proxy_runs_are_tagged_and_grouped_by_the_search_they_belong_to():
     cfg.tracking.mlflow_experiment = "shared"
     assert proxy_tags(cfg, "compare/random", "climb") == {"climb.run_dir": "/runs/climb-1",
                                                           "climb.stage": "compare/random", "climb.experiment": "climb"}
-    assert wandb_group(cfg, "search", "extend-1") == "climb-1/search/extend-1"  # the run folder's name, as documented
+    assert wandb_group(cfg, "search", "climb-ext1") == "climb-1/search/climb-ext1"  # the run folder's name
     assert wandb_group(cfg, "compare/random", "climb") != wandb_group(cfg, "search", "climb")
 
 
