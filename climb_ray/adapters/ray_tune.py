@@ -14,6 +14,7 @@ import json
 import os
 
 from ray import tune
+from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.search import Searcher
 
 import numpy as np
@@ -181,6 +182,15 @@ def run_config(cfg: Config, experiment: str, storage: str, stage: str = "search"
                           callbacks=tracking_callbacks(cfg, experiment, stage))
 
 
+class ProxyMLflowCallback(MLflowLoggerCallback):
+    """Ray's MLflow callback with each target's score/<name> logged as score_<name>: MLflow's file store keeps a
+    metric as a file, where `score` and `score/<name>` cannot both be."""
+
+    def log_trial_result(self, iteration: int, trial, result: dict):
+        result = {f"score_{k[len(COLUMN):]}" if k.startswith(COLUMN) else k: v for k, v in result.items()}
+        super().log_trial_result(iteration, trial, result)
+
+
 def tracking_callbacks(cfg: Config, experiment: str, stage: str = "search") -> list:
     """Ray's own logger callbacks for MLflow (a run per trial: the config as params, mixture/<cluster>
     among them, every result as metrics; tagged as tracking.proxy_tags says), Weights & Biases (grouped as
@@ -188,11 +198,9 @@ def tracking_callbacks(cfg: Config, experiment: str, stage: str = "search") -> l
     t, callbacks = cfg.tracking, []
     tracking.check(t)
     if t.mlflow_uri:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-        callbacks.append(MLflowLoggerCallback(tracking_uri=tracking.allow_file_store(tracking.mlflow_uri(t)),
-                                              experiment_name=tracking.experiment_name(cfg),
-                                              tags=tracking.proxy_tags(cfg, stage, experiment)))
+        callbacks.append(ProxyMLflowCallback(tracking_uri=tracking.allow_file_store(tracking.mlflow_uri(t)),
+                                             experiment_name=tracking.experiment_name(cfg),
+                                             tags=tracking.proxy_tags(cfg, stage, experiment)))
     if t.wandb_project:
         from ray.air.integrations.wandb import WandbLoggerCallback
 

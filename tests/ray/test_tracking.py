@@ -66,6 +66,7 @@ def test_each_proxy_is_an_mlflow_run_with_its_mixture_loss_curve_and_score(track
         score = client.get_metric_history(r.info.run_id, "score")
         assert [m.step for m in score] == [STEPS]  # the final result only: the intermediate ones carry no score
         scores[int(r.data.params["index"])] = score[0].value
+        assert [k for k in r.data.metrics if k.startswith("score_")]  # each target's score beside `score`
     assert scores == pytest.approx(dict(zip(table["index"], table["score"])))
 
 
