@@ -79,16 +79,15 @@ def _clear_target_stages(cfg: Config) -> None:
 def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: int = 0) -> int:
     """Run the stages up to `until` (whole: the demo or run command, every stage).
     extend: `climb-ray search --extend N` (one more generation of N proxies)."""
-    if until in ORDER and ORDER.index(until) >= ORDER.index("search") and not cfg.proxy.command:
-        from climb_ray.evaluate import check_targets
-
-        check_targets(cfg.target)  # before minutes of embedding, not after
-    if until in ORDER and ORDER.index(until) >= ORDER.index("search"):
-        from climb_ray.tracking import check
-
-        check(cfg.tracking)  # a tracker set but not installed, too
     # `climb-ray export` of given weights needs no search; the whole pipeline runs it all the same
     skip = ("search",) if until == "export" and not whole and cfg.export.weights.strip() != "best" else ()
+    if until in ORDER and ORDER.index(until) >= ORDER.index("search") and "search" not in skip:
+        from climb_ray.evaluate import check_targets
+        from climb_ray.tracking import check
+
+        if not cfg.proxy.command:
+            check_targets(cfg.target)  # before minutes of embedding, not after
+        check(cfg.tracking)  # a tracker set but not installed, too
     report = run_pipeline(cfg, until=until, redo=redo, skip=skip, extend=extend)
     print_summary(report)
     return 0

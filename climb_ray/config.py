@@ -219,9 +219,9 @@ class TrackingConfig:
     """Experiment tracking through Ray Tune's logger callbacks (the `tracking` extra): a run per proxy with its
     mixture, loss curve and score, and a `search` run with the predictor's quality per iteration."""
 
-    mlflow_uri: str = ""  # MLflow tracking URI (file:///abs/mlruns or a folder, sqlite:///mlflow.db, http://host:5000);
-    # "" = off
-    mlflow_experiment: str = ""  # MLflow experiment name; "" = the run folder's name
+    mlflow_uri: str = ""  # MLflow tracking URI (file:///abs/mlruns or a folder, sqlite:///mlflow.db, http://host:5000,
+    # databricks); "" = off
+    mlflow_experiment: str = ""  # MLflow experiment name (not W&B's group); "" = the run folder's name
     wandb_project: str = ""  # Weights & Biases project (log in with `wandb login` or WANDB_API_KEY); "" = off
     tensorboard: bool = False  # loss curves in the TensorBoard event files of the Tune trial folders (Tune writes
     # each trial's final result there anyway)

@@ -11,7 +11,11 @@ import math
 import os
 import time
 
+from climb_ray import log
 from climb_ray.config import Config, ConfigError, TrackingConfig
+
+LOG = log.get(__name__)
+BARE_STORES = ("databricks", "databricks-uc", "uc")  # the URIs without a scheme that MLflow reads as a store
 
 
 def enabled(t: TrackingConfig) -> bool:
@@ -34,19 +38,42 @@ def check(t: TrackingConfig) -> None:
 
 
 def mlflow_uri(t: TrackingConfig) -> str:
-    """tracking.mlflow_uri, a plain folder made an absolute file: URI. A file store (kept in maintenance
-    by MLflow 3, which refuses it unless MLFLOW_ALLOW_FILE_STORE is set) is what the user asked for: allowed."""
+    """tracking.mlflow_uri: a URI (scheme://..., file:...) or one of MLflow's bare store names (databricks,
+    databricks-uc, uc) as it is; anything else is a folder, made an absolute file: URI (./databricks for a
+    folder of that name)."""
     uri = t.mlflow_uri
-    if "://" not in uri and not uri.startswith("file:"):
-        uri = "file://" + os.path.abspath(uri)
+    if "://" in uri or uri.startswith("file:") or uri in BARE_STORES:
+        return uri
+    return "file://" + os.path.abspath(uri)
+
+
+def allow_file_store(uri: str) -> str:
+    """`uri`, with MLFLOW_ALLOW_FILE_STORE set when it is a file store: kept in maintenance by MLflow 3, which
+    refuses it unless that is set, but what the user asked for. Called where a client or callback is made."""
     if uri.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return uri
 
 
+def run_name(cfg: Config) -> str:
+    """The run folder's name (the last part of run_dir)."""
+    return os.path.basename(cfg.run_dir.rstrip("/")) or "climb"
+
+
 def experiment_name(cfg: Config) -> str:
     """tracking.mlflow_experiment, or the run folder's name."""
-    return cfg.tracking.mlflow_experiment or os.path.basename(cfg.run_dir.rstrip("/")) or "climb"
+    return cfg.tracking.mlflow_experiment or run_name(cfg)
+
+
+def proxy_tags(cfg: Config, stage: str, experiment: str) -> dict:
+    """The MLflow tags of a search's proxy runs: the run folder, the search's folder in it (`stage`: search,
+    compare/<method>...; the search's own run carries it too) and the Tune experiment (climb, climb-ext1...)."""
+    return {"climb.run_dir": cfg.run_dir, "climb.stage": stage, "climb.experiment": experiment}
+
+
+def wandb_group(cfg: Config, stage: str, experiment: str) -> str:
+    """The W&B group of a search's proxy runs: the run folder's name, the search's folder and the Tune experiment."""
+    return f"{run_name(cfg)}/{stage}/{experiment}"
 
 
 def log_search(cfg: Config, search, info: dict, *, name: str = "search") -> str | None:
@@ -54,17 +81,29 @@ def log_search(cfg: Config, search, info: dict, *, name: str = "search") -> str 
     predictor_spearman, predictor_mae, predictor_n_results of the fit on the results through it; best_score
     (best measured score so far), mean_score and failed of its trials; the answer (`info`, as the search
     stage's write_outputs gives it) as params answer/<cluster> and metrics answer_*. Returns its run id
-    (None with tracking.mlflow_uri unset)."""
+    (None with tracking.mlflow_uri unset). Best effort: a store that fails (a server down, a bad URI) is a
+    warning, not a failed stage (the search's outputs are written; a rerun would repeat every proxy)."""
     if not cfg.tracking.mlflow_uri:
         return None
+    try:
+        return _log_search(cfg, search, info, name)
+    except Exception as err:  # whatever the store or its client raises
+        first = (str(err).strip().splitlines() or [""])[0]
+        LOG.warning(f"tracking: the {name!r} MLflow run was not written to {cfg.tracking.mlflow_uri}: "
+                    f"{type(err).__name__}: {first}")
+        return None
+
+
+def _log_search(cfg: Config, search, info: dict, name: str) -> str:
     check(cfg.tracking)
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(mlflow_uri(cfg.tracking))
+    client = MlflowClient(allow_file_store(mlflow_uri(cfg.tracking)))
     experiment = client.get_experiment_by_name(experiment_name(cfg))
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name(cfg))
-    run = client.create_run(experiment_id, run_name=name, tags={"climb.run_dir": cfg.run_dir, "climb.kind": name})
+    run = client.create_run(experiment_id, run_name=name,
+                            tags={"climb.run_dir": cfg.run_dir, "climb.stage": name, "climb.kind": name})
     now, metrics = int(time.time() * 1000), []
 
     def add(key: str, value, step: int) -> None:
@@ -85,6 +124,6 @@ def log_search(cfg: Config, search, info: dict, *, name: str = "search") -> str 
         add(f"answer_{key}", info.get(key), search.generation)
     params = [Param("strategy", search.strategy), Param("schedule", str(list(search.schedule))),
               *(Param(f"answer/{n}", f"{w:.6g}") for n, w in info["weights"].items())]
-    client.log_batch(run.info.run_id, metrics=metrics, params=params)
+    client.log_batch(run.info.run_id, metrics=metrics, params=params)  # the client splits it to the store's limits
     client.set_terminated(run.info.run_id)
     return run.info.run_id

@@ -14,6 +14,7 @@ import json
 import os
 
 from ray import tune
+from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.search import Searcher
 
 import numpy as np
@@ -173,30 +174,38 @@ def trial_resources(cfg: Config) -> dict:
     return {"cpu": task["num_cpus"], **({"gpu": task["num_gpus"]} if "num_gpus" in task else {})}
 
 
-def run_config(cfg: Config, experiment: str, storage: str) -> tune.RunConfig:
+def run_config(cfg: Config, experiment: str, storage: str, stage: str = "search") -> tune.RunConfig:
     """The Tune run of a search experiment, with the trackers of cfg.tracking as logger callbacks (a restored
     experiment keeps the callbacks it was started with)."""
     return tune.RunConfig(name=experiment, storage_path=storage, verbose=log.tune_verbosity(),
                           failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
-                          callbacks=tracking_callbacks(cfg, experiment))
+                          callbacks=tracking_callbacks(cfg, experiment, stage))
 
 
-def tracking_callbacks(cfg: Config, experiment: str) -> list:
+class ProxyMLflowCallback(MLflowLoggerCallback):
+    """Ray's MLflow callback with each target's score/<name> logged as score_<name>: MLflow's file store keeps a
+    metric as a file, where `score` and `score/<name>` cannot both be."""
+
+    def log_trial_result(self, iteration: int, trial, result: dict):
+        result = {f"score_{k[len(COLUMN):]}" if k.startswith(COLUMN) else k: v for k, v in result.items()}
+        super().log_trial_result(iteration, trial, result)
+
+
+def tracking_callbacks(cfg: Config, experiment: str, stage: str = "search") -> list:
     """Ray's own logger callbacks for MLflow (a run per trial: the config as params, mixture/<cluster>
-    among them, every result as metrics), Weights & Biases and TensorBoard, as cfg.tracking asks."""
+    among them, every result as metrics; tagged as tracking.proxy_tags says), Weights & Biases (grouped as
+    tracking.wandb_group says) and TensorBoard, as cfg.tracking asks."""
     t, callbacks = cfg.tracking, []
     tracking.check(t)
     if t.mlflow_uri:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-        callbacks.append(MLflowLoggerCallback(tracking_uri=tracking.mlflow_uri(t),
-                                              experiment_name=tracking.experiment_name(cfg),
-                                              tags={"climb.run_dir": cfg.run_dir, "climb.experiment": experiment}))
+        callbacks.append(ProxyMLflowCallback(tracking_uri=tracking.allow_file_store(tracking.mlflow_uri(t)),
+                                             experiment_name=tracking.experiment_name(cfg),
+                                             tags=tracking.proxy_tags(cfg, stage, experiment)))
     if t.wandb_project:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
         callbacks.append(WandbLoggerCallback(project=t.wandb_project,
-                                             group=f"{tracking.experiment_name(cfg)}/{experiment}"))
+                                             group=tracking.wandb_group(cfg, stage, experiment)))
     if t.tensorboard:
         from ray.tune.logger import TBXLoggerCallback
 
@@ -205,18 +214,20 @@ def tracking_callbacks(cfg: Config, experiment: str) -> list:
 
 
 def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str, publish_to: str | None = None,
-               experiment: str = EXPERIMENT, trial_ids: dict[int, str] | None = None) -> tuple[ClimbSearch, dict]:
+               experiment: str = EXPERIMENT, trial_ids: dict[int, str] | None = None,
+               stage: str = "search") -> tuple[ClimbSearch, dict]:
     """Run (or resume) the Tune experiment <storage>/<experiment>; returns the search with every result
     told, and the Tune trial id of each search trial (by index). With publish_to (a run folder), each
     iteration's predictor is written there as soon as it is fitted. An extension passes the restored
-    search with its longer schedule, a new experiment name and the earlier trials' ids."""
+    search with its longer schedule, a new experiment name and the earlier trials' ids. `stage`: the
+    search's folder in the run (search, compare/<method>...), as the trackers tag its proxies."""
     # Optuna's searcher records every intermediate result's score: it gets the final one only
     every = cfg.tracking.log_every_steps if tracking.enabled(cfg.tracking) and search.strategy != "optuna" else 0
     trainable = tune.with_resources(tune.with_parameters(proxy_trial, cfg=cfg, tokens_url=tokens_url,
                                                          report_every=every), trial_resources(cfg))
     path = os.path.join(storage, experiment)
     if search.strategy == "optuna":
-        return _run_optuna(cfg, search, trainable, storage, path)
+        return _run_optuna(cfg, search, trainable, storage, path, stage)
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
@@ -226,7 +237,7 @@ def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str, 
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, metric="score", mode="max",
                                         max_concurrent_trials=cfg.search.max_concurrent_trials or None,
                                         reuse_actors=True),
-            run_config=run_config(cfg, experiment, storage))
+            run_config=run_config(cfg, experiment, storage, stage))
     tuner.fit()
     return _final_state(path, search)
 
@@ -267,7 +278,7 @@ def searcher_state(path: str) -> dict:
 
 
 
-def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, path: str):
+def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, path: str, stage: str):
     """Optuna's TPE through Ray Tune's OptunaSearch over x_i in [0, 1] (weights = x / sum x), for the
     whole budget; recorded as one generation, answered with the best seen."""
     from ray.tune.search.optuna import OptunaSearch
@@ -282,7 +293,7 @@ def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, path:
             tune_config=tune.TuneConfig(search_alg=OptunaSearch(seed=cfg.seed), num_samples=budget, metric="score",
                                         mode="max", max_concurrent_trials=cfg.search.max_concurrent_trials or None,
                                         reuse_actors=True),
-            run_config=run_config(cfg, EXPERIMENT, storage))
+            run_config=run_config(cfg, EXPERIMENT, storage, stage))
     grid = tuner.fit()
     results = sorted((r for r in grid), key=lambda r: r.path)
     search.generation, search.trials, ids = 0, [], {}  # one generation, its trials chosen by Optuna

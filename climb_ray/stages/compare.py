@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from climb_ray import log
+from climb_ray import log, tracking
 from climb_ray.artifacts import COMPARE_RESULTS, RunDir, StageResult, TOKENS_META, run_stage
 from climb_ray.config import Config
 from climb_ray.stages.pipeline import PROXY_RESULT_FIELDS, run_pipeline, stage_depends
@@ -199,6 +199,8 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
 
     if not cfg.proxy.command:  # your trainer scores itself
         check_targets(cfg.target)
+    if any(method != "doremi" for method in cfg.compare.methods):
+        tracking.check(cfg.tracking)  # a search's tracker set but not installed: before minutes of embedding
     check_seeds(cfg)
     run_pipeline(cfg, until="tokens", redo=redo)
     run = RunDir(cfg.run_dir)

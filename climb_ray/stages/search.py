@@ -86,7 +86,7 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
     before = len(run.read_json(f"{out}/{STATE}")["search"]["trials"]) if run.exists(out, STATE) else 0
     search, trial_ids = run_experiments(cfg, run, meta, storage, out)
     info = write_outputs(run, search, trial_ids, run.read_json(CLUSTERS), out=out)
-    tracking.log_search(cfg, search, info, name=out)  # the predictor's quality per iteration, with tracking.mlflow_uri
+    tracking.log_search(cfg, search, info, name=out)  # with tracking.mlflow_uri; a store that fails only warns
     p = cfg.proxy
     done = sum(t.status == "done" for t in search.trials)
     return {**info, "wall_seconds": round(time.perf_counter() - start, 1), "proxy_runs": len(search.trials),
@@ -113,7 +113,7 @@ def run_experiments(cfg: Config, run: RunDir, meta: dict, storage: str, out: str
                      f"{experiment['generations']} in {storage}/{experiment['name']}")
         search, trial_ids = run_search(cfg, search, absolute(run.url("tokens")), storage,
                                        publish_to=absolute(run.url()) if out == "search" else None,
-                                       experiment=experiment["name"], trial_ids=trial_ids)
+                                       experiment=experiment["name"], trial_ids=trial_ids, stage=out)
         state = {"experiment": experiment["name"], "generations": experiment["generations"],
                  "search": search.state(), "trial_ids": {str(k): v for k, v in trial_ids.items()}}
         run.write_json(f"{out}/{STATE}", state)  # before the answer, which draws from the search's generator

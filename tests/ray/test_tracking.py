@@ -54,6 +54,7 @@ def test_each_proxy_is_an_mlflow_run_with_its_mixture_loss_curve_and_score(track
     proxies = [r for r in runs if r.data.tags.get("climb.experiment") == "climb"]
     table = pd.read_parquet(run / "search" / "trials.parquet")
     assert len(proxies) == len(table) == 8 and {r.info.status for r in proxies} == {"FINISHED"}
+    assert {r.data.tags["climb.stage"] for r in proxies} == {"search"}  # compare/<method> for compare's searches
     scores = {}
     for r in proxies:
         mixture = {n: float(r.data.params[f"mixture/{n}"]) for n in names}
@@ -65,6 +66,7 @@ def test_each_proxy_is_an_mlflow_run_with_its_mixture_loss_curve_and_score(track
         score = client.get_metric_history(r.info.run_id, "score")
         assert [m.step for m in score] == [STEPS]  # the final result only: the intermediate ones carry no score
         scores[int(r.data.params["index"])] = score[0].value
+        assert [k for k in r.data.metrics if k.startswith("score_")]  # each target's score beside `score`
     assert scores == pytest.approx(dict(zip(table["index"], table["score"])))
 
 
@@ -72,6 +74,7 @@ def test_the_search_run_has_the_predictors_held_out_quality_per_iteration(tracke
     run, store, names = tracked
     client, runs = mlflow_runs(store)
     (search,) = [r for r in runs if r.info.run_name == "search"]
+    assert search.data.tags["climb.stage"] == "search"
     for key in ("predictor_spearman", "predictor_mae", "predictor_n_results"):
         assert [m.step for m in client.get_metric_history(search.info.run_id, key)] == [0, 1], key
     table = pd.read_parquet(run / "search" / "trials.parquet")
