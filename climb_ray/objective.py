@@ -1,4 +1,4 @@
-"""The objective as separate components: each target (target.paths) is a component with its own score,
+"""The objective as separate components: each target (target.paths, then target.tasks) is a component with its own score,
 the trial's score their weighted mean (target.weights). Trials record every component, so the
 weights can change after the search: the scores are recombined, a predictor is fitted per component,
 and the Pareto front of the predicted components shows what one component costs another.
@@ -31,6 +31,11 @@ def component_names(paths: list[str]) -> list[str]:
             stem = stem.rsplit(".", 1)[0]
         names.append(stem if stem not in names else f"{stem}-{i}")
     return names
+
+
+def target_components(t) -> list[str]:
+    """The components of TargetConfig `t`: its paths' names, then its tasks' (a task YAML by its file name)."""
+    return component_names([*t.paths, *t.tasks])
 
 
 def shares(weights, n: int) -> np.ndarray:

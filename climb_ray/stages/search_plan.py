@@ -185,10 +185,10 @@ def _changed_fields(old, new) -> list[str] | None:
 def _check_reweight(cfg: Config, run: RunDir, out: str, done: bool) -> None:
     """A change of target.weights alone re-answers only a finished search whose trials recorded each
     target's score; StageChangedError saying why not otherwise."""
-    from climb_ray.objective import component_names, recorded
+    from climb_ray.objective import recorded, target_components
 
     state = run.read_json(f"{out}/{STATE}") if done and run.exists(out, STATE) else None
-    if state is not None and not cfg.proxy.command and set(component_names(cfg.target.paths)) <= set(
+    if state is not None and not cfg.proxy.command and set(target_components(cfg.target)) <= set(
             recorded(state["search"]["trials"]) or []):
         return
     why = ("it has not finished (finish it with the old weights first)" if not done else
