@@ -41,7 +41,7 @@ class TextTarget:
 class ChoiceItem:
     context: list[int]
     choices: list[list[int]]
-    choice_chars: list[int]
+    choice_chars: list[int]  # each choice's characters as written (lm-eval's acc_norm: not its separator)
     gold: int
 
 
@@ -219,7 +219,7 @@ def _load_choices(path: str, tok, t: TargetConfig) -> ChoiceTarget:
             sep = "" if not context or context[-1].isspace() else " "
             conts = [c if c[:1].isspace() or not sep else sep + c for c in choices]
             ids = tok.encode_batch([context] + conts, add_special_tokens=False)
-            target.items.append(ChoiceItem(ids[0].ids, [e.ids for e in ids[1:]], [len(c) for c in conts], gold))
+            target.items.append(ChoiceItem(ids[0].ids, [e.ids for e in ids[1:]], [len(c) for c in choices], gold))
             if len(target.items) >= t.max_items:
                 break
     if not target.items:
