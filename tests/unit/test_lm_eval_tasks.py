@@ -33,6 +33,22 @@ metric_list:
   - metric: acc
   - metric: acc_norm
 """
+WINO_ROWS = [{"ctxs": [f"The {a} hid from the {b} because the {a}", f"The {a} hid from the {b} because the {b}"],
+              "rest": "was afraid.", "label": i % 2}
+             for i, (a, b) in enumerate(zip("cat rock tree bird fish lamp".split(), "dog rain fox cold boy owl".split()))]
+WINO_YAML = """task: toy_wino
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: label
+doc_to_choice: "{{{{ctxs}}}}"
+doc_to_target: rest
+metric_list:
+  - metric: acc
+"""
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +60,9 @@ def toy(tmp_path_factory):
     (d / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     (d / "tasks").mkdir()
     (d / "tasks" / "toy.yaml").write_text(YAML.format(data=d / "data.jsonl"))
-    tok = tk.train_bpe([r["q"] + " " + " ".join(r["opts"]) for r in ROWS] * 3, 300)
+    (d / "wino.jsonl").write_text("".join(json.dumps(r) + "\n" for r in WINO_ROWS))  # WinoGrande's partial scoring:
+    (d / "tasks" / "wino.yaml").write_text(WINO_YAML.format(data=d / "wino.jsonl"))  # the option in the context
+    tok = tk.train_bpe([r["q"] + " " + " ".join(r["opts"]) for r in ROWS] * 3 + [w["ctxs"][0] for w in WINO_ROWS], 300)
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=tk.EOT).save_pretrained(d / "model")
     torch.manual_seed(0)
     LlamaForCausalLM(LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
@@ -54,29 +72,32 @@ def toy(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shots", [0, 2])
-def test_the_fast_scorer_gives_lm_evals_own_numbers(toy, shots):
+@pytest.mark.parametrize("name, shots", [("toy_mc", 0), ("toy_mc", 2), ("toy_wino", 0)])
+def test_the_fast_scorer_gives_lm_evals_own_numbers(toy, name, shots):
     import lm_eval
     from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM
 
     d, tok = toy
-    out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={d / 'model'},dtype=float32", tasks=["toy_mc"],
+    out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={d / 'model'},dtype=float32", tasks=[name],
                                   task_manager=TaskManager(include_path=str(d / "tasks"), include_defaults=False),
                                   num_fewshot=shots, limit=10, log_samples=True, device="cpu", batch_size=4)
-    theirs = sorted(out["samples"]["toy_mc"], key=lambda s: s["doc_id"])
-    t = TargetConfig(tasks=["toy_mc"], task_dir=str(d / "tasks"), num_fewshot=[shots], max_items=10)
+    theirs = sorted(out["samples"][name], key=lambda s: s["doc_id"])
+    t = TargetConfig(tasks=[name], task_dir=str(d / "tasks"), num_fewshot=[shots], max_items=10)
     [target] = load_tasks(t, tok, eot=0)
     model = AutoModelForCausalLM.from_pretrained(d / "model", dtype=torch.float32)
     ours = task_accuracy(model, target, eot=0, seq_len=256, batch_size=8, device="cpu")
 
-    assert [args for s in theirs for args in s["arguments"]][0][0].count("Answer:") == shots + 1
+    if name == "toy_mc":
+        assert [args for s in theirs for args in s["arguments"]][0][0].count("Answer:") == shots + 1
+    else:
+        assert theirs[0]["arguments"][0][1] == theirs[0]["arguments"][1][1] == " was afraid."
     lls = _lls(model, [pair for _, pairs in target.docs for pair in pairs])
     assert lls == pytest.approx([r[0] for s in theirs for r in s["filtered_resps"]], abs=1e-4)
-    assert ours["picks"] == [s["acc"] for s in theirs] and ours["items"] == 10
-    assert ours["acc"] == out["results"]["toy_mc"]["acc,none"]
-    assert ours["acc_norm"] == out["results"]["toy_mc"]["acc_norm,none"]
-    assert ours["acc"] != ours["acc_norm"] or shots  # the items tell the two apart (at 0 shots)
+    assert ours["picks"] == [s["acc"] for s in theirs] and ours["items"] == len(theirs) > 5
+    reported = {m.split(",")[0]: v for m, v in out["results"][name].items() if m in ("acc,none", "acc_norm,none")}
+    assert {m: ours[m] for m in ("acc", "acc_norm") if m in ours} == reported and reported
+    assert name != "toy_mc" or shots or ours["acc"] != ours["acc_norm"]  # the items tell the two apart
 
 
 def _lls(model, pairs):
