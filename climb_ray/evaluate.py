@@ -154,12 +154,12 @@ def _lm_eval_tasks(t: TargetConfig) -> list:
         manager = TaskManager(include_path=include)
     tasks = []
     for spec in t.tasks:
+        if not spec.endswith((".yaml", ".yml")) and spec not in manager.all_tasks:
+            raise ConfigError(f"target.tasks: unknown lm-eval task {spec!r}; give a task YAML's path, or its "
+                              "folder as target.task_dir")
         try:
             loaded = manager.load([spec])["tasks"]
-        except KeyError:
-            raise ConfigError(f"target.tasks: unknown lm-eval task {spec!r}; give a task YAML's path, or its "
-                              "folder as target.task_dir") from None
-        except Exception as err:  # its data: not in the datasets cache, a bad data file
+        except Exception as err:  # its data: not in the datasets cache, a bad data file; a bad YAML
             raise ConfigError(f"target.tasks: {spec!r} does not load: {type(err).__name__}: {err}") from None
         if len(loaded) != 1:
             raise ConfigError(f"target.tasks: {spec!r} is a group of {len(loaded)} tasks; name each task")

@@ -147,3 +147,10 @@ def test_without_lm_eval_the_error_says_what_to_install(monkeypatch):
 def test_task_settings_that_do_not_fit_are_config_errors(overrides, named):
     with pytest.raises(ConfigError, match=re.escape(named)):
         load_config(None, overrides)
+
+
+def test_a_task_whose_data_is_missing_is_named(toy, tmp_path):
+    d, tok = toy
+    (tmp_path / "gone.yaml").write_text(YAML.format(data=tmp_path / "gone.jsonl"))
+    with pytest.raises(ConfigError, match=re.escape(f"target.tasks: '{tmp_path / 'gone.yaml'}' does not load: ")):
+        load_tasks(TargetConfig(tasks=[str(tmp_path / "gone.yaml")]), tok, eot=0)
