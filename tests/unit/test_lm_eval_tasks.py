@@ -71,7 +71,6 @@ def toy(tmp_path_factory):
     return d, tok
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name, shots", [("toy_mc", 0), ("toy_mc", 2), ("toy_wino", 0)])
 def test_the_fast_scorer_gives_lm_evals_own_numbers(toy, name, shots):
     import lm_eval
@@ -126,7 +125,7 @@ def test_a_task_yaml_path_is_a_component_named_by_its_file_and_weighed_after_the
     assert scores["score"] == pytest.approx((scores["targets"][0]["score"] + 3 * task["score"]) / 4)
 
 
-@pytest.mark.slow  # a name not in task_dir has lm-eval index its own tasks: a minute
+@pytest.mark.slow  # a name not in task_dir has lm-eval index its own tasks
 def test_an_unknown_task_is_named_with_how_to_give_a_local_one(toy):
     d, tok = toy
     with pytest.raises(ConfigError, match=re.escape("unknown lm-eval task 'toy_nope'; give a task YAML's path")):
