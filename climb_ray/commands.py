@@ -184,8 +184,8 @@ def print_proxy(result: dict, clusters: dict) -> None:
              f"{result['parameters'] / 1e6:.2f}M parameters on {result['device']}")
     for t in result["targets"]:
         figure = (f"loss {t['loss']:.4f} over {t['documents']} documents" if t["kind"] == "text" else
-                  f"acc {t['acc']:.3f}, acc_norm {t['acc_norm']:.3f} over {t['items']} items "
-                  f"({t['malformed']} malformed skipped)")
+                  ", ".join(f"{m} {t[m]:.3f}" for m in ("acc", "acc_norm") if m in t) + f" over {t['items']} items"
+                  + (f" ({t['malformed']} malformed skipped)" if "malformed" in t else ""))  # a task: none
         LOG.info(f"  target  {t['name']}: {figure} (weight {t['weight']:g})")
     LOG.info(f"  trained {result['train_tokens']} tokens in {result['train_seconds']:.1f} s "
              f"({result['train_tokens_per_s']:.0f} tokens/s), last loss {result['train_loss_last']:.3f}; "

@@ -111,12 +111,19 @@ class ProxyConfig:
 @dataclass
 class TargetConfig:
     paths: list[str] = field(default_factory=list)  # target files: held-out text (JSONL/Parquet/txt) or multiple-choice JSONL
-    weights: list[float] = field(default_factory=list)  # weight of each target in the score; empty = equal
+    tasks: list[str] = field(default_factory=list)  # lm-evaluation-harness multiple-choice tasks scored as targets:
+    # task names (arc_easy, hellaswag; their data from the local Hugging Face datasets cache) or task YAML paths
+    task_dir: str = ""  # a folder of task YAMLs whose tasks target.tasks may name (lm-eval's include_path)
+    num_fewshot: list[int] = field(default_factory=list)  # few-shot examples for each task, or one number for all;
+    # empty = each task's own default (0 where it sets none)
+    weights: list[float] = field(default_factory=list)  # weight of each target in the score, target.paths' first,
+    # then target.tasks'; empty = equal
     text_field: str = "text"  # key / column of the text in text targets
     max_docs: int = 500  # text documents read from each text target at most
     max_doc_tokens: int = 1024  # tokens scored per text document at most
-    max_items: int = 2000  # multiple-choice items read from each target at most
-    choice_metric: str = "acc_norm"  # acc or acc_norm: the multiple-choice figure that enters the score
+    max_items: int = 2000  # multiple-choice items read from each target (or task) at most
+    choice_metric: str = "acc_norm"  # acc or acc_norm: the multiple-choice figure that enters the score (a task
+    # that reports no acc_norm, WinoGrande's, enters with acc)
     batch_size: int = 32  # sequences per forward pass when scoring
 
 
@@ -268,6 +275,9 @@ ADDED_FIELDS = {
     "proxy.data_prefix": "",
     "export.format": "parquet",
     "embed.encoder": "transformer",
+    "target.tasks": [],
+    "target.task_dir": "",
+    "target.num_fewshot": [],
 }
 
 

@@ -215,9 +215,13 @@ def validate(cfg: Config) -> Config:
             f"proxy.hidden_size={cfg.proxy.hidden_size}: must be divisible by "
             f"proxy.num_heads ({cfg.proxy.num_heads})"
         )
-    if cfg.target.weights and len(cfg.target.weights) != len(cfg.target.paths):
-        raise ConfigError(f"target.weights={cfg.target.weights!r}: {len(cfg.target.weights)} weights for "
-                          f"{len(cfg.target.paths)} target.paths")
+    t = cfg.target
+    if t.weights and len(t.weights) != len(t.paths) + len(t.tasks):
+        raise ConfigError(f"target.weights={t.weights!r}: {len(t.weights)} weights for {len(t.paths)} target.paths "
+                          f"and {len(t.tasks)} target.tasks")
+    if len(t.num_fewshot) > 1 and len(t.num_fewshot) != len(t.tasks) or any(n < 0 for n in t.num_fewshot):
+        raise ConfigError(f"target.num_fewshot={t.num_fewshot!r}: one count >= 0, or one for each of the "
+                          f"{len(t.tasks)} target.tasks")
     if any(not math.isfinite(w) or w < 0 for w in cfg.target.weights) or (
             cfg.target.weights and max(cfg.target.weights) <= 0):
         raise ConfigError(f"target.weights={cfg.target.weights!r}: must be finite and >= 0 with a positive sum")

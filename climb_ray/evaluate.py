@@ -2,9 +2,15 @@
 
 Targets are files. A JSONL file whose rows have `choices` is a multiple-choice set, one item per row:
     {"context": "A cat is a", "choices": ["small animal", "kind of rock"], "gold": 0}
-(PIQA, ARC, HellaSwag, SIQA and WinoGrande convert to this: question or goal as context, the
-answers as choices, the index of the right one as gold). Any other file the corpus reader takes
+(PIQA, ARC, HellaSwag and SIQA convert to this: question or goal as context, the answers as choices,
+the index of the right one as gold; WinoGrande does not: lm-evaluation-harness scores it by the
+option placed in the context, which target.tasks does). Any other file the corpus reader takes
 (JSONL, Parquet, .txt folder) is a text target: held-out documents whose mean token loss is measured.
+
+target.tasks are lm-evaluation-harness multiple-choice tasks (its optional [eval] extra): its own task
+definitions build each item's context (with its few-shot examples) and choices, this module's scorer
+gives the log-likelihoods, tokenized as lm-eval's Hugging Face model does, and the task's own
+process_results turns them into acc / acc_norm: the numbers lm-eval reports for the same model.
 
 Every score is higher-is-better: a text target scores -loss, a multiple-choice target its
 accuracy (acc or acc_norm, as in lm-evaluation-harness: the choice with the highest summed
@@ -35,8 +41,16 @@ class TextTarget:
 class ChoiceItem:
     context: list[int]
     choices: list[list[int]]
-    choice_chars: list[int]
+    choice_chars: list[int]  # each choice's characters as written (lm-eval's acc_norm: not its separator)
     gold: int
+
+
+@dataclass
+class TaskTarget:
+    name: str
+    task: object  # the lm-eval Task, whose process_results scores each document
+    docs: list  # (document, [(context ids, continuation ids) of each request, in lm-eval's order])
+    kind: str = "task"
 
 
 @dataclass
@@ -56,9 +70,11 @@ def open_text(path: str):
 
 def check_targets(t: TargetConfig) -> list[str]:
     """Every target path, each expanded to the files it names; ConfigError naming the first bad one."""
-    if not t.paths:
+    if not t.paths and not t.tasks:
         raise ConfigError("target.paths=[]: name the target files the proxies are scored on "
-                          "(held-out documents or multiple-choice JSONL)")
+                          "(held-out documents or multiple-choice JSONL), or lm-eval tasks as target.tasks")
+    if t.tasks:
+        _task_manager(t)
     for path in t.paths:
         try:
             found = list_files([path])
@@ -96,6 +112,83 @@ def load_target(path: str, tok, t: TargetConfig):
     return TextTarget(name=path, docs=ids)
 
 
+def load_tasks(t: TargetConfig, tok, eot: int) -> list[TaskTarget]:
+    """target.tasks as lm-eval builds them (at most max_items documents each), tokenized; ConfigError naming
+    an unknown task, one that is not multiple-choice, or a missing lm-eval."""
+    from climb_ray.objective import target_components
+
+    if not t.tasks:
+        return []
+    tasks = _lm_eval_tasks(t)
+    targets = []
+    for i, (name, spec, task) in enumerate(zip(target_components(t)[len(t.paths):], t.tasks, tasks)):
+        if task.get_config("output_type") != "multiple_choice":
+            raise ConfigError(f"target.tasks: {spec!r} is a {task.get_config('output_type')} task; "
+                              "only multiple_choice tasks are scored")
+        shots = t.num_fewshot[i if len(t.num_fewshot) > 1 else 0] if t.num_fewshot else None
+        if shots is not None and task.get_config("num_fewshot") != 0:  # as lm-eval's simple_evaluate does
+            task.set_config(key="num_fewshot", value=shots)
+        elif task.get_config("num_fewshot") is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=1234)  # simple_evaluate's fewshot_random_seed
+        task.build_all_requests(limit=t.max_items, rank=0, world_size=1)
+        docs: dict[int, tuple] = {}
+        for inst in sorted(task.instances, key=lambda i: (i.doc_id, i.idx)):
+            docs.setdefault(inst.doc_id, (inst.doc, []))[1].append(_lm_eval_pair(tok, eot, *inst.args))
+        if not docs:
+            raise ConfigError(f"target.tasks: {spec!r} has no documents")
+        targets.append(TaskTarget(name=name, task=task, docs=list(docs.values())))
+    return targets
+
+
+def _lm_eval_tasks(t: TargetConfig) -> list:
+    """Each of target.tasks as an lm-eval Task: a YAML path, or a name found in target.task_dir (lm-eval's
+    own tasks indexed only when a name is not there: that takes minutes)."""
+    import logging
+
+    TaskManager = _task_manager(t)
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    include = [t.task_dir] if t.task_dir else None
+    manager = TaskManager(include_path=include, include_defaults=False)
+    if any(not spec.endswith((".yaml", ".yml")) and spec not in manager.all_tasks for spec in t.tasks):
+        manager = TaskManager(include_path=include)
+    tasks = []
+    for spec in t.tasks:
+        if not spec.endswith((".yaml", ".yml")) and spec not in manager.all_tasks:
+            raise ConfigError(f"target.tasks: unknown lm-eval task {spec!r}; give a task YAML's path, or its "
+                              "folder as target.task_dir")
+        try:
+            loaded = manager.load([spec])["tasks"]
+        except Exception as err:  # its data: not in the datasets cache, a bad data file; a bad YAML
+            raise ConfigError(f"target.tasks: {spec!r} does not load: {type(err).__name__}: {err}") from None
+        if len(loaded) != 1:
+            raise ConfigError(f"target.tasks: {spec!r} is a group of {len(loaded)} tasks; name each task")
+        tasks.extend(loaded.values())
+    return tasks
+
+
+def _task_manager(t: TargetConfig):
+    """lm-eval's TaskManager class; ConfigError saying how to install it where it is missing."""
+    try:
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise ConfigError(f"target.tasks={t.tasks!r}: needs lm-evaluation-harness: pip install 'climb-ray[eval]'") from None
+    return TaskManager
+
+
+def _lm_eval_pair(tok, eot: int, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context, continuation) token ids as lm-eval's Hugging Face model makes them: the context's trailing
+    spaces moved to the continuation, the whole encoded and split; an empty context is the end-of-text token."""
+    if not context:
+        cont = tok.encode(continuation, add_special_tokens=False).ids
+        return ([eot], cont) if cont[:1] != [eot] else (cont[:1], cont[1:])
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole, ctx = tok.encode(context + continuation).ids, tok.encode(context).ids
+    return ctx, whole[len(ctx):]
+
+
 def _is_choice_file(path: str) -> bool:
     if not path.endswith((".jsonl", ".json", ".jsonl.gz")):
         return False
@@ -126,7 +219,7 @@ def _load_choices(path: str, tok, t: TargetConfig) -> ChoiceTarget:
             sep = "" if not context or context[-1].isspace() else " "
             conts = [c if c[:1].isspace() or not sep else sep + c for c in choices]
             ids = tok.encode_batch([context] + conts, add_special_tokens=False)
-            target.items.append(ChoiceItem(ids[0].ids, [e.ids for e in ids[1:]], [len(c) for c in conts], gold))
+            target.items.append(ChoiceItem(ids[0].ids, [e.ids for e in ids[1:]], [len(c) for c in choices], gold))
             if len(target.items) >= t.max_items:
                 break
     if not target.items:
@@ -168,27 +261,35 @@ def text_loss(model, target: TextTarget, *, eot: int, seq_len: int, batch_size: 
 
 def choice_accuracy(model, target: ChoiceTarget, *, eot: int, seq_len: int, batch_size: int, device: str) -> dict:
     """acc and acc_norm over the items (lm-evaluation-harness definitions)."""
-    windows, spans = [], []
+    pairs = [([eot] + item.context, cont) for item in target.items for cont in item.choices]
+    lls = iter(loglikelihoods(model, pairs, seq_len=seq_len, batch_size=batch_size, device=device))
+    acc, acc_norm = 0, 0
     for item in target.items:
-        for cont in item.choices:
-            ids = ([eot] + item.context + cont)[-(seq_len + 1):]
-            windows.append(ids)
-            spans.append(min(len(cont), len(ids) - 1))
-    sums = []
-    for nll, _ in _window_losses(model, windows, batch_size=batch_size, device=device, keep_rows=True):
-        sums.extend(nll)
-    pos, acc, acc_norm = 0, 0, 0
-    for item in target.items:
-        scores = []
-        for _ in item.choices:
-            row = sums[pos]
-            scores.append(-float(row[len(row) - spans[pos]:].sum()))
-            pos += 1
-        scores = np.array(scores)
+        scores = np.array([next(lls) for _ in item.choices])
         acc += int(np.argmax(scores) == item.gold)
         acc_norm += int(np.argmax(scores / np.array(item.choice_chars)) == item.gold)
     n = len(target.items)
     return {"acc": acc / n, "acc_norm": acc_norm / n, "items": n, "malformed": target.malformed}
+
+
+def task_accuracy(model, target: TaskTarget, *, eot: int, seq_len: int, batch_size: int, device: str) -> dict:
+    """The task's own metrics (acc, acc_norm: its process_results) of the model's log-likelihoods, averaged
+    over its documents as lm-eval does; "picks" is each document's acc."""
+    pairs = [pair for _, doc_pairs in target.docs for pair in doc_pairs]
+    lls = iter(loglikelihoods(model, pairs, seq_len=seq_len, batch_size=batch_size, device=device))
+    rows = [target.task.process_results(doc, [(next(lls), False) for _ in doc_pairs]) for doc, doc_pairs in target.docs]
+    metrics = {m: float(np.mean([r[m] for r in rows])) for m in ("acc", "acc_norm") if m in rows[0]}
+    return {**metrics, "items": len(rows), "picks": [r.get("acc") for r in rows]}
+
+
+def loglikelihoods(model, pairs: list, *, seq_len: int, batch_size: int, device: str) -> list[float]:
+    """The summed log-likelihood of each (context ids, continuation ids) pair's continuation, read after its
+    context (left-truncated to seq_len + 1 tokens, as lm-eval does)."""
+    windows = [(ctx + cont)[-(seq_len + 1):] for ctx, cont in pairs]
+    spans = [min(len(cont), len(w) - 1) for (_, cont), w in zip(pairs, windows)]
+    rows = [row for rows, _ in _window_losses(model, windows, batch_size=batch_size, device=device, keep_rows=True)
+            for row in rows]
+    return [-float(row[len(row) - span:].sum()) for row, span in zip(rows, spans)]
 
 
 def _window_losses(model, windows: list[list[int]], *, batch_size: int, device: str, keep_rows: bool = False):
@@ -233,6 +334,11 @@ def score_targets(model, targets: list, t: TargetConfig, *, eot: int, seq_len: i
             loss = text_loss(model, target, **kw)
             results.append({"name": target.name, "kind": "text", "loss": loss, "score": -loss, "weight": weight,
                             "documents": len(target.docs)})
+        elif target.kind == "task":
+            metrics = task_accuracy(model, target, **kw)
+            del metrics["picks"]
+            results.append({"name": target.name, "kind": "task", **metrics, "weight": weight,
+                            "score": metrics.get(t.choice_metric, metrics["acc"])})
         else:
             metrics = choice_accuracy(model, target, **kw)
             results.append({"name": target.name, "kind": "choice", **metrics, "score": metrics[t.choice_metric],

@@ -1,4 +1,4 @@
-"""The objective as separate components: each target (target.paths) is a component with its own score,
+"""The objective as separate components: each target (target.paths, then target.tasks) is a component with its own score,
 the trial's score their weighted mean (target.weights). Trials record every component, so the
 weights can change after the search: the scores are recombined, a predictor is fitted per component,
 and the Pareto front of the predicted components shows what one component costs another.
@@ -34,6 +34,11 @@ def component_names(paths: list[str]) -> list[str]:
             name = f"{name}-{i}"
         names.append(name)
     return names
+
+
+def target_components(t) -> list[str]:
+    """The components of TargetConfig `t`: its paths' names, then its tasks' (a task YAML by its file name)."""
+    return component_names([*t.paths, *t.tasks])
 
 
 def shares(weights, n: int) -> np.ndarray:
@@ -79,7 +84,7 @@ def recorded(trials) -> list[str] | None:
 def reweightable(cfg, trials) -> bool:
     """Whether the trials' scores can be recombined with cfg's target.weights: every measured trial (search.Trial
     or its state dict) recorded each target's score (proxy.command reports one score, not each target's)."""
-    return not cfg.proxy.command and set(component_names(cfg.target.paths)) <= set(recorded(trials) or [])
+    return not cfg.proxy.command and set(target_components(cfg.target)) <= set(recorded(trials) or [])
 
 
 def reweight(trials, names: list[str], weights) -> None:

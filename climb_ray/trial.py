@@ -29,7 +29,7 @@ class ProxyRunner:
 
         import fsspec
 
-        from climb_ray.evaluate import check_targets, load_target
+        from climb_ray.evaluate import check_targets, load_target, load_tasks
         from climb_ray.device import pick_device
         from climb_ray.tokens import Shards
 
@@ -44,6 +44,7 @@ class ProxyRunner:
 
             check_pretrained(cfg.proxy, self.tokenizer, self.vocab_size)
         self.targets = [load_target(path, self.tokenizer, cfg.target) for path in cfg.target.paths]
+        self.targets += load_tasks(cfg.target, self.tokenizer, self.eot)
         self.device = pick_device(device)
         self._threads()
 

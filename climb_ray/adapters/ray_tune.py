@@ -22,7 +22,7 @@ import numpy as np
 from climb_ray import log, tracking
 from climb_ray.artifacts import PREDICTOR, PREDICTOR_SIDECAR
 from climb_ray.config import Config
-from climb_ray.objective import COLUMN, component_names
+from climb_ray.objective import COLUMN, target_components
 from climb_ray.search import ClimbSearch, Trial
 
 LOG = log.get(__name__)
@@ -134,7 +134,7 @@ def proxy_trial(config: dict, cfg: Config, tokens_url: str, report_every: int = 
             flat[name] = result[name]
     for target in result["targets"]:
         flat[f"target_{os.path.basename(target['name'])}"] = target["score"]
-    for name, target in zip(component_names(cfg.target.paths), result["targets"]):  # none from proxy.command
+    for name, target in zip(target_components(cfg.target), result["targets"]):  # none from proxy.command
         flat[f"{COLUMN}{name}"] = target["score"]
     for name, value in result.get("trainer", {}).items():  # the other numbers of proxy.command's score file
         if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -64,12 +64,14 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
 
     from tokenizers import Tokenizer
 
-    from climb_ray.evaluate import check_targets, load_target
+    from climb_ray.evaluate import check_targets, load_target, load_tasks
 
     tokenizer = Tokenizer.from_str(run.read_bytes(TOKENIZER).decode("utf-8"))
     try:
         for path in [] if cfg.proxy.command else check_targets(cfg.target):  # a bad target stops here, not
             load_target(path, tokenizer, cfg.target)  # in every trial (proxy.command's trainer scores itself)
+        if not cfg.proxy.command:
+            load_tasks(cfg.target, tokenizer, int(run.read_json(TOKENS_META)["eot_id"]))
         make_search(cfg, run.read_json(TOKENS_META))  # so does a proxy budget no mixture fits
         if cfg.proxy.init == "pretrained":  # and a model that does not load or fit the run's tokenizer
             from climb_ray.proxy import check_pretrained
@@ -133,11 +135,11 @@ def restored_search(cfg: Config, run: RunDir, meta: dict, out: str = "search") -
 def restore_reweighted(search: ClimbSearch, state: dict, cfg: Config) -> ClimbSearch:
     """`search` restored to its recorded state, its scores recombined with cfg's target.weights when every
     measured trial recorded each target's score (so a change of target.weights needs no proxy)."""
-    from climb_ray.objective import component_names, reweight, reweightable
+    from climb_ray.objective import reweight, reweightable, target_components
 
     search.restore(state)
     if reweightable(cfg, search.trials):
-        reweight(search.trials, component_names(cfg.target.paths), cfg.target.weights)
+        reweight(search.trials, target_components(cfg.target), cfg.target.weights)
     return search
 
 

@@ -66,6 +66,7 @@ def test_acc_norm_differs_from_acc_where_choice_lengths_differ(tmp_path, verses)
     target = load_target(write_jsonl(tmp_path / "mc.jsonl", rows), tok, TargetConfig())
     metrics = choice_accuracy(build_model(TINY, tok.get_vocab_size(), seed=0), target, **KW)
     assert metrics["acc"] == 0.0 and metrics["acc_norm"] == 1.0
+    assert target.items[0].choice_chars == [54, 2]  # as written, not " Lo": lm-eval divides by doc_to_choice's text
 
 
 def test_a_model_trained_on_the_gold_answers_beats_chance(tmp_path, verses):
