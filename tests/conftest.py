@@ -78,6 +78,22 @@ def source_shards(tmp_path_factory):
     return root / "tokens", names, sources, root / "target.jsonl"
 
 
+def ready_for_search(shards, names: list[str], cfg) -> None:
+    """cfg.run_dir made as if every stage up to tokens had run: `shards` (source_shards' folder) as its
+    tokens, one super-cluster per name; the search stage then runs as it does after a real pipeline."""
+    import shutil
+
+    from climb_ray.artifacts import RunDir
+    from climb_ray.stages.pipeline import ORDER, stage_depends
+
+    shutil.copytree(shards, f"{cfg.run_dir}/tokens")
+    rundir = RunDir(str(cfg.run_dir))
+    rundir.write_json("cluster/clusters.json", {"super_clusters": [
+        {"id": i, "name": n, "top_terms": [f"term{i}"]} for i, n in enumerate(names)]})
+    for stage in ORDER[: ORDER.index("tokens") + 1]:
+        rundir.mark_done(stage, {}, stage_depends(cfg, stage))
+
+
 @pytest.fixture(scope="session")
 def full_demo_corpus(tmp_path_factory) -> Path:
     """The demo corpus as `make demo` builds it (800 documents per source, seed 0)."""

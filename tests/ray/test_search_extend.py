@@ -11,8 +11,8 @@ import pytest
 
 from climb_ray.artifacts import RunDir
 from climb_ray.config_io import load_config
-from climb_ray.stages.pipeline import ORDER, run_pipeline, stage_depends
-from tests.conftest import ROOT
+from climb_ray.stages.pipeline import run_pipeline
+from tests.conftest import ROOT, ready_for_search
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 FAST = ["proxy.steps=4", "proxy.batch_size=8", "proxy.context=64", "target.max_docs=20", "proxy.threads=1",
@@ -40,13 +40,8 @@ def searched(ray_session, source_shards, tmp_path_factory):
     search of 2 + 2 proxies is done: (run folder, target)."""
     folder, names, _, target = source_shards
     run = tmp_path_factory.mktemp("extend") / "run"
-    shutil.copytree(folder, run / "tokens")
     cfg = config(run, target)
-    rundir = RunDir(str(run))
-    rundir.write_json("cluster/clusters.json", {"super_clusters": [
-        {"id": i, "name": n, "top_terms": [f"term{i}"]} for i, n in enumerate(names)]})
-    for stage in ORDER[: ORDER.index("tokens") + 1]:
-        rundir.mark_done(stage, {}, stage_depends(cfg, stage))
+    ready_for_search(folder, names, cfg)
     run_pipeline(cfg, until="search")
     assert len(trial_folders(run)) == 4
     return run, target
@@ -140,13 +135,8 @@ def test_two_targets_are_recorded_through_tune_and_new_target_weights_reanswer_w
     second = tmp_path / "second.jsonl"
     second.write_text("".join(open(target).readlines()[-20:]))
     run = tmp_path / "run"
-    shutil.copytree(folder, run / "tokens")
     cfg = config(run, f"{target},{second}")
-    rundir = RunDir(str(run))
-    rundir.write_json("cluster/clusters.json", {"super_clusters": [
-        {"id": i, "name": n, "top_terms": [f"term{i}"]} for i, n in enumerate(names)]})
-    for stage in ORDER[: ORDER.index("tokens") + 1]:
-        rundir.mark_done(stage, {}, stage_depends(cfg, stage))
+    ready_for_search(folder, names, cfg)
     run_pipeline(cfg, until="search")
     before, folders = trials(run), trial_folders(run)
     assert len(before) == 4 and before["score"].tolist() == pytest.approx(

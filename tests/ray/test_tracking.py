@@ -3,16 +3,14 @@ MLflow's own client (a run per proxy with its mixture, loss curve and score; the
 predictor's quality per iteration), and the TensorBoard event files of the trial folders."""
 
 import glob
-import shutil
 import struct
 
 import pandas as pd
 import pytest
 
-from climb_ray.artifacts import RunDir
 from climb_ray.config_io import load_config
-from climb_ray.stages.pipeline import ORDER, run_pipeline, stage_depends
-from tests.conftest import ROOT
+from climb_ray.stages.pipeline import run_pipeline
+from tests.conftest import ROOT, ready_for_search
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 STEPS, EVERY = 8, 2
@@ -28,14 +26,9 @@ def tracked(ray_session, source_shards, tmp_path_factory):
     folder, names, _, target = source_shards
     root = tmp_path_factory.mktemp("tracking")
     run, store = root / "run", f"file://{root}/mlruns"
-    shutil.copytree(folder, run / "tokens")
     cfg = load_config(ROOT / "climb_ray" / "configs" / "demo.yaml",
                       [f"run_dir={run}", f"target.paths=[{target}]", *FAST, f"tracking.mlflow_uri={store}"])
-    rundir = RunDir(str(run))
-    rundir.write_json("cluster/clusters.json", {"super_clusters": [
-        {"id": i, "name": n, "top_terms": [f"term{i}"]} for i, n in enumerate(names)]})
-    for stage in ORDER[: ORDER.index("tokens") + 1]:
-        rundir.mark_done(stage, {}, stage_depends(cfg, stage))
+    ready_for_search(folder, names, cfg)
     run_pipeline(cfg, until="search")
     return run, store, names
 
