@@ -125,6 +125,10 @@ def load_tasks(t: TargetConfig, tok, eot: int) -> list[TaskTarget]:
         if task.get_config("output_type") != "multiple_choice":
             raise ConfigError(f"target.tasks: {spec!r} is a {task.get_config('output_type')} task; "
                               "only multiple_choice tasks are scored")
+        metrics = [m.get("metric") for m in task.get_config("metric_list") or []]
+        if not {"acc", "acc_norm"} & set(metrics):
+            raise ConfigError(f"target.tasks: {spec!r} reports {metrics or 'no metrics'}; a target task needs "
+                              "acc or acc_norm in its metric_list")
         shots = t.num_fewshot[i if len(t.num_fewshot) > 1 else 0] if t.num_fewshot else None
         if shots is not None and task.get_config("num_fewshot") != 0:  # as lm-eval's simple_evaluate does
             task.set_config(key="num_fewshot", value=shots)
@@ -134,7 +138,7 @@ def load_tasks(t: TargetConfig, tok, eot: int) -> list[TaskTarget]:
         task.build_all_requests(limit=t.max_items, rank=0, world_size=1)
         docs: dict[int, tuple] = {}
         for inst in sorted(task.instances, key=lambda i: (i.doc_id, i.idx)):
-            docs.setdefault(inst.doc_id, (inst.doc, []))[1].append(_lm_eval_pair(tok, eot, *inst.args))
+            docs.setdefault(inst.doc_id, (inst.doc, []))[1].append(_lm_eval_pair(tok, eot, *inst.args[:2]))
         if not docs:
             raise ConfigError(f"target.tasks: {spec!r} has no documents")
         targets.append(TaskTarget(name=name, task=task, docs=list(docs.values())))
@@ -338,7 +342,8 @@ def score_targets(model, targets: list, t: TargetConfig, *, eot: int, seq_len: i
             metrics = task_accuracy(model, target, **kw)
             del metrics["picks"]
             results.append({"name": target.name, "kind": "task", **metrics, "weight": weight,
-                            "score": metrics.get(t.choice_metric, metrics["acc"])})
+                            "score": metrics[t.choice_metric] if t.choice_metric in metrics
+                            else metrics.get("acc", metrics.get("acc_norm"))})
         else:
             metrics = choice_accuracy(model, target, **kw)
             results.append({"name": target.name, "kind": "choice", **metrics, "score": metrics[t.choice_metric],

@@ -143,7 +143,9 @@ def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[st
 
     ecfg, meta = with_absolute_paths(eval_config(cfg)), run.read_json(TOKENS_META)
     names, p = meta["clusters"], ecfg.proxy
-    settings = {**{f: _get(ecfg, f) for f in PROXY_RESULT_FIELDS}, "target": dataclasses.asdict(ecfg.target),
+    target = {k: v for k, v in dataclasses.asdict(ecfg.target).items()  # fields added for target.tasks: only
+              if v or k not in ("tasks", "task_dir", "num_fewshot")}  # when set (earlier evaluations stay kept)
+    settings = {**{f: _get(ecfg, f) for f in PROXY_RESULT_FIELDS}, "target": target,
                 "target_sha256": target_fingerprint(cfg), "search.max_epochs": ecfg.search.max_epochs}
     caps = epoch_caps([meta["tokens"][n] for n in names], max_epochs=ecfg.search.max_epochs,
                       n_sequences=p.sequences, seq_len=p.context)

@@ -162,7 +162,10 @@ def with_absolute_paths(cfg: Config) -> Config:
     import dataclasses
     import os
 
-    target = dataclasses.replace(cfg.target, paths=[absolute(p) for p in cfg.target.paths])
+    t = cfg.target  # task YAMLs and their folder too (a relative task_dir would let lm-eval pick its own task)
+    target = dataclasses.replace(t, paths=[absolute(p) for p in t.paths],
+                                 task_dir=absolute(t.task_dir) if t.task_dir else "",
+                                 tasks=[absolute(s) if s.endswith((".yaml", ".yml")) else s for s in t.tasks])
     init_from = cfg.proxy.init_from
     proxy = dataclasses.replace(cfg.proxy, init_from=absolute(init_from) if os.path.exists(init_from) else init_from)
     return dataclasses.replace(cfg, target=target, proxy=proxy)

@@ -153,3 +153,22 @@ def test_a_task_whose_data_is_missing_is_named(toy, tmp_path):
     (tmp_path / "gone.yaml").write_text(YAML.format(data=tmp_path / "gone.jsonl"))
     with pytest.raises(ConfigError, match=re.escape(f"target.tasks: '{tmp_path / 'gone.yaml'}' does not load: ")):
         load_tasks(TargetConfig(tasks=[str(tmp_path / "gone.yaml")]), tok, eot=0)
+
+
+def test_a_task_reporting_neither_acc_nor_acc_norm_is_refused_before_any_proxy_trains(toy, tmp_path):
+    d, tok = toy
+    yaml = YAML.format(data=d / "data.jsonl").replace("toy_mc", "toy_mcc").split("metric_list:")[0]
+    (tmp_path / "mcc.yaml").write_text(yaml + "metric_list:\n  - metric: mcc\n")
+    with pytest.raises(ConfigError, match=r"reports \['mcc'\]; a target task needs acc or acc_norm"):
+        load_tasks(TargetConfig(tasks=[str(tmp_path / "mcc.yaml")]), tok, eot=0)
+
+
+def test_task_yamls_and_their_folder_reach_trials_as_absolute_paths(monkeypatch, tmp_path):
+    from climb_ray.config import Config
+    from climb_ray.stages.search import with_absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = Config()
+    cfg.target.tasks, cfg.target.task_dir = ["tasks/mine.yaml", "arc_easy"], "tasks"
+    t = with_absolute_paths(cfg).target
+    assert t.tasks == [str(tmp_path / "tasks" / "mine.yaml"), "arc_easy"] and t.task_dir == str(tmp_path / "tasks")
