@@ -29,7 +29,8 @@ class ProxyRunner:
 
         import fsspec
 
-        from climb_ray.evaluate import check_targets, load_target, load_tasks
+        from climb_ray.evaluate import check_targets, load_target
+        from climb_ray.lm_eval_tasks import load_tasks
         from climb_ray.device import pick_device
         from climb_ray.tokens import Shards
 

@@ -64,7 +64,8 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
 
     from tokenizers import Tokenizer
 
-    from climb_ray.evaluate import check_targets, load_target, load_tasks
+    from climb_ray.evaluate import check_targets, load_target
+    from climb_ray.lm_eval_tasks import load_tasks
 
     tokenizer = Tokenizer.from_str(run.read_bytes(TOKENIZER).decode("utf-8"))
     try:

@@ -11,7 +11,8 @@ import torch
 from climb_ray import tokens as tk
 from climb_ray.config import ConfigError, TargetConfig
 from climb_ray.config_io import load_config
-from climb_ray.evaluate import check_targets, load_tasks, score_targets, task_accuracy
+from climb_ray.evaluate import check_targets, score_targets
+from climb_ray.lm_eval_tasks import load_tasks, task_accuracy
 from climb_ray.objective import target_components
 
 pytest.importorskip("lm_eval")
