@@ -117,3 +117,17 @@ def test_written_config_reads_back_the_same(tmp_path):
 def test_values_that_would_fail_late_are_refused_up_front(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, ["target.paths=[target.jsonl]", override])
+
+
+def test_the_readmes_worked_config_loads_and_its_token_budget_is_the_one_quoted(tmp_path):
+    """The README's worked config is a real config: every field exists and passes its check, and the
+    per-proxy token count its comment quotes is what the fields give."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("A worked config"):]
+    block = block[block.index("```yaml") + len("```yaml"):]
+    path = tmp_path / "worked.yaml"
+    path.write_text(block[:block.index("```")])
+    cfg = load_config(path)
+    assert cfg.corpus.paths and cfg.target.paths and cfg.target.tasks and cfg.proxy.init == "pretrained"
+    assert len(cfg.target.weights) == len(cfg.target.paths) + len(cfg.target.tasks)
+    assert f"= {cfg.proxy.tokens / 1e6:.1f}M tokens per proxy" in text
