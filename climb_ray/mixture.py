@@ -10,6 +10,7 @@ raises MixtureError.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 
@@ -18,18 +19,50 @@ class MixtureError(ValueError):
     """The weights are not a usable mixture for these clusters; the message says which value."""
 
 
-def normalise(weights, names: list[str]) -> np.ndarray:
-    """Weights as float64 summing to 1; errors name the bad value."""
-    w = np.asarray(weights, dtype=np.float64).reshape(-1)
-    if len(w) != len(names):
-        raise MixtureError(f"mixture has {len(w)} weights, clusters are {len(names)} ({', '.join(names)})")
-    bad = [f"{n}={float(v)!r}" for n, v in zip(names, w) if not np.isfinite(v) or v < 0]
-    if bad:
-        raise MixtureError(f"mixture weights must be finite and >= 0: {', '.join(bad)}")
-    if w.sum() <= 0:
-        raise MixtureError("mixture weights are all 0")
+SUM_TOLERANCE = 1e-3  # weights given as a mixture (exact_sum) must sum to 1 within this
+
+
+def mixture_from(item, names: list[str], *, exact_sum: bool = False, where: str = "weights") -> np.ndarray:
+    """The one reader of a mixture, for the command line, the config and HTTP requests: a
+    {cluster: weight} mapping (clusters left out weigh 0) or numbers in cluster order, each finite and
+    >= 0, rescaled to sum to 1 (with exact_sum they must already, within SUM_TOLERANCE). Errors name
+    the bad value as `where[cluster]` or `where[i]`."""
+    if isinstance(item, dict):
+        w = np.zeros(len(names))
+        for name, value in item.items():
+            if name not in names:
+                raise MixtureError(f"{where}: unknown cluster {name!r}; clusters are {', '.join(names)}")
+            w[names.index(name)] = _weight(value, f"{where}[{name!r}]", name)
+    elif isinstance(item, (list, tuple)):
+        if len(item) != len(names):
+            raise MixtureError(f"{where} has {len(item)} weights, clusters are {len(names)} ({', '.join(names)})")
+        w = np.array([_weight(v, f"{where}[{i}]", names[i]) for i, v in enumerate(item)], dtype=np.float64)
+    else:
+        raise MixtureError(f"{where} must be an object {{cluster: weight}} or a list of {len(names)} weights, "
+                           f"got {type(item).__name__}")
+    if not len(w) or w.max() <= 0:
+        raise MixtureError(f"{where}: the weights are all 0")
+    with np.errstate(over="ignore"):
+        total = float(w.sum())
+    if exact_sum and abs(total - 1.0) > SUM_TOLERANCE:
+        raise MixtureError(f"{where}: the weights sum to {total:.6g}, not 1 (within {SUM_TOLERANCE:g}); "
+                           "send normalize: true to rescale them")
     w = w / w.max()  # 1e308,1e308 sums to inf: scale first, so huge weights keep their proportions
     return w / w.sum()
+
+
+def _weight(value, where: str, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MixtureError(f"{where} = {value!r}: the weight of {name} must be a number")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise MixtureError(f"{where} = {value!r}: the weight of {name} must be finite and >= 0")
+    return value
+
+
+def normalise(weights, names: list[str]) -> np.ndarray:
+    """Weights (any array) as float64 summing to 1 (mixture_from)."""
+    return mixture_from(np.asarray(weights, dtype=np.float64).reshape(-1).tolist(), names, where="mixture")
 
 
 def parse_weights(spec: str, names: list[str], shares: np.ndarray | None = None) -> np.ndarray:
@@ -51,18 +84,18 @@ def parse_weights(spec: str, names: list[str], shares: np.ndarray | None = None)
     else:
         parts = [p for p in spec.split(",") if p.strip()]
     if parts and all(isinstance(p, str) and "=" in p for p in parts):
-        w = np.zeros(len(names))
+        named = {}
         for part in parts:
             key, _, value = part.partition("=")
-            if key.strip() not in names:
-                raise MixtureError(f"weights name cluster {key.strip()!r}; clusters are {', '.join(names)}")
-            w[names.index(key.strip())] = _number(value)
-        return normalise(w, names)
-    return normalise([_number(p) for p in parts], names)
+            named[key.strip()] = _number(value)
+        return mixture_from(named, names, where="mixture")
+    return mixture_from([_number(p) for p in parts], names, where="mixture")
 
 
 def _number(text) -> float:
     try:
+        if isinstance(text, bool):
+            raise TypeError
         return float(text)
     except (TypeError, ValueError):
         raise MixtureError(f"weight {text!r} is not a number") from None

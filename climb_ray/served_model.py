@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from climb_ray.mixture import SUM_TOLERANCE, MixtureError, mixture_from
 from climb_ray.objective import COLUMN, predict_components
 from climb_ray.predictor import Predictor
 from climb_ray.served_objective import NotAnswerable, RequestError, ServedObjective
 from climb_ray.artifacts import BEST_MIXTURE, CLUSTERS, PREDICTOR, TOKENS_META, TRIALS
 
-SUM_TOLERANCE = 1e-3  # weights sent without normalize must sum to 1 within this
 TOP_PREDICTED = 100  # predicted-best candidates kept at load for /v1/best
 TOP_CANDIDATES = 20_000  # candidates scored at load to find them
 
@@ -36,38 +36,11 @@ class NotServable(FileNotFoundError):
 
 
 def parse_mixture(item, names: list[str], *, normalize: bool, where: str = "weights") -> np.ndarray:
-    """One mixture from a request: a {cluster: weight} object or a list in cluster order."""
-    if isinstance(item, dict):
-        w = np.zeros(len(names))
-        for name, value in item.items():
-            if name not in names:
-                raise RequestError(f"{where}: unknown cluster {name!r}; clusters are {', '.join(names)}")
-            w[names.index(name)] = _weight(value, f"{where}[{name!r}]")
-    elif isinstance(item, (list, tuple)):
-        if len(item) != len(names):
-            raise RequestError(f"{where} has {len(item)} weights, clusters are {len(names)} ({', '.join(names)})")
-        w = np.array([_weight(v, f"{where}[{i}]") for i, v in enumerate(item)], dtype=np.float64)
-    else:
-        raise RequestError(f"{where} must be an object {{cluster: weight}} or a list of {len(names)} weights, "
-                           f"got {type(item).__name__}")
-    total = float(w.sum())
-    if total <= 0:
-        raise RequestError(f"{where}: the weights are all 0")
-    if not math.isfinite(total):
-        raise RequestError(f"{where}: the weights sum to {total} (too large to rescale)")
-    if not normalize and abs(total - 1.0) > SUM_TOLERANCE:
-        raise RequestError(f"{where}: the weights sum to {total:.6g}, not 1 (within {SUM_TOLERANCE:g}); "
-                           "send normalize: true to rescale them")
-    return w / total
-
-
-def _weight(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(f"{where} = {value!r}: a weight must be a number")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise RequestError(f"{where} = {value!r}: a weight must be finite and >= 0")
-    return value
+    """One mixture from a request (climb_ray.mixture.mixture_from), its errors as RequestError."""
+    try:
+        return mixture_from(item, names, exact_sum=not normalize, where=where)
+    except MixtureError as err:
+        raise RequestError(str(err)) from None
 
 
 def _finite(value):

@@ -161,8 +161,8 @@ def test_proxy_trains_and_scores_one_mixture_and_refuses_bad_weights_in_one_line
     assert "sc03" in proc.stdout and "passes" in proc.stdout
 
     for weights, named in [("0.5,0.5", "mixture has 2 weights, clusters are 4"),
-                           ("sc07=1", "weights name cluster 'sc07'"),
-                           ("0.1,0.1,0.1,-1", "sc03=-1.0")]:
+                           ("sc07=1", "unknown cluster 'sc07'"),
+                           ("0.1,0.1,0.1,-1", "mixture[3] = -1.0: the weight of sc03")]:
         assert_one_line_error(run_cli(["proxy", "--weights", weights, *common], env=env), named)
     no_target = run_cli(["proxy", "--weights", "uniform", *common, "target.paths=[]"], env=env)
     assert_one_line_error(no_target, "target.paths=[]: name the target files")

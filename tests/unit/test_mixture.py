@@ -28,7 +28,7 @@ def test_weights_parse_from_every_documented_form():
 
 @pytest.mark.parametrize("spec, named", [
     ("0.5,0.5", "mixture has 2 weights, clusters are 3"),
-    ("0.5,-0.1,0.6", "sc01=-0.1"),
+    ("0.5,-0.1,0.6", "mixture[1] = -0.1"),
     ("sc09=1", "'sc09'"),
     ("0.5,lots,0.1", "'lots'"),
     ("0,0,0", "all 0"),

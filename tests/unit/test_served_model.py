@@ -286,3 +286,16 @@ def test_a_run_without_recorded_targets_refuses_objective_weights_and_the_front(
         model.optimize(weights={"near": 1.0})
     with pytest.raises(NotAnswerable, match=r"0 recorded component\(s\).*needs two target.paths"):
         model.pareto()
+
+
+def test_the_command_line_and_http_read_a_mixture_with_the_same_rules():
+    """One reader (mixture.mixture_from): the same weights give the same mixture from a CLI string and a
+    request; huge weights keep their proportions when rescaled (no overflow to inf) in both."""
+    from climb_ray.mixture import parse_weights
+
+    assert parse_mixture({"a": 1e308, "c": 1e308}, NAMES, normalize=True).tolist() == [0.5, 0, 0.5]
+    assert parse_weights("a=1e308,c=1e308", NAMES).tolist() == [0.5, 0, 0.5]
+    for spec, item in [("2,1,1", [2, 1, 1]), ("b=3,a=1", {"b": 3, "a": 1})]:
+        assert parse_weights(spec, NAMES).tolist() == parse_mixture(item, NAMES, normalize=True).tolist()
+    with pytest.raises(RequestError, match=r"sum to inf, not 1"):
+        parse_mixture([1e308, 1e308, 0], NAMES, normalize=False)
