@@ -68,6 +68,14 @@ DEPENDS["export"] = [*DEPENDS["search"], *(f"export.{name}" for name in (
 
 
 GUARDS = {"corpus.max_skip_share"}  # checks that stop a run or let it go on, never change its output
+# settings no stage's output depends on: where and how the work runs (resources, parallelism, retries, logging,
+# loading permission), the server, and the commands with their own guard (doremi, compare: doremi_depends and
+# the compare table's settings). Every config field is in DEPENDS or here, never both (a test checks it): a
+# new field must be placed.
+NO_STAGE = ["run_dir", "resources", "tracking", "serve", "doremi", "compare", "export.overwrite",
+            "embed.batch_size", "embed.num_actors", "embed.gpus_per_actor", "embed.cpus_per_actor", "embed.threads",
+            "embed.trust_remote_code", "proxy.compile", "proxy.threads", "proxy.cpus_per_trial", "proxy.gpus_per_trial",
+            "proxy.command_timeout_s", "search.max_concurrent_trials", "search.max_failures"]
 
 
 def stage_depends(cfg: Config, stage: str) -> dict:

@@ -103,3 +103,29 @@ def test_a_guard_setting_is_no_stage_dependency_so_older_run_folders_stay_valid(
     cfg.corpus.max_skip_share = 1.0
     assert {stage: stage_depends(cfg, stage) for stage in DEPENDS} == before
     assert "max_skip_share" not in before["corpus"]["corpus"] and "max_chars" in before["corpus"]["corpus"]
+
+
+def test_every_config_field_is_a_stage_dependency_or_explicitly_none():
+    """A new setting must be placed: in some stage's DEPENDS (a change rebuilds that stage) or in NO_STAGE
+    (it changes no output). Forgetting it would silently reuse a stale stage."""
+    import dataclasses
+
+    from climb_ray.config import Config
+    from climb_ray.stages.pipeline import GUARDS, NO_STAGE
+
+    def leaves(obj, prefix=""):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            yield from leaves(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else [prefix + f.name]
+
+    def within(name, entries):
+        return any(name == e or name.startswith(e + ".") for e in entries)
+
+    depended = {entry for entries in DEPENDS.values() for entry in entries}
+    fields = list(leaves(Config()))
+    assert len(fields) > 100
+    unplaced = [n for n in fields if not within(n, depended) and not within(n, NO_STAGE) and n not in GUARDS]
+    both = [n for n in fields if within(n, depended) and within(n, NO_STAGE)]
+    assert not unplaced, f"place these in pipeline.DEPENDS or NO_STAGE: {unplaced}"
+    assert not both, f"in DEPENDS and NO_STAGE: {both}"
+    assert all(any(n == e or n.startswith(e + ".") for n in fields) for e in NO_STAGE)  # no stale entry
