@@ -1,5 +1,5 @@
 """Mixture search on RegMix's measured runs: CLIMB's answer vs random search, RegMix and Optuna TPE,
-side by side on the same seeds, over all 8 targets; prints each strategy's mean regret and its
+side by side on the same seeds, over all 8 targets; prints each method's mean regret and its
 ratio to random search's (lower is better).
 
 The pool is RegMix's 768 measured 1M-parameter runs (train + test CSV, ../shared/benchmarks/regmix,
@@ -55,7 +55,7 @@ def main() -> int:
     parser.add_argument("--budgets", default="56")
     parser.add_argument("--seeds", type=int, default=50)
     parser.add_argument("--noise", type=float, default=0.0, help="noise sd, in loss units (or accuracy units)")
-    parser.add_argument("--strategies", default="climb,random,regmix,optuna")
+    parser.add_argument("--methods", default="climb,random,regmix,optuna")
     parser.add_argument("--scale", choices=["loss", "accuracy"], default="loss")
     parser.add_argument("--config", default=None, help="a preset or YAML whose search.* / predictor.* CLIMB uses")
     parser.add_argument("--targets", default=",".join(TARGETS))
@@ -63,7 +63,7 @@ def main() -> int:
     args = parser.parse_args()
     cfg = load(SimpleNamespace(config=args.config, overrides=[]))  # a preset name (paper) or a YAML path
     budgets = [int(b) for b in args.budgets.split(",")]
-    strategies = args.strategies.split(",")
+    methods = args.methods.split(",")
     paths = [REGMIX / "runs_1m_train.csv", REGMIX / "runs_1m_test.csv"]
     start, reports = time.perf_counter(), []
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,16 +71,16 @@ def main() -> int:
         for target in args.targets.split(","):
             column = target.replace("loss_", "score_") if args.scale == "accuracy" else target
             report = benchmark(runs, column, mode="max" if args.scale == "accuracy" else "min", budgets=budgets,
-                               seeds=args.seeds, strategies=strategies, search=cfg.search, predictor=cfg.predictor,
+                               seeds=args.seeds, methods=methods, search=cfg.search, predictor=cfg.predictor,
                                noise=args.noise)
             reports.append(report)
             print(target, "  ".join(f"{s}@{b} {report['results'][s][b]['regret_mean']:.4f}"
-                                    for b in budgets for s in strategies), flush=True)
+                                    for b in budgets for s in methods), flush=True)
     print(f"\nmean regret over {len(reports)} targets, {args.seeds} seeds, noise {args.noise:g}, {args.scale} scale "
-          f"({time.perf_counter() - start:.0f} s); ratio = strategy / random search")
+          f"({time.perf_counter() - start:.0f} s); ratio = method / random search")
     for budget in budgets:
-        means = {s: float(np.mean([r["results"][s][budget]["regret_mean"] for r in reports])) for s in strategies}
-        worse = {s: sum(_worse_than_random(r, s, budget) for r in reports) for s in strategies}
+        means = {s: float(np.mean([r["results"][s][budget]["regret_mean"] for r in reports])) for s in methods}
+        worse = {s: sum(_worse_than_random(r, s, budget) for r in reports) for s in methods}
         line = "  ".join(f"{s} {m:.4f}" + (f" ({m / means['random']:.2f}x, worse on {worse[s]})" if "random" in means
                                            and means["random"] > 0 else "") for s, m in means.items())
         print(f"budget {budget:>4}: {line}")
@@ -90,11 +90,11 @@ def main() -> int:
     return 0
 
 
-def _worse_than_random(report: dict, strategy: str, budget: int) -> bool:
-    """The strategy's mean regret above random search's beyond both 95% intervals."""
+def _worse_than_random(report: dict, method: str, budget: int) -> bool:
+    """The method's mean regret above random search's beyond both 95% intervals."""
     if "random" not in report["results"]:
         return False
-    a, r = report["results"][strategy][budget], report["results"]["random"][budget]
+    a, r = report["results"][method][budget], report["results"]["random"][budget]
     return a["regret_mean"] - a["regret_ci95"] > r["regret_mean"] + r["regret_ci95"]
 
 

@@ -1,7 +1,7 @@
-"""The pool benchmark of search strategies (`climb-ray bench-search`), on measured runs such as RegMix's.
+"""The pool benchmark of search methods (`climb-ray bench-search`), on measured runs such as RegMix's.
 
 The pool is the rows of the CSV files (rows whose target or any weight is missing or not finite
-dropped; `answer_row` and `best_seen_row` index what is left, in CSV order). A strategy may evaluate only pool rows and must
+dropped; `answer_row` and `best_seen_row` index what is left, in CSV order). A method may evaluate only pool rows and must
 answer with a pool row. An evaluation returns the row's measured value plus, with --noise SD,
 seeded Gaussian noise: a repeated evaluation of a row draws fresh noise (like a proxy trained with
 a new seed) and counts against the budget like any other. Regret is judged on the noiseless value:
@@ -20,9 +20,7 @@ import numpy as np
 from climb_ray.config import PredictorConfig, SearchConfig
 from climb_ray.mixture import allocate
 from climb_ray.samplers import PoolSampler
-from climb_ray.search import ClimbSearch
-
-STRATEGIES = ("climb", "regmix", "random", "optuna")
+from climb_ray.search import METHODS, ClimbSearch
 
 
 def load_pool(paths: list[str], target: str, weight_columns: list[str] | None = None):
@@ -70,16 +68,16 @@ class Evaluator:
         return max(self.measured, key=lambda r: np.mean(self.measured[r]))
 
 
-def run_one(strategy: str, weights: np.ndarray, scores: np.ndarray, budget: int, seed: int,
+def run_one(method: str, weights: np.ndarray, scores: np.ndarray, budget: int, seed: int,
             search: SearchConfig, predictor: PredictorConfig, noise: float = 0.0) -> tuple[int, int]:
-    """(answer row, best-seen row) of one strategy run; `scores` are higher-is-better."""
+    """(answer row, best-seen row) of one method run; `scores` are higher-is-better."""
     evaluate = Evaluator(scores, noise, seed)
-    if strategy == "optuna":
+    if method == "optuna":
         return _run_optuna(weights, evaluate, budget, seed)
-    schedule = climb_schedule(budget, search.schedule) if strategy == "climb" else [budget]
+    schedule = climb_schedule(budget, search.schedule) if method == "climb" else [budget]
     cfg = dataclasses.replace(search, schedule=schedule)
     s = ClimbSearch(PoolSampler(weights), [f"w{i}" for i in range(weights.shape[1])], cfg, predictor,
-                    seed=seed, strategy=strategy, log=lambda message: None)
+                    seed=seed, method=method, log=lambda message: None)
     while not s.finished:
         batch = s.ask(budget)
         if not batch:
@@ -115,16 +113,16 @@ def summarise(regrets: list[float]) -> tuple[float, float]:
 
 
 def benchmark(paths: list[str], target: str, *, mode: str, budgets: list[int], seeds: int,
-              strategies: list[str], weight_columns: list[str] | None = None,
+              methods: list[str], weight_columns: list[str] | None = None,
               search: SearchConfig | None = None, predictor: PredictorConfig | None = None,
               noise: float = 0.0, progress=None) -> dict:
     if mode not in ("min", "max"):
         raise ValueError(f"--mode {mode!r}: must be min or max")
     if not (np.isfinite(noise) and noise >= 0):
         raise ValueError(f"--noise {noise!r}: must be a finite standard deviation >= 0")
-    bad = [s for s in strategies if s not in STRATEGIES]
+    bad = [s for s in methods if s not in METHODS]
     if bad:
-        raise ValueError(f"--strategies {', '.join(bad)}: known are {', '.join(STRATEGIES)}")
+        raise ValueError(f"--methods {', '.join(bad)}: known are {', '.join(METHODS)}")
     weights, values, _ = load_pool(paths, target, weight_columns)
     too_big = [b for b in budgets if not 2 <= b <= len(weights)]
     if too_big:
@@ -133,21 +131,21 @@ def benchmark(paths: list[str], target: str, *, mode: str, budgets: list[int], s
     best = float(values.min() if mode == "min" else values.max())
     search, predictor = search or SearchConfig(), predictor or PredictorConfig()
     results: dict = {}
-    for strategy in strategies:
-        results[strategy] = {}
+    for method in methods:
+        results[method] = {}
         for budget in budgets:
             per_seed = []
             for seed in range(seeds):
-                answer, seen = run_one(strategy, weights, scores, budget, seed, search, predictor, noise)
+                answer, seen = run_one(method, weights, scores, budget, seed, search, predictor, noise)
                 per_seed.append({"seed": seed, "regret": _regret(values[answer], best, mode),
                                  "best_seen_regret": _regret(values[seen], best, mode),
                                  "answer_row": answer, "best_seen_row": seen})
             mean, ci = summarise([r["regret"] for r in per_seed])
             seen_mean, seen_ci = summarise([r["best_seen_regret"] for r in per_seed])
-            results[strategy][budget] = {"regret_mean": mean, "regret_ci95": ci, "best_seen_regret_mean": seen_mean,
+            results[method][budget] = {"regret_mean": mean, "regret_ci95": ci, "best_seen_regret_mean": seen_mean,
                                          "best_seen_regret_ci95": seen_ci, "per_seed": per_seed}
             if progress:
-                progress(strategy, budget, results[strategy][budget])
+                progress(method, budget, results[method][budget])
     return {"target": target, "mode": mode, "noise": noise, "pool_best": best, "pool_size": int(len(weights)),
             "results": results}
 
@@ -159,11 +157,11 @@ def _regret(value: float, best: float, mode: str) -> float:
 def format_table(report: dict) -> str:
     lines = [f"target {report['target']} ({report['mode']}), pool of {report['pool_size']} rows, best "
              f"{report['pool_best']:.4f}, noise sd {report.get('noise', 0.0):g}; regret of the answer (best seen), mean +- 95% interval over seeds",
-             f"{'strategy':<10}" + "".join(f"{'budget ' + str(b):>34}" for b in next(iter(report['results'].values())))]
-    for strategy, by_budget in report["results"].items():
+             f"{'method':<10}" + "".join(f"{'budget ' + str(b):>34}" for b in next(iter(report['results'].values())))]
+    for method, by_budget in report["results"].items():
         cells = [f"{r['regret_mean']:.4f} +- {r['regret_ci95']:.4f} ({r['best_seen_regret_mean']:.4f})"
                  for r in by_budget.values()]
-        lines.append(f"{strategy:<10}" + "".join(f"{c:>34}" for c in cells))
+        lines.append(f"{method:<10}" + "".join(f"{c:>34}" for c in cells))
     return "\n".join(lines)
 
 

@@ -144,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "and the proxy compute each method spent; written to <run>/compare/table.md and "
                    "results.json. Finished searches and evaluation proxies are kept: rerun to resume.")
     bench = sub.add_parser("bench-search", parents=[_config_options()],
-                           help="compare search strategies on a pool of measured runs (e.g. RegMix's)",
-                           description="Pool benchmark: each strategy may evaluate only rows of the CSV files "
+                           help="compare search methods on a pool of measured runs (e.g. RegMix's)",
+                           description="Pool benchmark: each method may evaluate only rows of the CSV files "
                            "(an evaluation returns the row's measured --target) and answers with a row; prints "
                            "the mean regret (answer minus the pool's best) and best-seen regret with 95%% "
                            "intervals over seeds. With --noise SD each evaluation adds seeded Gaussian noise "
@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--target", required=True, help="the column to optimise, e.g. loss_hackernews")
     bench.add_argument("--mode", choices=["min", "max"], default="min", help="minimise (losses) or maximise")
     bench.add_argument("--budgets", default="32,64,112", help="evaluations per run, comma-separated")
-    bench.add_argument("--seeds", type=int, default=50, help="runs per strategy and budget")
-    bench.add_argument("--strategies", default="climb,regmix,random,optuna", help="comma-separated")
+    bench.add_argument("--seeds", type=int, default=50, help="runs per method and budget")
+    bench.add_argument("--methods", default="climb,regmix,random,optuna", help="comma-separated")
     bench.add_argument("--noise", type=float, default=0.0, metavar="SD",
                        help="standard deviation of the Gaussian noise added to each evaluation (default 0)")
     bench.add_argument("--weight-columns", default=None,

@@ -227,13 +227,13 @@ def bench_search(cfg: Config, args) -> int:
     except ValueError:
         raise ConfigError(f"--budgets {args.budgets!r}: must be comma-separated whole numbers") from None
 
-    def progress(strategy, budget, result):
-        LOG.info(f"  {strategy:<8} budget {budget:>4}: regret {result['regret_mean']:.4f} +- {result['regret_ci95']:.4f}"
+    def progress(method, budget, result):
+        LOG.info(f"  {method:<8} budget {budget:>4}: regret {result['regret_mean']:.4f} +- {result['regret_ci95']:.4f}"
                  f" (best seen {result['best_seen_regret_mean']:.4f})")
 
     try:
         report = benchmark(args.runs, args.target, mode=args.mode, budgets=budgets, seeds=args.seeds,
-                           strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
+                           methods=[s.strip() for s in args.methods.split(",") if s.strip()],
                            weight_columns=args.weight_columns.split(",") if args.weight_columns else None,
                            search=cfg.search, predictor=cfg.predictor, noise=args.noise, progress=progress)
     except (ValueError, FileNotFoundError) as err:

@@ -30,7 +30,7 @@ Interval: the estimate +- 1.96 x its standard error (noise unknown without a rep
 Scores are higher-is-better. A failed trial (error, NaN, no score) is recorded and counts as done,
 so a generation never waits for it; it is left out of every fit.
 
-Strategies: `climb` (the above), `random` (the whole budget from the sampler, answer = best seen),
+Methods: `climb` (the above), `random` (the whole budget from the sampler, answer = best seen),
 `regmix` (the whole budget from the sampler in one generation, LightGBM, answer = mean of the top-k
 predicted candidates), `optuna` (trials come from outside, answer = best seen).
 """
@@ -45,7 +45,7 @@ from climb_ray.config import PredictorConfig, SearchConfig
 from climb_ray.predictor import Predictor
 from climb_ray.samplers import fresh_mask, is_new
 
-STRATEGIES = ("climb", "random", "regmix", "optuna")
+METHODS = ("climb", "random", "regmix", "optuna")
 Z95 = 1.96
 
 
@@ -90,7 +90,7 @@ class ClimbSearch:
     search: SearchConfig
     predictor_cfg: PredictorConfig
     seed: int = 0
-    strategy: str = "climb"
+    method: str = "climb"
     trials: list[Trial] = field(default_factory=list)
     generation: int = -1
     fits: list[dict] = field(default_factory=list)  # predictor quality after each generation
@@ -98,10 +98,10 @@ class ClimbSearch:
     log: object = None  # where notices go (a degenerate fit); None: standard output, the search log on Ray
 
     def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"search strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if self.method not in METHODS:
+            raise ValueError(f"search method {self.method!r} is not one of {', '.join(METHODS)}")
         self.rng = np.random.default_rng(self.seed)
-        self.schedule = [sum(self.search.schedule)] if self.strategy != "climb" else list(self.search.schedule)
+        self.schedule = [sum(self.search.schedule)] if self.method != "climb" else list(self.search.schedule)
 
     # -- ask / tell -----------------------------------------------------------------------------------
     def ask(self, n: int) -> list[tuple[int, np.ndarray]]:
@@ -253,7 +253,7 @@ class ClimbSearch:
     def _repeats(self, m: int) -> list[tuple[np.ndarray, int]]:
         """Re-measurements for this generation (answer confirmed): one probe while the noise is
         unknown, none once repeats agree exactly, else remeasure_fraction of the generation."""
-        if self.strategy != "climb" or self.search.answer != "confirmed" or self.search.remeasure_fraction <= 0:
+        if self.method != "climb" or self.search.answer != "confirmed" or self.search.remeasure_fraction <= 0:
             return []
         groups, estimate, error = self.estimates()
         if not groups:
@@ -283,9 +283,9 @@ class ClimbSearch:
         if best is None:
             raise SearchFailed(f"all {len(self.trials)} proxy trials failed, nothing to answer with; each trial's "
                                "error is in search/tune/climb*/*/error.txt")
-        predictor = None if self.strategy in ("random", "optuna") else self.refit()
-        rule = "topk_mean" if self.strategy == "regmix" else self.search.answer
-        if predictor is None or self.strategy in ("random", "optuna"):
+        predictor = None if self.method in ("random", "optuna") else self.refit()
+        rule = "topk_mean" if self.method == "regmix" else self.search.answer
+        if predictor is None or self.method in ("random", "optuna"):
             rule = "best_seen"
         degenerate = predictor.quality["degenerate"] if predictor is not None else ""
         if degenerate and rule in ("best", "topk_mean"):

@@ -17,7 +17,7 @@ def best_mixture(search: ClimbSearch, answer: dict, clusters: dict) -> dict:
     quality = search.predictor.quality if search.predictor is not None else {}
     return {
         "direction": "higher_is_better",
-        "strategy": search.strategy,
+        "method": search.method,
         "answer": answer["source"],
         "weights": {n: round(float(w), 6) for n, w in zip(search.names, answer["weights"])},
         "clusters": [{"name": n, "weight": round(float(w), 6), "top_terms": terms.get(n, [])}

@@ -122,7 +122,7 @@ def _log_search(cfg: Config, search, info: dict, name: str) -> str:
         add("failed", sum(t.generation == g and t.status == "failed" for t in search.trials), g)
     for key in ("predicted", "estimate", "best_seen"):
         add(f"answer_{key}", info.get(key), search.generation)
-    params = [Param("strategy", search.strategy), Param("schedule", str(list(search.schedule))),
+    params = [Param("method", search.method), Param("schedule", str(list(search.schedule))),
               *(Param(f"answer/{n}", f"{w:.6g}") for n, w in info["weights"].items())]
     client.log_batch(run.info.run_id, metrics=metrics, params=params)  # the client splits it to the store's limits
     client.set_terminated(run.info.run_id)

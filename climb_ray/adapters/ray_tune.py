@@ -222,11 +222,11 @@ def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str, 
     search with its longer schedule, a new experiment name and the earlier trials' ids. `stage`: the
     search's folder in the run (search, compare/<method>...), as the trackers tag its proxies."""
     # Optuna's searcher records every intermediate result's score: it gets the final one only
-    every = cfg.tracking.log_every_steps if tracking.enabled(cfg.tracking) and search.strategy != "optuna" else 0
+    every = cfg.tracking.log_every_steps if tracking.enabled(cfg.tracking) and search.method != "optuna" else 0
     trainable = tune.with_resources(tune.with_parameters(proxy_trial, cfg=cfg, tokens_url=tokens_url,
                                                          report_every=every), trial_resources(cfg))
     path = os.path.join(storage, experiment)
-    if search.strategy == "optuna":
+    if search.method == "optuna":
         return _run_optuna(cfg, search, trainable, storage, path, stage)
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)

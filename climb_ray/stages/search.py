@@ -19,7 +19,7 @@ LOG = log.get(__name__)
 
 
 def make_search(cfg: Config, meta: dict) -> ClimbSearch:
-    """The configured strategy over the clusters of tokens/meta.json, with the token-share prior."""
+    """The configured method over the clusters of tokens/meta.json, with the token-share prior."""
     names = list(meta["clusters"])
     tokens = np.array([meta["tokens"][n] for n in names], dtype=np.float64)
     s, p = cfg.search, cfg.proxy
@@ -28,7 +28,7 @@ def make_search(cfg: Config, meta: dict) -> ClimbSearch:
     sampler = RegMixSampler(tokens / tokens.sum(), temperature=s.temperature, strength_min=s.strength_min,
                             strength_max=s.strength_max, max_epochs=s.max_epochs, min_weight=s.min_weight,
                             cap=s.max_epochs * tokens / budget)
-    return ClimbSearch(sampler, names, s, cfg.predictor, seed=cfg.seed, strategy=s.method)
+    return ClimbSearch(sampler, names, s, cfg.predictor, seed=cfg.seed, method=s.method)
 
 
 FIT_MARGIN = 1.25  # the caps must add up to this much (1 = a single mixture fits: nothing to search)
@@ -199,7 +199,7 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
     if len(recorded(search.trials) or []) == 2:
         run.write_bytes(f"{out}/pareto.png", pareto_png(search))
     failed = sum(t.status == "failed" for t in search.trials)
-    return {"strategy": search.strategy, "trials": len(search.trials), "failed": failed,
+    return {"method": search.method, "trials": len(search.trials), "failed": failed,
             "generations": search.generation + 1, "predicted": best["predicted_score"],
             "best_seen": best["best_seen"]["score"], "weights": best["weights"], "answer": best["answer"],
             "estimate": best["estimate"], "interval": best["interval"], "measurements": best["measurements"],
@@ -217,7 +217,7 @@ def describe(info: dict) -> str:
     elif info.get("continued_from"):
         how = f"continued from {info['continued_from']} recorded trials; "
     return (f"{how}{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
-            f"strategy {info['strategy']} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
+            f"method {info['method']} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
             f"            best mixture: {answer_line(info)}; higher is better "
             f"(answer {info.get('answer', 'best_predicted')}){rows}")
 

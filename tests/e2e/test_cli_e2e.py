@@ -69,7 +69,7 @@ def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     assert "curl -s -X POST http://127.0.0.1:8000/v1/predict" in out
     assert "embed     done: " in out and "cluster   done: 6 super-clusters from k=50" in out
     assert "tokens    done: " in out and (tmp_path / "run" / "tokens" / "meta.json").is_file()
-    assert "search    done: 4 proxy trials in 2 iteration(s) (0 failed), strategy climb" in out
+    assert "search    done: 4 proxy trials in 2 iteration(s) (0 failed), method climb" in out
     assert "export    done: " in out and "-> export/part-*.parquet, manifest.json" in out
     manifest = json.loads((tmp_path / "run" / "export" / "manifest.json").read_text())
     assert manifest["max_epochs"] == 2 and all(c["epochs"] <= 2 + 1e-9 for c in manifest["clusters"].values())

@@ -75,7 +75,7 @@ def test_the_search_run_has_the_predictors_held_out_quality_per_iteration(tracke
     assert [m.value for m in client.get_metric_history(search.info.run_id, "predictor_n_results")] == [6, distinct]
     best = [m.value for m in client.get_metric_history(search.info.run_id, "best_score")]
     assert best == pytest.approx([table["score"][table["iteration"] == 0].max(), table["score"].max()])
-    assert set(search.data.params) >= {"strategy", "schedule", *(f"answer/{n}" for n in names)}
+    assert set(search.data.params) >= {"method", "schedule", *(f"answer/{n}" for n in names)}
 
 
 def tensorboard_scalars(path):

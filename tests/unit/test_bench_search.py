@@ -34,13 +34,13 @@ def test_weight_columns_are_all_but_index_loss_and_score(pool_csv):
     assert names == ["a", "b", "c", "d"] and weights.shape == (150, 4)
 
 
-def test_every_strategy_answers_with_a_pool_row_and_regrets_are_measured_from_the_pool_best(pool_csv, tmp_path):
+def test_every_method_answers_with_a_pool_row_and_regrets_are_measured_from_the_pool_best(pool_csv, tmp_path):
     path, loss = pool_csv
     report = benchmark([str(path)], "loss_t", mode="min", budgets=[10, 30], seeds=4,
-                       strategies=["climb", "regmix", "random", "optuna"], predictor=PredictorConfig(num_rounds=100))
+                       methods=["climb", "regmix", "random", "optuna"], predictor=PredictorConfig(num_rounds=100))
     assert report["pool_best"] == pytest.approx(loss.min()) and report["pool_size"] == 150
     achievable = set(np.round(loss - loss.min(), 12))
-    for strategy, by_budget in report["results"].items():
+    for method, by_budget in report["results"].items():
         for budget, result in by_budget.items():
             assert len(result["per_seed"]) == 4
             for run in result["per_seed"]:
@@ -60,7 +60,7 @@ def test_every_strategy_answers_with_a_pool_row_and_regrets_are_measured_from_th
 @pytest.mark.skipif(not REGMIX.is_dir(), reason="needs ../shared/benchmarks/regmix")
 def test_bench_search_command_on_the_regmix_runs_and_its_errors(tmp_path):
     args = ["bench-search", "--runs", str(REGMIX / "runs_1m_train.csv"), "--target", "loss_hackernews",
-            "--budgets", "8,16", "--seeds", "2", "--strategies", "climb,random", "--json", str(tmp_path / "b.json"),
+            "--budgets", "8,16", "--seeds", "2", "--methods", "climb,random", "--json", str(tmp_path / "b.json"),
             "predictor.num_rounds=50"]
     proc = run_cli(args)
     assert proc.returncode == 0, proc.stderr
@@ -68,8 +68,8 @@ def test_bench_search_command_on_the_regmix_runs_and_its_errors(tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["results"]["random"]["16"]["per_seed"][1]["seed"] == 1
     bad = run_cli(args[:3] + ["--target", "loss_nope"])
     assert bad.returncode == 2 and "--target 'loss_nope' is not a column" in bad.stderr
-    bad = run_cli(args + ["--strategies", "climb,simulated_annealing"])
-    assert bad.returncode == 2 and "--strategies simulated_annealing" in bad.stderr
+    bad = run_cli(args + ["--methods", "climb,simulated_annealing"])
+    assert bad.returncode == 2 and "--methods simulated_annealing" in bad.stderr
     bad = run_cli(args + ["--noise", "-1"])
     assert bad.returncode == 2 and "--noise -1.0: must be a finite standard deviation" in bad.stderr
 
@@ -83,7 +83,7 @@ def test_noisy_evaluations_draw_fresh_noise_per_call_and_regret_is_judged_on_the
     assert first != again and abs(first - scores[7]) < 0.3 and evaluate.measured[7] == [first, again]
     assert Evaluator(scores, 0.05, seed=3)(7) == first and Evaluator(scores, 0.0, seed=3)(7) == scores[7]
     path, loss = pool_csv
-    report = benchmark([str(path)], "loss_t", mode="min", budgets=[20], seeds=3, strategies=["climb", "random"],
+    report = benchmark([str(path)], "loss_t", mode="min", budgets=[20], seeds=3, methods=["climb", "random"],
                        predictor=PredictorConfig(num_rounds=100), noise=0.05)
     assert report["noise"] == 0.05
     for result in report["results"].values():
@@ -99,7 +99,7 @@ def test_answer_rows_index_the_pool_after_rows_with_missing_values_are_dropped(t
     weights, values, _ = load_pool([str(tmp_path / "gaps.csv")], "loss_t")
     assert len(values) == 148
     report = benchmark([str(tmp_path / "gaps.csv")], "loss_t", mode="min", budgets=[12], seeds=2,
-                       strategies=["random"], predictor=PredictorConfig(num_rounds=50))
+                       methods=["random"], predictor=PredictorConfig(num_rounds=50))
     for run in report["results"]["random"][12]["per_seed"]:
         assert run["regret"] == pytest.approx(values[run["answer_row"]] - values.min())
 
@@ -107,4 +107,4 @@ def test_answer_rows_index_the_pool_after_rows_with_missing_values_are_dropped(t
 def test_a_negative_or_infinite_noise_is_refused(pool_csv):
     for bad in (-0.1, float("inf")):
         with pytest.raises(ValueError, match="--noise"):
-            benchmark([str(pool_csv[0])], "loss_t", mode="min", budgets=[10], seeds=1, strategies=["random"], noise=bad)
+            benchmark([str(pool_csv[0])], "loss_t", mode="min", budgets=[10], seeds=1, methods=["random"], noise=bad)

@@ -18,9 +18,9 @@ def objective(w):
     return -float(np.abs(np.asarray(w) - OPTIMUM).sum())  # higher is better, 0 at the optimum
 
 
-def make(strategy="climb", seed=0, search=SEARCH):
+def make(method="climb", seed=0, search=SEARCH):
     return ClimbSearch(RegMixSampler(PRIOR, max_epochs=search.max_epochs), [f"sc{i:02d}" for i in range(K)],
-                       search, PRED, seed=seed, strategy=strategy)
+                       search, PRED, seed=seed, method=method)
 
 
 def run(search, fail=lambda i: False):
@@ -54,8 +54,8 @@ def test_paper_acquisition_and_answer_never_repeat_a_mixture():
 def test_climb_gets_closer_to_a_known_optimum_than_random_search_at_the_same_budget():
     climb, random = [], []
     for seed in range(8):
-        for strategy, out in (("climb", climb), ("random", random)):
-            search = make(strategy, seed)
+        for method, out in (("climb", climb), ("random", random)):
+            search = make(method, seed)
             run(search)
             out.append(objective(search.answer()["weights"]))
     assert np.mean(climb) > np.mean(random) + 0.05, (climb, random)
@@ -108,7 +108,7 @@ def test_regmix_spends_the_whole_budget_at_once_and_answers_with_a_top_k_mean():
 
 
 def test_regmix_keeps_its_own_answer_rule_when_climbs_answer_is_best_seen():
-    search = make(search=dataclasses.replace(SEARCH, answer="best_seen"), strategy="regmix")
+    search = make(search=dataclasses.replace(SEARCH, answer="best_seen"), method="regmix")
     run(search)
     assert search.answer()["source"].startswith("mean_of_top_")
 

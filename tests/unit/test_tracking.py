@@ -134,7 +134,7 @@ def finished_search(clusters: int, seed: int = 0) -> ClimbSearch:
     names = [f"sc{i:03d}" for i in range(clusters)]
     search = ClimbSearch(RegMixSampler(np.full(clusters, 1 / clusters), max_epochs=100), names,
                          SearchConfig(schedule=[6], n_candidates=200, max_epochs=100), Config().predictor,
-                         seed=seed, strategy="random")
+                         seed=seed, method="random")
     gain = np.linspace(0, 1, clusters)
     while not search.finished:
         for index, w in search.ask(100):
@@ -157,7 +157,7 @@ def test_the_search_run_of_150_clusters_holds_every_answer_param(tmp_path):
     cfg.tracking.mlflow_uri = str(tmp_path / "mlruns")
     run_id = log_search(cfg, search, info, name="compare/random")
     run = MlflowClient(f"file://{tmp_path}/mlruns").get_run(run_id)
-    assert len(run.data.params) == 152  # strategy, schedule and 150 answer/<cluster>: more than one batch of 100
+    assert len(run.data.params) == 152  # method, schedule and 150 answer/<cluster>: more than one batch of 100
     assert {n: float(run.data.params[f"answer/{n}"]) for n in search.names} == pytest.approx(info["weights"],
                                                                                              rel=1e-5, abs=1e-9)
     assert run.data.tags["climb.stage"] == "compare/random" and run.info.status == "FINISHED"
