@@ -122,9 +122,11 @@ class TrainStats:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def train(model, batches, p: ProxyConfig, *, device: str, every: int = 0, report=None) -> TrainStats:
-    """Train `model` on `batches` (int64 arrays (batch, seq_len), one per step) for p.steps steps.
-    report(step, loss): called after every `every` steps with the mean loss of those steps (a device sync)."""
+def train(model, batches, p: ProxyConfig, *, device: str, every: int = 0, report=None, loss_fn=None) -> TrainStats:
+    """Train `model` on `batches` (int64 arrays (batch, seq_len), one per step) for p.steps steps: the one
+    training loop (AdamW, the learning-rate schedule, clipping, bf16 autocast on CUDA, torch.compile).
+    report(step, loss): called after every `every` steps with the mean loss of those steps (a device sync).
+    loss_fn(forward, ids, step): the loss to minimise instead of the causal LM loss (DoReMi's Group DRO)."""
     import torch
 
     model.to(device)
@@ -142,7 +144,7 @@ def train(model, batches, p: ProxyConfig, *, device: str, every: int = 0, report
             group["lr"] = lr_at(step, p)
         ids = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
         with autocast:
-            loss = step_fn(input_ids=ids, labels=ids).loss
+            loss = step_fn(input_ids=ids, labels=ids).loss if loss_fn is None else loss_fn(step_fn, ids, step)
         loss.backward()
         if p.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)

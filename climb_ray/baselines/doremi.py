@@ -22,7 +22,6 @@ import numpy as np
 
 from climb_ray.config import Config, DoReMiConfig, ProxyConfig
 from climb_ray.mixture import MixtureError, MixtureStream
-from climb_ray.proxy import lr_at
 
 HISTORY_ROWS = 200  # rows of the weight history kept by to_json at most
 
@@ -203,35 +202,31 @@ def _stream(arrays, names, weights, cfg: Config, p: ProxyConfig, seed: int) -> M
 
 
 def _train_dro(model, reference, stream: MixtureStream, p: ProxyConfig, d: DoReMiConfig, *, device: str, progress):
-    """Group DRO training of `model` against the frozen `reference` (AdamW as proxy.train); the
-    domain weights and excess losses of every step, (steps, k) each, and the mean token losses."""
+    """Group DRO training of `model` against the frozen `reference`, in proxy.train's loop with the DRO
+    loss; the domain weights and excess losses of every step, (steps, k) each, and the mean token losses."""
     import torch
 
+    from climb_ray.proxy import train
+
     k = len(stream.arrays)
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, betas=(0.9, 0.95), weight_decay=p.weight_decay,
-                                  fused=device.startswith("cuda"))
-    step_fn = torch.compile(model) if p.compile else model
-    weights, history, excess, losses = np.full(k, 1.0 / k), np.zeros((p.steps, k)), np.zeros((p.steps, k)), []
-    for step in range(p.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, p)
-        ids = torch.from_numpy(stream.batch(step, p.batch_size)).to(device, non_blocking=True)
+    state = {"weights": np.full(k, 1.0 / k)}
+    history, excess, losses = np.zeros((p.steps, k)), np.zeros((p.steps, k)), []
+
+    def dro_step(forward, ids, step):
         domains = stream.cluster[step * p.batch_size:(step + 1) * p.batch_size]
-        token_losses = _token_losses(step_fn, ids, device)
+        token_losses = _token_losses(forward, ids, device)
         with torch.no_grad():
             ref_losses = _token_losses(reference, ids, device)
         excess[step] = domain_excess(token_losses, ref_losses, domains, k)[0]
-        weights = update_weights(weights, excess[step], step_size=d.step_size, smoothing=d.smoothing)
-        history[step] = weights
-        dro_loss(token_losses, domains, weights).backward()
-        if p.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        state["weights"] = update_weights(state["weights"], excess[step], step_size=d.step_size,
+                                          smoothing=d.smoothing)
+        history[step] = state["weights"]
         losses.append(float(token_losses.detach().mean()))
         if progress is not None:
-            progress(step, weights.copy())
+            progress(step, state["weights"].copy())
+        return dro_loss(token_losses, domains, state["weights"])
+
+    train(model, (stream.batch(step, p.batch_size) for step in range(p.steps)), p, device=device, loss_fn=dro_step)
     return history, excess, losses
 
 
