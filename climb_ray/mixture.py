@@ -101,6 +101,18 @@ def _number(text) -> float:
         raise MixtureError(f"weight {text!r} is not a number") from None
 
 
+def weight_caps(tokens, budget: float, max_epochs: float, *, seq_len: int = 0) -> np.ndarray:
+    """The one epoch cap: the largest weight each cluster of `tokens` can take in a training run of
+    `budget` tokens without passing over it more than max_epochs times (max_epochs * tokens / budget).
+    With seq_len, in whole sequences of that length, and 0 for a cluster shorter than one sequence."""
+    tokens = np.asarray(tokens, dtype=np.float64)
+    if not seq_len:
+        return max_epochs * tokens / budget
+    sequences = np.floor(max_epochs * tokens / seq_len)
+    sequences[tokens < seq_len] = 0.0
+    return sequences * seq_len / budget
+
+
 def allocate(weights: np.ndarray, n: int) -> np.ndarray:
     """Integer counts proportional to `weights` that add up to exactly n (largest remainder)."""
     exact = np.asarray(weights, dtype=np.float64) * n

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from climb_ray.mixture import weight_caps
+
 BISECTION_STEPS = 60  # halvings of the shift tau: far below float precision of the weights
 STRENGTHS = (0.3, 1.0, 3.0, 10.0)  # Dirichlet concentrations of the global candidates
 LOCAL_STRENGTHS = (30.0, 100.0, 300.0, 1000.0)  # concentrations around the elite (larger = closer)
@@ -55,7 +57,7 @@ def bounds(names: list[str], *, minimum: dict | None = None, maximum: dict | Non
             raise ConstraintError("token_budget needs the clusters' token counts and max_epochs")
         if not np.isfinite(token_budget) or token_budget <= 0:
             raise ConstraintError(f"token_budget = {token_budget!r}: must be a positive number of tokens")
-        hi = np.minimum(hi, max_epochs * np.asarray(tokens, dtype=np.float64) / token_budget)
+        hi = np.minimum(hi, weight_caps(tokens, token_budget, max_epochs))
     for i, name in enumerate(names):
         if lo[i] > hi[i] + 1e-12:
             raise ConstraintError(f"cluster {name}: minimum {lo[i]:g} is above its maximum {hi[i]:g} "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from climb_ray.mixture import weight_caps
+
 DUPLICATE_L1 = 1e-5
 N_STRENGTHS = 15
 
@@ -58,7 +60,7 @@ class RegMixSampler:
         self.prior = np.asarray(prior, dtype=np.float64) / np.sum(prior)
         self.alpha = sharpen(self.prior, temperature)
         self.strengths = np.logspace(np.log10(strength_min), np.log10(strength_max), N_STRENGTHS)
-        self.cap = np.minimum(max_epochs * self.prior, 1.0)
+        self.cap = np.minimum(weight_caps(self.prior, 1.0, max_epochs), 1.0)  # shares: a budget of the corpus
         if cap is not None:  # a tighter per-cluster limit, e.g. the proxy budget's real epoch cap
             self.cap = np.minimum(self.cap, cap)
         self.min_weight = min_weight

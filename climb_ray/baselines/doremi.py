@@ -87,10 +87,9 @@ def dro_loss(token_losses, domains: np.ndarray, weights: np.ndarray):
 def epoch_caps(tokens, *, max_epochs: float, n_sequences: int, seq_len: int) -> np.ndarray:
     """The largest share of n_sequences each cluster can supply within max_epochs passes, in whole
     sequences; 0 for a cluster shorter than one sequence (MixtureStream refuses more)."""
-    tokens = np.asarray(tokens, dtype=np.int64)
-    sequences = np.floor(max_epochs * tokens / seq_len)
-    sequences[tokens < seq_len] = 0.0
-    return sequences / n_sequences
+    from climb_ray.mixture import weight_caps
+
+    return weight_caps(tokens, n_sequences * seq_len, max_epochs, seq_len=seq_len)
 
 
 def fit_to_caps(weights, caps) -> np.ndarray:

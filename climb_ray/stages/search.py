@@ -11,6 +11,7 @@ import numpy as np
 from climb_ray import log, tracking
 from climb_ray.artifacts import CLUSTERS, RunDir, TOKENIZER, TOKENS_META
 from climb_ray.config import Config
+from climb_ray.mixture import weight_caps
 from climb_ray.samplers import RegMixSampler
 from climb_ray.search import ClimbSearch
 from climb_ray.stages.search_plan import STATE, start_record, with_schedule
@@ -27,7 +28,7 @@ def make_search(cfg: Config, meta: dict) -> ClimbSearch:
     check_fits(tokens, budget, cfg)
     sampler = RegMixSampler(tokens / tokens.sum(), temperature=s.temperature, strength_min=s.strength_min,
                             strength_max=s.strength_max, max_epochs=s.max_epochs, min_weight=s.min_weight,
-                            cap=s.max_epochs * tokens / budget)
+                            cap=weight_caps(tokens, budget, s.max_epochs))
     return ClimbSearch(sampler, names, s, cfg.predictor, seed=cfg.seed, method=s.method)
 
 
@@ -43,7 +44,7 @@ def check_fits(tokens: np.ndarray, budget: int, cfg: Config) -> None:
     total = float(tokens.sum())
     if total <= 0:
         raise ConfigError("the corpus has no tokens: nothing to search over (see the corpus stage's skip counts)")
-    cap = np.minimum(np.minimum(s.max_epochs * tokens / total, 1.0), s.max_epochs * tokens / budget)
+    cap = np.minimum(np.minimum(weight_caps(tokens, total, s.max_epochs), 1.0), weight_caps(tokens, budget, s.max_epochs))
     if cap.sum() >= FIT_MARGIN:
         return
     room = s.max_epochs * total / FIT_MARGIN  # at the bare limit only the prior itself fits: leave room
