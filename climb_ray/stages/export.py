@@ -12,8 +12,8 @@ import numpy as np
 from climb_ray import log
 from climb_ray.artifacts import BEST_MIXTURE, MANIFEST, RunDir, TOKENIZER, TOKENS_META
 from climb_ray.config import Config
-from climb_ray.export import (BINS, ExportError, boundary_bin, check_caps, largest_budget, manifest, plan_from_histogram,
-                             planned_rows, targets)
+from climb_ray.export import (BINS, ExportError, boundary_bin, check_caps, largest_budget, manifest,
+                             plan_from_histogram, planned_rows, targets)
 
 
 def chosen_weights(cfg: Config, run: RunDir, names: list[str], shares: np.ndarray) -> np.ndarray:

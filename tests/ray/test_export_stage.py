@@ -180,7 +180,8 @@ def test_the_plan_made_by_ray_data_tasks_equals_plan_cluster_over_every_document
     keys = np.array([doc_key(d, seed) for d in docs.column("doc_id").to_pylist()])
     histograms = key_histograms(docs_files(run), seed, len(names), bins)
     assert histograms[0].sum() == lengths.sum() and histograms[1].sum() == len(keys)
-    for weights, budget in [([0.4, 0.3, 0.2, 0.1], int(lengths.sum()) // 3), ([0.7, 0.1, 0.1, 0.1], 5 * int(lengths.sum())),
+    total = int(lengths.sum())
+    for weights, budget in [([0.4, 0.3, 0.2, 0.1], total // 3), ([0.7, 0.1, 0.1, 0.1], 5 * total),
                             ([0.0, 0.5, 0.5, 0.0], 777)]:
         plans, rows = plan_export(run, names, histograms, np.array(weights), budget, seed, bins)
         wanted, expected = targets(np.array(weights), budget), 0
@@ -190,3 +191,20 @@ def test_the_plan_made_by_ray_data_tasks_equals_plan_cluster_over_every_document
             assert plans[i] == reference
             expected += sum(copies(reference, k) for k in keys[member])
         assert rows == expected
+
+
+def test_rows_grouped_with_their_cluster_in_many_groups_give_the_same_export_as_in_one(finished, three_files,
+                                                                                      tmp_path, monkeypatch):
+    from climb_ray.adapters import ray_export
+
+    total = sum(json.loads((finished[0] / "tokens" / "meta.json").read_text())["tokens"].values())
+    settings = ["export.weights=0.4,0.3,0.2,0.1", f"export.token_budget={total // 3}", "export.write_token_ids=true"]
+    one, _ = rows(export(finished, three_files, tmp_path / "one", *settings)[0])
+    monkeypatch.setattr(ray_export, "GROUP_ROWS", 10)  # about 10 groups
+    many, files = rows(export(finished, three_files, tmp_path / "many", *settings)[0])
+    _, reference = rows(tmp_path / "one" / "run")
+    manifests = [json.loads(f.pop("manifest.json")) for f in (files, reference)]
+    assert files == reference and many.equals(one) and one.num_rows > 50
+    for m in manifests:
+        m["source"].pop("run_dir")
+    assert manifests[0] == manifests[1]
