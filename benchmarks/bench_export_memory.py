@@ -48,10 +48,12 @@ def baseline_export(cfg, run: Path, out: Path) -> None:
 
     from climb_ray.artifacts import RunDir
     from climb_ray.export import copies, doc_key, plan_cluster, targets
-    from climb_ray.stages.export import chosen_weights, read_docs
+    import pyarrow.parquet as pq
+
+    from climb_ray.stages.export import chosen_weights, docs_files
 
     rd = RunDir(str(run))
-    docs = read_docs(rd)
+    docs = pq.read_table(docs_files(rd), columns=["doc_id", "super_cluster", "n_tokens"])
     ids, supers, lengths = docs.column("doc_id").to_pylist(), docs.column("super_cluster").to_numpy(), \
         docs.column("n_tokens").to_numpy()
     names = rd.read_json("tokens/meta.json")["clusters"]

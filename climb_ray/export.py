@@ -9,6 +9,10 @@ Rows are then ordered by a seeded hash of (document, copy): the shuffle across c
 same for the same seed, whatever order the documents were read in.
 
 Tokens are counted with the run's tokenizer, end-of-text included (as in tokens/meta.json).
+
+At scale the plan is made without every document's key in one place: workers add up each cluster's
+tokens per key bin (key_histogram), the bin where the partial pass ends (boundary_bin) is read
+again document by document, and plan_from_histogram gives exactly what plan_cluster would.
 """
 
 from __future__ import annotations
@@ -80,6 +84,65 @@ def plan_cluster(name: str, weight: float, target: int, keys: np.ndarray, doc_to
     threshold = float(keys[order[taken - 1]]) if taken else -1.0
     extra = int(cumulative[taken - 1]) if taken else 0
     return ClusterPlan(name, weight, target, available, full, threshold, extra)
+
+
+BINS = 65_536  # key bins of the distributed plan: the driver holds clusters x BINS token and document counts
+
+
+def key_bins(keys: np.ndarray, bins: int = BINS) -> np.ndarray:
+    """Each key's bin: monotone in the key, so a cluster's documents in key order come bin by bin."""
+    return np.minimum((np.asarray(keys, dtype=np.float64) * bins).astype(np.int64), bins - 1)
+
+
+def key_histogram(supers: np.ndarray, keys: np.ndarray, doc_tokens: np.ndarray,
+                  bins: int = BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Some documents' share of the (cluster, key bin) histogram, sparse: (cells cluster * bins + bin,
+    tokens, documents), one entry per cell they fill; the driver adds these up (add_histogram)."""
+    cells = np.asarray(supers, dtype=np.int64) * bins + key_bins(keys, bins)
+    cells, inverse = np.unique(cells, return_inverse=True)
+    tokens = np.bincount(inverse, weights=np.asarray(doc_tokens, dtype=np.float64), minlength=len(cells))
+    return cells, tokens.astype(np.int64), np.bincount(inverse, minlength=len(cells)).astype(np.int64)
+
+
+def add_histogram(hist: np.ndarray, cells: np.ndarray, counts: np.ndarray) -> None:
+    """hist (clusters, bins) += a key_histogram part."""
+    np.add.at(hist.reshape(-1), cells, counts)
+
+
+def boundary_bin(target: int, tokens: np.ndarray) -> int:
+    """The key bin where a cluster with these tokens per bin reaches its partial pass (-1: none)."""
+    available = int(tokens.sum())
+    remainder = target - (target // available) * available if target > 0 and available else 0
+    return int(np.searchsorted(np.cumsum(tokens), remainder, side="left")) if remainder > 0 else -1
+
+
+def plan_from_histogram(name: str, weight: float, target: int, tokens: np.ndarray, keys: np.ndarray,
+                        doc_tokens: np.ndarray, positions: np.ndarray) -> ClusterPlan:
+    """plan_cluster's plan from the cluster's tokens per key bin and only the documents of its
+    boundary_bin (their keys, tokens and positions in reading order, for plan_cluster's stable order)."""
+    available = int(tokens.sum())
+    if target <= 0 or available == 0:
+        return ClusterPlan(name, weight, target, available, 0, -1.0, 0)
+    full, edge = int(target // available), boundary_bin(target, tokens)
+    if edge < 0:  # whole passes only
+        return ClusterPlan(name, weight, target, available, full, -1.0, 0)
+    order = np.lexsort((positions, keys))
+    cumulative = int(tokens[:edge].sum()) + np.cumsum(np.asarray(doc_tokens, dtype=np.int64)[order])
+    taken = int(np.searchsorted(cumulative, target - full * available, side="left"))
+    return ClusterPlan(name, weight, target, available, full, float(keys[order[taken]]), int(cumulative[taken]))
+
+
+def planned_rows(plan: ClusterPlan, tokens: np.ndarray, docs: np.ndarray, edge_keys: np.ndarray) -> int:
+    """Rows a plan gives (what `copies` adds up to) from the cluster's tokens and documents per key
+    bin and the keys of its boundary_bin's documents."""
+    edge = boundary_bin(plan.target_tokens, tokens)
+    extra = int(docs[:edge].sum()) + int((np.asarray(edge_keys) <= plan.threshold).sum()) if edge >= 0 else 0
+    return plan.full_passes * int(docs.sum()) + extra
+
+
+def key_cutoff(plans: list[ClusterPlan]) -> float:
+    """No plan takes a document whose key is above this (inf: some cluster is taken whole)."""
+    return max((p.threshold for p in plans), default=-1.0) if all(p.full_passes == 0 for p in plans) else np.inf
 
 
 def targets(weights: np.ndarray, budget: int) -> np.ndarray:

@@ -12,8 +12,8 @@ import numpy as np
 from climb_ray import log
 from climb_ray.artifacts import BEST_MIXTURE, MANIFEST, RunDir, TOKENIZER, TOKENS_META
 from climb_ray.config import Config
-from climb_ray.export import (ExportError, check_caps, copies, doc_key, largest_budget, manifest, plan_cluster,
-                             targets)
+from climb_ray.export import (BINS, ExportError, boundary_bin, check_caps, largest_budget, manifest,
+                             plan_from_histogram, planned_rows, targets)
 
 
 def chosen_weights(cfg: Config, run: RunDir, names: list[str], shares: np.ndarray) -> np.ndarray:
@@ -39,48 +39,60 @@ def chosen_weights(cfg: Config, run: RunDir, names: list[str], shares: np.ndarra
     return parse_weights(spec, names, shares)
 
 
-def read_docs(run: RunDir):
-    """doc_id, super_cluster, n_tokens of every tokenized document (tokens/docs/*.parquet)."""
-    import pyarrow.parquet as pq
+def docs_files(run: RunDir) -> list[str]:
+    """URLs of tokens/docs/*.parquet (doc_id, super_cluster, n_tokens of every tokenized document)."""
+    import posixpath
 
     files = sorted(run.fs.glob(run.path("tokens/docs/*.parquet")))
     if not files:
         raise ExportError(f"{run.url('tokens')} has no docs/ table (made by an older climb-ray); rerun with "
                           "--redo tokens")
-    return pq.read_table(files, filesystem=run.fs, columns=["doc_id", "super_cluster", "n_tokens"])
+    return [run.url("tokens/docs", posixpath.basename(f)) for f in files]
 
 
 def check_export(cfg: Config, run: RunDir):
     """Everything the export is asked for, checked (mixture, budget, epoch caps) without writing:
-    (meta, names, (doc ids, clusters, tokens), weights, budget, max_epochs). Run before an
-    --overwrite removes the old export, so a bad request loses nothing."""
+    (meta, names, (tokens, documents) per cluster and key bin, weights, budget, max_epochs). Run
+    before an --overwrite removes the old export, so a bad request loses nothing."""
+    from climb_ray.adapters.ray_export import key_histograms
+
     meta = run.read_json(TOKENS_META)
     names = list(meta["clusters"])
-    docs = read_docs(run)
-    supers, n_tokens = docs.column("super_cluster").to_numpy(), docs.column("n_tokens").to_numpy()
-    available = np.array([n_tokens[supers == i].sum() for i in range(len(names))], dtype=np.float64)
+    histograms = key_histograms(docs_files(run), cfg.export.seed, len(names))
+    available = histograms[0].sum(axis=1).astype(np.float64)
     weights = chosen_weights(cfg, run, names, available / available.sum())
     max_epochs = cfg.export.max_epochs or cfg.search.max_epochs
     budget = cfg.export.token_budget or largest_budget(weights, available, max_epochs)
     check_caps(names, weights, available, budget, max_epochs)
-    return meta, names, (docs.column("doc_id").to_pylist(), supers, n_tokens), weights, budget, max_epochs
+    return meta, names, histograms, weights, budget, max_epochs
+
+
+def plan_export(run: RunDir, names: list[str], histograms, weights: np.ndarray, budget: int, seed: int,
+                bins: int = BINS) -> tuple[list, int]:
+    """(each cluster's plan, the rows they give): from the key histograms (check_export's) and the
+    documents of each cluster's boundary bin, read again on Ray Data (plan_from_histogram)."""
+    from climb_ray.adapters.ray_export import boundary_documents
+
+    tokens, docs = histograms
+    wanted = targets(weights, budget)
+    edges = np.array([boundary_bin(int(wanted[i]), tokens[i]) for i in range(len(names))])
+    edge_docs = boundary_documents(docs_files(run), seed, edges, bins) if (edges >= 0).any() else [
+        (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))] * len(names)
+    plans = [plan_from_histogram(name, float(weights[i]), int(wanted[i]), tokens[i], *edge_docs[i])
+             for i, name in enumerate(names)]
+    rows = sum(planned_rows(p, tokens[i], docs[i], edge_docs[i][0]) for i, p in enumerate(plans))
+    return plans, rows
 
 
 def export_stage(cfg: Config, run: RunDir) -> dict:
     e = cfg.export
-    meta, names, (doc_ids, supers, n_tokens), weights, budget, max_epochs = check_export(cfg, run)
-    keys = np.array([doc_key(d, e.seed) for d in doc_ids])
-    plans, wanted = [], targets(weights, budget)
-    members = [np.flatnonzero(supers == i) for i in range(len(names))]
-    for i, name in enumerate(names):
-        plans.append(plan_cluster(name, float(weights[i]), int(wanted[i]), keys[members[i]], n_tokens[members[i]]))
+    meta, names, histograms, weights, budget, max_epochs = check_export(cfg, run)
+    plans, rows = plan_export(run, names, histograms, weights, budget, e.seed)
     source = {"run_dir": run.url(), "weights": e.weights, "tokenizer": meta["tokenizer"],
               "vocab_size": meta["vocab_size"], "token_dtype": meta["dtype"], "eot_id": meta["eot_id"]}
     if e.format == "megatron":
         return export_megatron(run, meta, plans, budget=budget, seed=e.seed, max_epochs=max_epochs, source=source)
-    chosen = {doc_ids[m]: (plan.name, times) for plan, rows in zip(plans, members) for m in rows
-              if (times := copies(plan, keys[m])) > 0}
-    info = export_rows_to_shards(cfg, run, meta, names, chosen)
+    info = export_rows_to_shards(cfg, run, meta, plans, (rows, int(histograms[1].sum())))
     out = manifest(plans, info.pop("rows_per_cluster"), budget=budget, seed=e.seed, max_epochs=max_epochs,
                    source=source, shards=info.pop("shard_list"))
     if e.format == "hf":
@@ -93,8 +105,9 @@ def export_stage(cfg: Config, run: RunDir) -> dict:
             "weights": {p.name: p.weight for p in plans}}
 
 
-def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, names: list[str], chosen: dict) -> dict:
-    """The chosen rows, shuffled on Ray Data, as Parquet (and token-ID) shards of export/."""
+def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, plans: list, sizes: tuple[int, int]) -> dict:
+    """The planned rows, shuffled on Ray Data, as Parquet (and token-ID) shards of export/.
+    sizes: (rows planned, documents in tokens/docs)."""
     from climb_ray.adapters.ray_export import export_rows
     from climb_ray.export_writer import ShardedWriter
     from climb_ray.stages.corpus import corpus_files
@@ -104,11 +117,11 @@ def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, names: list[str]
     tokenizer = run.read_bytes(TOKENIZER).decode("utf-8") if token_ids else None
     writer = ShardedWriter(run.fs, run.path("export"), e.shard_mb * 2**20,
                            np.dtype(meta["dtype"]) if token_ids else None)
-    rows = {name: 0 for name in names}
+    rows = {p.name: 0 for p in plans}
     files = [(f["file"], f["name"]) for f in corpus_files(run)]
-    total = sum(times for _, times in chosen.values())
-    with log.Progress(log.get(__name__), "export", total, "rows") as progress:
-        for batch in export_rows(files, cfg.corpus, chosen, e.seed, tokenizer, int(meta["eot_id"])):
+    with log.Progress(log.get(__name__), "export", sizes[0], "rows") as progress:
+        for batch in export_rows(files, cfg.corpus, docs_files(run), plans, e.seed, sizes, tokenizer,
+                                 int(meta["eot_id"])):
             for name, count in zip(*np.unique(batch.column("cluster").to_numpy(zero_copy_only=False),
                                               return_counts=True)):
                 rows[str(name)] += int(count)

@@ -103,12 +103,13 @@ def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = 
     run.write_text("config.yaml", to_yaml(cfg))
     if cfg.export.overwrite:
         redo = (*redo, "export")
+    report = PipelineReport(run_url=run.url())
     if "export" in redo and run.is_done("export") and run.is_done("tokens") and (
             cfg.export.weights.strip() != "best" or run.is_done("search")):
         from climb_ray.stages.export import check_export
 
+        report.ray = ensure_ray(cfg.resources)  # the check counts each cluster's tokens on Ray Data
         check_export(cfg, run)  # a bad mixture or budget is refused before the old export is removed
-    report = PipelineReport(run_url=run.url())
     for stage in ORDER[: ORDER.index(until) + 1]:
         if stage in skip:
             continue

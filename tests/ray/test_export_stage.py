@@ -164,3 +164,47 @@ def test_the_manifest_says_what_was_exported_and_from_where_and_nothing_about_wh
     assert manifest["seed"] == 3 and manifest["max_epochs"] == 15  # search.max_epochs when export.max_epochs is 0
     assert sum(c["rows"] for c in manifest["clusters"].values()) == manifest["rows"]
     assert sum(s["rows"] for s in manifest["shards"]) == manifest["rows"]
+
+
+@pytest.mark.parametrize("bins", [4, 65_536])
+def test_the_plan_made_by_ray_data_tasks_equals_plan_cluster_over_every_document(finished, bins):
+    from climb_ray.adapters.ray_export import key_histograms
+    from climb_ray.artifacts import RunDir
+    from climb_ray.export import copies, doc_key, plan_cluster, targets
+    from climb_ray.stages.export import docs_files, plan_export
+
+    run = RunDir(str(finished[0]))
+    docs = pq.read_table(sorted((finished[0] / "tokens" / "docs").glob("*.parquet")))  # the reading order
+    supers, lengths = docs.column("super_cluster").to_numpy(), docs.column("n_tokens").to_numpy()
+    names, seed = ["sc00", "sc01", "sc02", "sc03"], 5
+    keys = np.array([doc_key(d, seed) for d in docs.column("doc_id").to_pylist()])
+    histograms = key_histograms(docs_files(run), seed, len(names), bins)
+    assert histograms[0].sum() == lengths.sum() and histograms[1].sum() == len(keys)
+    total = int(lengths.sum())
+    for weights, budget in [([0.4, 0.3, 0.2, 0.1], total // 3), ([0.7, 0.1, 0.1, 0.1], 5 * total),
+                            ([0.0, 0.5, 0.5, 0.0], 777)]:
+        plans, rows = plan_export(run, names, histograms, np.array(weights), budget, seed, bins)
+        wanted, expected = targets(np.array(weights), budget), 0
+        for i, name in enumerate(names):
+            member = supers == i
+            reference = plan_cluster(name, weights[i], int(wanted[i]), keys[member], lengths[member])
+            assert plans[i] == reference
+            expected += sum(copies(reference, k) for k in keys[member])
+        assert rows == expected
+
+
+def test_rows_grouped_with_their_cluster_in_many_groups_give_the_same_export_as_in_one(finished, three_files,
+                                                                                      tmp_path, monkeypatch):
+    from climb_ray.adapters import ray_export
+
+    total = sum(json.loads((finished[0] / "tokens" / "meta.json").read_text())["tokens"].values())
+    settings = ["export.weights=0.4,0.3,0.2,0.1", f"export.token_budget={total // 3}", "export.write_token_ids=true"]
+    one, _ = rows(export(finished, three_files, tmp_path / "one", *settings)[0])
+    monkeypatch.setattr(ray_export, "GROUP_ROWS", 10)  # about 10 groups
+    many, files = rows(export(finished, three_files, tmp_path / "many", *settings)[0])
+    _, reference = rows(tmp_path / "one" / "run")
+    manifests = [json.loads(f.pop("manifest.json")) for f in (files, reference)]
+    assert files == reference and many.equals(one) and one.num_rows > 50
+    for m in manifests:
+        m["source"].pop("run_dir")
+    assert manifests[0] == manifests[1]

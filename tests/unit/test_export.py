@@ -67,3 +67,46 @@ def test_a_zero_weight_cluster_gives_nothing():
     ids, lengths = cluster(10, 4)
     plan = plan_cluster("sc02", 0.0, 0, np.array([doc_key(d, 0) for d in ids]), lengths)
     assert plan.tokens == 0 and all(copies(plan, doc_key(d, 0)) == 0 for d in ids)
+
+
+def histogram_plan(names, supers, keys, lengths, wanted, bins):
+    """plan_from_histogram fed the way the workers feed it: the histogram in parts, then the boundary bins."""
+    from climb_ray.export import add_histogram, boundary_bin, key_bins, key_histogram, plan_from_histogram, planned_rows
+
+    tokens, docs = np.zeros((len(names), bins), np.int64), np.zeros((len(names), bins), np.int64)
+    for part in np.array_split(np.arange(len(keys)), 7):  # as from several files
+        cells, t, d = key_histogram(supers[part], keys[part], lengths[part], bins)
+        add_histogram(tokens, cells, t)
+        add_histogram(docs, cells, d)
+    plans, rows = [], []
+    for i, name in enumerate(names):
+        edge = np.flatnonzero((supers == i) & (key_bins(keys, bins) == boundary_bin(int(wanted[i]), tokens[i])))
+        plans.append(plan_from_histogram(name, 0.5, int(wanted[i]), tokens[i], keys[edge], lengths[edge], edge))
+        rows.append(planned_rows(plans[-1], tokens[i], docs[i], keys[edge]))
+    return plans, rows
+
+
+@pytest.mark.parametrize("bins", [1, 16, 65_536])
+def test_the_plan_from_key_histograms_equals_plan_cluster_on_random_clusters(bins):
+    rng = np.random.default_rng(bins)
+    n, names = 3000, ["sc00", "sc01", "sc02", "sc03"]
+    supers, lengths = rng.integers(0, 4, n), rng.integers(1, 500, n)
+    keys = np.array([doc_key(f"d{i}", 7) for i in range(n)])
+    keys[rng.integers(0, n, 300)] = keys[rng.integers(0, n, 300)]  # ties: the stable order decides
+    available = np.array([lengths[supers == i].sum() for i in range(4)])
+    for wanted in (rng.integers(0, 3, 4) * available + rng.integers(0, available), available * [0, 1, 2, 3],
+                   rng.integers(1, 50, 4)):
+        plans, rows = histogram_plan(names, supers, keys, lengths, wanted, bins)
+        for i, name in enumerate(names):
+            member = supers == i
+            reference = plan_cluster(name, 0.5, int(wanted[i]), keys[member], lengths[member])
+            assert plans[i] == reference
+            assert rows[i] == sum(copies(reference, k) for k in keys[member])
+
+
+def test_documents_above_the_key_cutoff_are_taken_by_no_plan():
+    from climb_ray.export import ClusterPlan, key_cutoff
+
+    partial = [ClusterPlan("sc00", 0.5, 10, 100, 0, 0.25, 10), ClusterPlan("sc01", 0.0, 0, 50, 0, -1.0, 0)]
+    assert key_cutoff(partial) == 0.25
+    assert key_cutoff([*partial, ClusterPlan("sc02", 0.5, 120, 100, 1, 0.1, 20)]) == np.inf
