@@ -208,7 +208,7 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
             "top_terms": {c["name"]: c["top_terms"][:5] for c in best["clusters"]}}
 
 
-def describe(info: dict) -> str:
+def describe(info: dict) -> str:  # a search finished before 2026-12-02 named its method 'strategy'
     rows = "".join(f"\n              {name}  {weight:6.3f}  {', '.join(info.get('top_terms', {}).get(name, []))}"
                    for name, weight in sorted(info["weights"].items(), key=lambda x: -x[1]))
     how = ""
@@ -218,7 +218,7 @@ def describe(info: dict) -> str:
     elif info.get("continued_from"):
         how = f"continued from {info['continued_from']} recorded trials; "
     return (f"{how}{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
-            f"method {info['method']} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
+            f"method {info.get('method', info.get('strategy'))} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
             f"            best mixture: {answer_line(info)}; higher is better "
             f"(answer {info.get('answer', 'best_predicted')}){rows}")
 

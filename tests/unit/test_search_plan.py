@@ -129,3 +129,11 @@ def test_every_config_field_is_a_stage_dependency_or_explicitly_none():
     assert not unplaced, f"place these in pipeline.DEPENDS or NO_STAGE: {unplaced}"
     assert not both, f"in DEPENDS and NO_STAGE: {both}"
     assert all(any(n == e or n.startswith(e + ".") for n in fields) for e in NO_STAGE)  # no stale entry
+
+
+def test_a_search_recorded_before_the_method_rename_is_still_described():
+    from climb_ray.stages.search import describe
+
+    info = {"weights": {"sc00": 1.0}, "trials": 4, "generations": 2, "failed": 0, "strategy": "climb",
+            "predicted": -7.0, "best_seen": -7.0}
+    assert "method climb" in describe(info) and "method climb" in describe({**info, "method": "climb"})
