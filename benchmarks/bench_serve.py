@@ -5,8 +5,9 @@ With --ray-env RAY_SERVE_ENABLE_DIRECT_INGRESS=1 (set before Ray starts) ours is
 Serve's proxy ("ours") and at the replica's own HTTP port ("direct", no proxy hop).
 All are driven by the same asyncio aiohttp client over loopback, with pre-encoded JSON bodies:
   1. /v1/predict with one mixture ({"weights": [...]}): requests/s and p50/p99 latency at each
-     --concurrency, --requests per level after --warmup requests. Ours validates the body with
-     pydantic and groups concurrent calls with @serve.batch; the baseline does json + predict.
+     --concurrency, --requests per level after --warmup requests. Ours checks the token, Host and
+     Content-Type, validates the body with pydantic and groups concurrent calls (climb_ray.coalesce); the
+     baseline does json + predict.
   2. /v1/predict with batches of --batch random Dirichlet mixtures ({"mixtures": [[...], ...]}):
      mixtures scored per second at each --batch-concurrency, --batch-requests per level
      (target >= 100,000 mixtures/s). Then where the time of one batch goes, in this process.

@@ -207,6 +207,8 @@ class ServeConfig:
     watch_s: float = 0.0  # `climb-ray serve`: check the predictor file this often and hot-reload it when it changes (0 = never)
     direct_ingress: bool = False  # `climb-ray serve` on a Ray it starts: replicas also answer HTTP on their own port
     # (30000 up, on serve.host; no proxy hop: ~5x the single-mixture calls/s). A cluster: RAY_SERVE_ENABLE_DIRECT_INGRESS=1 at `ray start`
+    access_log: bool = False  # replicas log a line per request (Ray Serve's access log) and Serve's info lines; off:
+    # warnings and errors only, ~0.3-0.5 ms less CPU per call on 2 cores (docs/benchmarks.md)
 
 
 @dataclass

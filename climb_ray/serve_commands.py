@@ -42,7 +42,7 @@ def serve(cfg: Config, *, predictor: str, version: str, detach: bool, drop_token
                              max_body_bytes=s.max_body_bytes, token_env=s.token_env, drop_token=drop_token,
                              allowed_hosts=s.allowed_hosts)
         return start(config, host=s.host, port=s.port, num_replicas=s.num_replicas, num_cpus=s.cpus_per_replica,
-                     route_prefix=s.route_prefix)
+                     route_prefix=s.route_prefix, access_log=s.access_log)
 
     url = deploy()
     print_serving(url, model, token=bool(os.environ.get(s.token_env)), token_env=s.token_env)

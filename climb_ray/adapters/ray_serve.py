@@ -17,7 +17,6 @@ import logging
 import os
 from importlib import resources
 
-import numpy as np
 from fastapi import HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -31,6 +30,7 @@ from climb_ray import __version__, api_models
 from climb_ray.api_models import OptimizeRequest, PredictRequest, body_schema, validation_message
 from climb_ray.config import ServeConfig
 from climb_ray.artifacts import PREDICTOR
+from climb_ray.coalesce import Coalescer
 from climb_ray.served_model import NotAnswerable, RequestError, ServedModel, parse_mixture
 
 APP_NAME = "climb"
@@ -39,9 +39,11 @@ MAX_K = 100  # most mixtures /v1/best returns per list
 OPTIMIZE_AT_ONCE = 2  # /v1/optimize searches running at once per replica (each holds its chunks); the rest wait
 PUBLIC = {"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}  # open without the token; the
 PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/")  # page's files too; every other path needs it
-BATCH_SIZE, BATCH_WAIT_S = 64, 0.0  # @serve.batch: single-mixture calls waiting together go in one predict (no wait: 2 ms per call at 1 client)
 DEFAULTS = ServeConfig()
 DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"  # "1" where Serve starts: replicas also answer HTTP themselves
+REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}  # our routes run in the loop of the replica's own
+# HTTP server: no hop between two threads' event loops per request (docs/benchmarks.md); a batch of serve.max_batch
+# mixtures holds that loop ~25 ms, /v1/optimize runs in a thread
 log = logging.getLogger("ray.serve")
 
 app = FastAPIOffline(title="climb-ray predictor", version=__version__,
@@ -121,6 +123,8 @@ class Guard:
         refused = refusal(scope, public)
         if refused is not None:
             return await refused(scope, receive, send)
+        if path == "/v1/predict" and scope.get("method") == "POST":
+            return await predict_directly(scope, receive, send)
         if not public:
             return await self.asgi(scope, receive, send)
 
@@ -132,6 +136,18 @@ class Guard:
 
 
 app.add_middleware(Guard)
+
+
+async def predict_directly(scope, receive, send) -> None:
+    """POST /v1/predict, the hot route, past FastAPI's routing: the same handler, its HTTPExceptions
+    answered as FastAPI answers them. Routing (over every path, twice: Serve's class routes are an
+    included router) and its dependency solving cost ~0.5 ms a call in the replica (docs/benchmarks.md)."""
+    server = serve.get_replica_context().servable_object
+    try:
+        response = await server.predict(Request(scope, receive))
+    except HTTPException as err:
+        response = JSONResponse({"detail": err.detail}, status_code=err.status_code, headers=err.headers)
+    await response(scope, receive, send)
 
 
 @app.exception_handler(RequestValidationError)
@@ -148,7 +164,7 @@ class PredictorServer:
         self.model: ServedModel | None = None
         self.settings: dict = {}
         self.reload_error: str | None = None
-        self.batches = {"calls": 0, "rows": 0, "largest": 0}  # what @serve.batch grouped so far
+        self.singles = Coalescer()  # single-mixture calls made together: one predict
         self.optimizing = asyncio.Semaphore(OPTIMIZE_AT_ONCE)
 
     async def reconfigure(self, config: dict) -> None:
@@ -202,20 +218,6 @@ class PredictorServer:
         return {"version": model.info["version"], "direction": model.predictor.direction,
                 "uncertainty": model.uncertainty()}
 
-    @serve.batch(max_batch_size=BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
-    async def _predict_one(self, items: list[tuple[ServedModel, np.ndarray]]) -> list[float]:
-        """Single-mixture calls grouped into one predict per model (a reload may fall mid-batch:
-        each row is scored by the model it was checked against)."""
-        out = [0.0] * len(items)
-        for model in {id(m): m for m, _ in items}.values():
-            rows = [i for i, (m, _) in enumerate(items) if m is model]
-            for i, value in zip(rows, model.predict(np.stack([items[i][1] for i in rows]))):
-                out[i] = float(value)
-        self.batches["calls"] += 1
-        self.batches["rows"] += len(items)
-        self.batches["largest"] = max(self.batches["largest"], len(items))
-        return out
-
     # -- routes -----------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
     def page(self):
@@ -228,7 +230,7 @@ class PredictorServer:
     @app.get("/v1/model", summary="The served predictor: version, fit time, trials, held-out quality")
     def model_info(self):
         return {**self.model.info, "reload_error": self.reload_error, "max_batch": self.settings["max_batch"],
-                "server": f"climb-ray {__version__}", "replica_pid": os.getpid(), "batching": self.batches}
+                "server": f"climb-ray {__version__}", "replica_pid": os.getpid(), "batching": self.singles.stats}
 
     @app.get("/v1/clusters", summary="Super-clusters: documents, tokens, top terms, examples")
     def clusters(self):
@@ -248,13 +250,13 @@ class PredictorServer:
                 raise RequestError("send either weights (one mixture) or mixtures (a list of mixtures)")
             if req.weights is not None:
                 w = parse_mixture(req.weights, model.names, normalize=req.normalize)
-                score = await self._predict_one((model, w))
-                return {"predicted": score, "weights": model.as_dict(w), **self._meta(model)}
-            if len(req.mixtures) > int(self.settings["max_batch"]):
-                raise HTTPException(413, f"mixtures has {len(req.mixtures)} entries, at most "
-                                    f"{self.settings['max_batch']} per request")
-            x = model.mixtures(req.mixtures, normalize=req.normalize)
-            body = {"predicted": model.predict(x).tolist(), "count": len(x), **self._meta(model)}
+                body = {"predicted": await self.singles.score(model, w), "weights": model.as_dict(w), **self._meta(model)}
+            else:
+                if len(req.mixtures) > int(self.settings["max_batch"]):
+                    raise HTTPException(413, f"mixtures has {len(req.mixtures)} entries, at most "
+                                        f"{self.settings['max_batch']} per request")
+                x = model.mixtures(req.mixtures, normalize=req.normalize)
+                body = {"predicted": model.predict(x).tolist(), "count": len(x), **self._meta(model)}
             return Response(json.dumps(body), media_type="application/json")  # skips FastAPI's slow encoder
         except RequestError as err:
             return JSONResponse({"detail": str(err)}, status_code=400)
@@ -320,8 +322,10 @@ def code_version() -> str:
     return f"{__version__}-{digest.hexdigest()[:10]}"
 
 
-def application(config: dict, *, num_replicas: int = 1, num_cpus: float = 1.0):
-    options = {"user_config": config, "num_replicas": num_replicas, "ray_actor_options": {"num_cpus": num_cpus}}
+def application(config: dict, *, num_replicas: int = 1, num_cpus: float = 1.0, access_log: bool = DEFAULTS.access_log):
+    options = {"user_config": config, "num_replicas": num_replicas,
+               "ray_actor_options": {"num_cpus": num_cpus, "runtime_env": {"env_vars": dict(REPLICA_ENV)}},
+               "logging_config": {"enable_access_log": access_log, "log_level": "INFO" if access_log else "WARNING"}}
     try:
         # Serve versions deployments deployed from a config file by their code; deployments from
         # serve.run get a new version each time, so any redeploy would start new replicas. Giving
@@ -351,6 +355,7 @@ class AppArgs(BaseModel):
     drop_token: bool = False
     num_replicas: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0)
+    access_log: bool = DEFAULTS.access_log
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -363,9 +368,9 @@ def build_app(args: AppArgs):
     the args into AppArgs (the annotation) before calling it."""
     if not isinstance(args, AppArgs):  # called directly with a dict
         args = AppArgs.model_validate(args)
-    config = args.model_dump(exclude={"num_replicas", "num_cpus", "host"})
+    config = args.model_dump(exclude={"num_replicas", "num_cpus", "host", "access_log"})
     return application({**user_config(**config), "host": args.host}, num_replicas=args.num_replicas,
-                       num_cpus=args.num_cpus)
+                       num_cpus=args.num_cpus, access_log=args.access_log)
 
 
 def running_token() -> str:
@@ -390,13 +395,13 @@ def running_token() -> str:
 
 
 def start(config: dict, *, host: str, port: int, num_replicas: int = 1, num_cpus: float = 1.0,
-          route_prefix: str = "/") -> str:
+          route_prefix: str = "/", access_log: bool = DEFAULTS.access_log) -> str:
     """Deploy (or redeploy with a new user_config: a hot reload) on the connected Ray; return the URL."""
     config = {**config, "host": host}
     if not config.get("token_sha256") and not config.get("drop_token"):
         config["token_sha256"] = running_token()
     serve.start(http_options={"host": host, "port": port})
-    serve.run(application(config, num_replicas=num_replicas, num_cpus=num_cpus), name=APP_NAME,
+    serve.run(application(config, num_replicas=num_replicas, num_cpus=num_cpus, access_log=access_log), name=APP_NAME,
               route_prefix=route_prefix)
     url_host = f"[{host}]" if ":" in host else host
     return f"http://{url_host}:{port}{route_prefix.rstrip('/')}"

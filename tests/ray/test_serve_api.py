@@ -77,7 +77,7 @@ def test_predict_ranks_mixtures_like_the_objective_and_batches_agree_with_single
 
 
 def test_concurrent_single_calls_are_answered_each_with_its_own_score(served):
-    """@serve.batch groups these calls into one predict; each caller must still get its own row's score."""
+    """The replica groups these calls into one predict (climb_ray.coalesce); each caller must still get its own row's score."""
     from concurrent.futures import ThreadPoolExecutor
 
     url, _ = served

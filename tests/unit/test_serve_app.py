@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT, make_served_run
@@ -60,3 +61,15 @@ def test_an_app_built_for_serve_run_checks_the_host_header_on_its_loopback_bind(
     config = build_app({"run_dir": run})._bound_deployment.user_config
     assert config["host"] == "127.0.0.1" and is_loopback(config["host"])
     assert build_app({"run_dir": run, "host": "0.0.0.0"})._bound_deployment.user_config["host"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+def test_replicas_run_routes_in_servers_loop_and_log_requests_only_when_asked(tmp_path, access_log):
+    from climb_ray.adapters.ray_serve import REPLICA_ENV, build_app
+
+    run = str(make_served_run(tmp_path / "run"))
+    deployment = build_app({"run_dir": run, "access_log": access_log})._bound_deployment
+    env = deployment.ray_actor_options["runtime_env"]["env_vars"]
+    assert env == REPLICA_ENV and env["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == "0"
+    logging = deployment.logging_config
+    assert logging["enable_access_log"] is access_log and logging["log_level"] == ("INFO" if access_log else "WARNING")
