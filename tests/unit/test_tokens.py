@@ -87,6 +87,17 @@ def test_joined_parts_slice_as_their_concatenation():
     assert tk.joined(arrays[:1], np.uint16) is arrays[0] and len(tk.joined([], np.uint16)) == 0
 
 
+def test_a_mixture_stream_over_parts_trains_on_the_batches_of_the_joined_shard():
+    from climb_ray.mixture import MixtureStream
+
+    rng = np.random.default_rng(1)
+    clusters = [[rng.integers(0, 500, n).astype(np.uint16) for n in sizes] for sizes in ([300, 5, 200], [90], [40, 400])]
+    streams = [MixtureStream(arrays, ["sc00", "sc01", "sc02"], [0.5, 0.2, 0.3], n_sequences=64, seq_len=16,
+                             max_epochs=4, seed=3)
+               for arrays in ([tk.joined(c, np.uint16) for c in clusters], [np.concatenate(c) for c in clusters])]
+    assert all(np.array_equal(streams[0].batch(i, 8), streams[1].batch(i, 8)) for i in range(8))
+
+
 def test_shards_in_an_object_store_are_written_there_cached_locally_and_read_the_same(tmp_path):
     fs = fsspec.filesystem("memory")
     parts = {"sc00": [], "sc01": []}
