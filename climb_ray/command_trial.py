@@ -31,29 +31,42 @@ class CommandError(RuntimeError):
     """The trainer command failed: the message says how, and where its logs are."""
 
 
-def data_prefixes(template: str, tokens_url: str, names: list[str]) -> list[str]:
-    """Each super-cluster's data prefix: the template filled in, or the run's shards <tokens>/<name>."""
-    return [(template or "{tokens_dir}/{name}").format(name=name, index=i, tokens_dir=tokens_url)
-            for i, name in enumerate(names)]
+def data_prefixes(template: str, tokens_url: str, meta: dict) -> list[list[tuple[str, float]]]:
+    """Each super-cluster's data prefixes, each with its share of the cluster: the template filled in,
+    or the run's token parts <tokens>/<cluster>/<part> (tokens/meta.json), shared by their tokens."""
+    from climb_ray.tokens import cluster_parts
 
-
-def blend(weights, prefixes: list[str]) -> list[str]:
-    """Megatron's --data-path list: weight, prefix, weight, prefix, ... (clusters of weight 0 left out)."""
+    if template:
+        return [[(template.format(name=name, index=i, tokens_dir=tokens_url), 1.0)]
+                for i, name in enumerate(meta["clusters"])]
     out = []
-    for w, prefix in zip(weights, prefixes):
-        if w > 0:
-            out += [f"{w:.8g}", prefix]
+    for name in meta["clusters"]:
+        parts = cluster_parts(meta, name)
+        total = sum(p.tokens for p in parts)
+        out.append([(f"{tokens_url}/{p.prefix}", p.tokens / total) for p in parts])
     return out
 
 
-def mixture_json(names: list[str], weights, prefixes: list[str], p, *, seed: int, index: int | None,
-                 tokens_dir: str) -> dict:
+def blend(weights, prefixes: list[list[tuple[str, float]]]) -> list[str]:
+    """Megatron's --data-path list: weight, prefix, weight, prefix, ... (a cluster's weight split over its
+    prefixes by their shares; clusters of weight 0 left out)."""
+    out = []
+    for w, shares in zip(weights, prefixes):
+        if w > 0:
+            for prefix, share in shares:
+                out += [f"{w * share:.8g}", prefix]
+    return out
+
+
+def mixture_json(names: list[str], weights, prefixes: list[list[tuple[str, float]]], p, *, seed: int,
+                 index: int | None, tokens_dir: str) -> dict:
     """What a trainer gets in {mixture_json} (and `climb-ray ask` hands out): the normalised weights per
-    cluster, the blend, each cluster's data prefix, the seed, the trial's index and proxy `p`'s token budget."""
+    cluster, the blend, each cluster's data prefixes, the seed, the trial's index and proxy `p`'s token budget."""
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
     return {"weights": {n: float(x) for n, x in zip(names, w)}, "blend": " ".join(blend(w, prefixes)),
-            "data_prefixes": dict(zip(names, prefixes)), "seed": seed, "index": index, "tokens_dir": tokens_dir,
+            "data_prefixes": {n: [prefix for prefix, _ in shares] for n, shares in zip(names, prefixes)},
+            "seed": seed, "index": index, "tokens_dir": tokens_dir,
             "steps": p.steps, "batch_size": p.batch_size, "context": p.context, "tokens": p.tokens}
 
 
@@ -64,9 +77,10 @@ class CommandRunner:
         import fsspec
 
         with fsspec.open(posixpath.join(tokens_url.rstrip("/"), "meta.json"), "r") as src:
-            self.names: list[str] = list(json.load(src)["clusters"])
+            meta = json.load(src)
+        self.names: list[str] = list(meta["clusters"])
         self.cfg, self.tokens_url = cfg, tokens_url.rstrip("/")
-        self.prefixes = data_prefixes(cfg.proxy.data_prefix, self.tokens_url, self.names)
+        self.prefixes = data_prefixes(cfg.proxy.data_prefix, self.tokens_url, meta)
 
     def __call__(self, weights, *, seed: int, trial_dir: str | None = None, index: int | None = None) -> dict:
         """Run the command on `weights` (one per cluster) in `trial_dir`; if None, in a new temporary

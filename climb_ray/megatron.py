@@ -37,24 +37,30 @@ def index_bytes(lengths: np.ndarray, dtype) -> bytes:
             + np.arange(len(lengths) + 1, dtype=np.int64).tobytes())
 
 
-def convert_shard(fs, source: str, prefix: str, dtype) -> tuple[int, int]:
-    """A token shard of the run (`<source>.bin/.idx`, climb_ray.tokens) as the Megatron dataset
-    `<prefix>.bin/.idx` on the same filesystem; the .idx is renamed into place last, so its
-    presence means the dataset is whole. Returns (documents, tokens)."""
+def convert_shard(fs, sources: list[str], prefix: str, dtype) -> tuple[int, int]:
+    """A cluster's token parts of the run (`<source>.bin/.idx` each, climb_ray.tokens), in order, as the
+    one Megatron dataset `<prefix>.bin/.idx` on the same filesystem; the .idx is renamed into place last,
+    so its presence means the dataset is whole. Returns (documents, tokens)."""
     dtype = np.dtype(dtype)
     target = megatron_dtype(dtype)
-    with fs.open(source + ".idx", "rb") as src:
-        starts = np.frombuffer(src.read(), dtype=np.uint64).astype(np.int64)
-    tokens = fs.size(source + ".bin") // dtype.itemsize
     step = COPY_BYTES - COPY_BYTES % dtype.itemsize
-    with fs.open(source + ".bin", "rb") as src, fs.open(prefix + ".bin.tmp", "wb") as out:
-        while piece := src.read(step):
-            out.write(piece if target == dtype else np.frombuffer(piece, dtype).astype(target).tobytes())
+    lengths, tokens = [], 0
+    with fs.open(prefix + ".bin.tmp", "wb") as out:
+        for source in sources:
+            with fs.open(source + ".idx", "rb") as src:
+                starts = np.frombuffer(src.read(), dtype=np.uint64).astype(np.int64)
+            size = fs.size(source + ".bin") // dtype.itemsize
+            lengths.append(np.diff(np.append(starts, size)))
+            tokens += size
+            with fs.open(source + ".bin", "rb") as src:
+                while piece := src.read(step):
+                    out.write(piece if target == dtype else np.frombuffer(piece, dtype).astype(target).tobytes())
     fs.mv(prefix + ".bin.tmp", prefix + ".bin")
+    lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
     with fs.open(prefix + ".idx.tmp", "wb") as out:
-        out.write(index_bytes(np.diff(np.append(starts, tokens)), target))
+        out.write(index_bytes(lengths, target))
     fs.mv(prefix + ".idx.tmp", prefix + ".idx")
-    return len(starts), int(tokens)
+    return len(lengths), int(tokens)
 
 
 def data_path(weights: dict[str, float], prefixes: dict[str, str]) -> list:

@@ -1,9 +1,11 @@
 """The tokenizer and the per-super-cluster token shards the proxies train on.
 
-A shard `tokens/<cluster>.bin` is the cluster's documents as token ids, one after another, each
-followed by the end-of-text id (the document boundary); `<cluster>.idx` holds the uint64 offset
-where each document starts. `tokens/meta.json` has the dtype, the end-of-text id and the token and
-document counts of every cluster (the search's Dirichlet prior is their token shares).
+A cluster's tokens are its parts, `tokens/<cluster>/<chunk>-<file>.bin`: the documents of one corpus
+file in that cluster as token ids, one after another, each followed by the end-of-text id (the
+document boundary); the part's `.idx` holds the uint64 offset where each document starts. Read in
+the order tokens/meta.json lists them, a cluster's parts are its documents in corpus order.
+`tokens/meta.json` has the dtype, the end-of-text id, and the token and document counts and parts
+of every cluster (the search's Dirichlet prior is their token shares).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import os
 import posixpath
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -99,38 +101,42 @@ def hash_fraction(doc_id: str, seed: int) -> float:
 
 
 @dataclass
-class ClusterShard:
+class Part:
+    """One part of a cluster's tokens: `tokens/<prefix>.bin/.idx`."""
+    prefix: str  # <cluster>/<chunk>-<file>: the corpus file's documents of that cluster, in file order
     tokens: int = 0
     documents: int = 0
-    lengths: list[int] = field(default_factory=list)  # per document, in file order
 
 
-class ShardWriter:
-    """Appends documents to one `<name>.bin` per cluster in a local folder, in arrival order."""
+class PartWriter:
+    """Appends documents to one part `<folder>/<cluster>/<stem>.bin/.idx` per cluster on filesystem `fs`,
+    in arrival order; the .idx (uint64 document starts) is written by close()."""
 
-    def __init__(self, folder: str, dtype: np.dtype):
-        self.folder, self.dtype = folder, np.dtype(dtype)
-        os.makedirs(folder, exist_ok=True)
+    def __init__(self, fs, folder: str, stem: str, dtype: np.dtype):
+        self.fs, self.folder, self.stem, self.dtype = fs, folder, stem, np.dtype(dtype)
         self.files: dict[str, object] = {}
-        self.shards: dict[str, ClusterShard] = {}
+        self.lengths: dict[str, list[np.ndarray]] = {}
+
+    def path(self, name: str, ext: str) -> str:
+        return posixpath.join(self.folder, name, f"{self.stem}.{ext}")
 
     def add(self, name: str, docs: list[np.ndarray]) -> None:
         if name not in self.files:
-            self.files[name] = open(os.path.join(self.folder, f"{name}.bin"), "wb")
-            self.shards[name] = ClusterShard()
-        shard = self.shards[name]
-        for doc in docs:
-            self.files[name].write(np.asarray(doc, dtype=self.dtype).tobytes())
-            shard.tokens += len(doc)
-            shard.documents += 1
-            shard.lengths.append(len(doc))
+            self.fs.makedirs(posixpath.join(self.folder, name), exist_ok=True)
+            self.files[name], self.lengths[name] = self.fs.open(self.path(name, "bin"), "wb"), []
+        if docs:
+            self.files[name].write(np.concatenate(docs).astype(self.dtype, copy=False).tobytes())
+            self.lengths[name].append(np.array([len(d) for d in docs], dtype=np.uint64))
 
-    def close(self) -> dict[str, ClusterShard]:
+    def close(self) -> dict[str, Part]:
+        parts = {}
         for name, out in self.files.items():
             out.close()
-            starts = np.concatenate([[0], np.cumsum(self.shards[name].lengths)[:-1]]).astype(np.uint64)
-            starts.tofile(os.path.join(self.folder, f"{name}.idx"))
-        return self.shards
+            lengths = np.concatenate(self.lengths[name]) if self.lengths[name] else np.zeros(0, np.uint64)
+            with self.fs.open(self.path(name, "idx"), "wb") as idx:
+                idx.write((np.cumsum(lengths) - lengths).tobytes())
+            parts[name] = Part(f"{name}/{self.stem}", int(lengths.sum()), len(lengths))
+        return parts
 
 
 def cluster_name(index: int) -> str:
@@ -139,18 +145,29 @@ def cluster_name(index: int) -> str:
 
 
 def write_meta(fs, folder: str, *, dtype: np.dtype, eot: int, vocab_size: int, tokenizer: str,
-               shards: dict[str, ClusterShard], names: list[str]) -> dict:
+               parts: dict[str, list[Part]], names: list[str]) -> dict:
+    """tokens/meta.json: the dtype, ids, each cluster's token and document counts and its parts in order."""
     meta = {
         "dtype": np.dtype(dtype).name, "eot_id": eot, "vocab_size": vocab_size, "tokenizer": tokenizer,
         "clusters": names,
-        "tokens": {n: shards[n].tokens if n in shards else 0 for n in names},
-        "documents": {n: shards[n].documents if n in shards else 0 for n in names},
+        "tokens": {n: sum(p.tokens for p in parts.get(n, [])) for n in names},
+        "documents": {n: sum(p.documents for p in parts.get(n, [])) for n in names},
+        "parts": {n: [{"prefix": p.prefix, "tokens": p.tokens, "documents": p.documents} for p in parts.get(n, [])]
+                  for n in names},
     }
     final = posixpath.join(folder, "meta.json")
     with fs.open(final + ".tmp", "w") as out:  # then renamed: a reader never sees half a file
         json.dump(meta, out, indent=2)
     fs.mv(final + ".tmp", final)
     return meta
+
+
+def cluster_parts(meta: dict, name: str) -> list[Part]:
+    """A cluster's parts in order; a run folder made before parts has one `<name>.bin` per cluster."""
+    if "parts" in meta:
+        return [Part(p["prefix"], int(p["tokens"]), int(p["documents"])) for p in meta["parts"][name]]
+    tokens = int(meta["tokens"].get(name, 0))
+    return [Part(name, tokens, int(meta["documents"].get(name, 0)))] if tokens else []
 
 
 def token_shares(meta: dict) -> np.ndarray:
@@ -160,7 +177,8 @@ def token_shares(meta: dict) -> np.ndarray:
 
 
 class Shards:
-    """The token shards of a run, memory-mapped (copied to a local cache first when remote)."""
+    """The token shards of a run, memory-mapped (copied to a local cache first when remote): one
+    array-like per cluster, its parts read as one sequence."""
 
     def __init__(self, tokens_url: str):
         import fsspec
@@ -170,14 +188,50 @@ class Shards:
             self.meta = json.load(src)
         self.dtype = np.dtype(self.meta["dtype"])
         self.names: list[str] = list(self.meta["clusters"])
-        filled = [n for n in self.names if self.meta["tokens"].get(n, 0) > 0]
-        local = root if _is_local(fs) else _cache(fs, root, filled)
-        self.arrays = [_memmap(os.path.join(local, f"{n}.bin"), self.dtype) if n in filled
-                       else np.zeros(0, dtype=self.dtype) for n in self.names]
+        parts = {n: [p.prefix for p in cluster_parts(self.meta, n)] for n in self.names}
+        local = root if _is_local(fs) else _cache(fs, root, [p for n in self.names for p in parts[n]])
+        self.arrays = [joined([_memmap(os.path.join(local, f"{p}.bin"), self.dtype) for p in parts[n]], self.dtype)
+                       for n in self.names]
 
     @property
     def tokens(self) -> np.ndarray:
         return np.array([len(a) for a in self.arrays], dtype=np.int64)
+
+
+class Joined:
+    """Several 1-D arrays read as their concatenation (len and slices), without copying them."""
+
+    def __init__(self, arrays: list[np.ndarray], dtype: np.dtype):
+        self.arrays, self.dtype = arrays, np.dtype(dtype)
+        self.ends = np.cumsum([len(a) for a in arrays])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1])
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError(f"Joined takes slices with step 1, not {key!r}")
+        start, stop, _ = key.indices(len(self))
+        if stop <= start:
+            return np.zeros(0, dtype=self.dtype)
+        first, last = np.searchsorted(self.ends, start, side="right"), np.searchsorted(self.ends, stop - 1, side="right")
+        pieces = []
+        for i in range(first, last + 1):
+            begin = int(self.ends[i] - len(self.arrays[i]))
+            pieces.append(self.arrays[i][max(start - begin, 0):min(stop - begin, len(self.arrays[i]))])
+        return np.concatenate(pieces) if len(pieces) > 1 else np.asarray(pieces[0])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self[0:len(self)]
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def joined(arrays: list[np.ndarray], dtype: np.dtype):
+    """One cluster's parts as one array-like: nothing, the one part itself, or Joined."""
+    arrays = [a for a in arrays if len(a)]
+    if not arrays:
+        return np.zeros(0, dtype=dtype)
+    return arrays[0] if len(arrays) == 1 else Joined(arrays, dtype)
 
 
 def _is_local(fs) -> bool:
@@ -191,40 +245,15 @@ def _memmap(path: str, dtype: np.dtype) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r")
 
 
-def _cache(fs, root: str, names: list[str]) -> str:
+def _cache(fs, root: str, prefixes: list[str]) -> str:
+    """A local copy of these parts' .bin files (kept between runs, refetched when the size differs)."""
     key = hashlib.sha1(f"{fs.protocol}:{root}".encode()).hexdigest()[:16]
     local = os.path.join(tempfile.gettempdir(), "climb_ray_shards", key)
-    os.makedirs(local, exist_ok=True)
-    for name in names:
-        target = os.path.join(local, f"{name}.bin")
-        if not os.path.exists(target) or os.path.getsize(target) != fs.size(posixpath.join(root, f"{name}.bin")):
+    for prefix in prefixes:
+        target, source = os.path.join(local, f"{prefix}.bin"), posixpath.join(root, f"{prefix}.bin")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.exists(target) or os.path.getsize(target) != fs.size(source):
             part = f"{target}.{os.getpid()}.part"  # trials on one node may fetch at the same time
-            fs.get(posixpath.join(root, f"{name}.bin"), part)
+            fs.get(source, part)
             os.replace(part, target)
     return local
-
-
-def concat_parts(fs, part_folders: list[str], out_folder: str, names: list[str], dtype: np.dtype) -> dict:
-    """Join the per-chunk shards of each cluster, in chunk order, into `<out>/<name>.bin/.idx`."""
-    itemsize = np.dtype(dtype).itemsize
-    counts = {}
-    for name in names:
-        tokens, documents = 0, 0
-        final_bin, final_idx = posixpath.join(out_folder, f"{name}.bin"), posixpath.join(out_folder, f"{name}.idx")
-        with fs.open(final_bin + ".tmp", "wb") as out_bin, fs.open(final_idx + ".tmp", "wb") as out_idx:
-            for folder in part_folders:
-                part = posixpath.join(folder, f"{name}.bin")
-                if not fs.exists(part):
-                    continue
-                with fs.open(part, "rb") as src:
-                    while piece := src.read(64 << 20):
-                        out_bin.write(piece)
-                with fs.open(posixpath.join(folder, f"{name}.idx"), "rb") as src:
-                    starts = np.frombuffer(src.read(), dtype=np.uint64) + np.uint64(tokens)
-                out_idx.write(starts.tobytes())
-                tokens += fs.size(part) // itemsize
-                documents += len(starts)
-        fs.mv(final_bin + ".tmp", final_bin)
-        fs.mv(final_idx + ".tmp", final_idx)
-        counts[name] = ClusterShard(tokens=int(tokens), documents=int(documents))
-    return counts

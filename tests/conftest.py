@@ -67,13 +67,15 @@ def source_shards(tmp_path_factory):
     rows = [json.loads(line) for line in open(root / "corpus.jsonl")]
     sources = sorted({r["source"] for r in rows})
     tok = tk.train_bpe([r["text"] for r in rows], 2048)
-    writer = tk.ShardWriter(str(root / "tokens"), tk.shard_dtype(2048))
+    fs = fsspec.filesystem("file")
+    writer = tk.PartWriter(fs, str(root / "tokens"), "00000-00000", tk.shard_dtype(2048))
     names = [tk.cluster_name(i) for i in range(len(sources))]
     for name, source in zip(names, sources):
         texts = [r["text"] for r in rows if r["source"] == source]
         writer.add(name, tk.encode_docs(tok, texts, tk.eot_id(tok), writer.dtype))
-    tk.write_meta(fsspec.filesystem("file"), str(root / "tokens"), dtype=writer.dtype, eot=tk.eot_id(tok),
-                  vocab_size=tok.get_vocab_size(), tokenizer="bpe", shards=writer.close(), names=names)
+    parts = {name: [part] for name, part in writer.close().items()}
+    tk.write_meta(fs, str(root / "tokens"), dtype=writer.dtype, eot=tk.eot_id(tok),
+                  vocab_size=tok.get_vocab_size(), tokenizer="bpe", parts=parts, names=names)
     (root / "tokens" / "tokenizer.json").write_text(tok.to_str())
     return root / "tokens", names, sources, root / "target.jsonl"
 

@@ -1,9 +1,9 @@
 """A stand-in for an external trainer (proxy.command), called as Megatron-LM is: a blend of weights and
 data prefixes. It trains a bigram LM (add-k smoothed counts) on --tokens tokens drawn from each prefix's
-shard (<prefix>.bin, the run's token shards) by the blend's weights, and writes {"score": -loss on the
+shard (<prefix>.bin, the run's token parts) by the blend's weights, and writes {"score": -loss on the
 target, "loss": ...} to --score-file.
 
-  python tests/stand_in_trainer.py --data-path 0.3 /run/tokens/sc00 0.7 /run/tokens/sc01 \
+  python tests/stand_in_trainer.py --data-path 0.3 /run/tokens/sc00/00000-00000 0.7 /run/tokens/sc01/00000-00000 \
       --target target.jsonl --tokens 20000 --seed 0 --score-file score.json
 """
 
@@ -24,7 +24,9 @@ def main() -> None:
     ap.add_argument("--score-file", required=True)
     args = ap.parse_args()
     weights, prefixes = [float(w) for w in args.data_path[::2]], args.data_path[1::2]
-    folder = os.path.dirname(prefixes[0])
+    folder = os.path.dirname(prefixes[0])  # the run's tokens/, above the parts' cluster folders
+    if not os.path.exists(os.path.join(folder, "meta.json")):
+        folder = os.path.dirname(folder)
     meta = json.load(open(os.path.join(folder, "meta.json")))
     vocab, dtype = int(meta["vocab_size"]), np.dtype(meta["dtype"])
     rng = np.random.default_rng(args.seed)

@@ -1,7 +1,12 @@
-"""The tokens stage on Ray Data: a hash-chosen sample for the BPE tokenizer, and the tokenizing pass
-that turns one chunk of corpus files into per-super-cluster shards (climb_ray.tokens does the maths)."""
+"""The tokens stage on Ray Data: a hash-chosen sample for the BPE tokenizer, and the tokenizing pass in
+which each task turns one corpus file into its per-super-cluster parts, written by the task itself
+(climb_ray.tokens does the maths)."""
 
 from __future__ import annotations
+
+import itertools
+import json
+import posixpath
 
 import numpy as np
 import pyarrow as pa
@@ -9,10 +14,13 @@ import ray
 
 from climb_ray.adapters.ray_data import read_documents
 from climb_ray.config import CorpusConfig
-from climb_ray.tokens import ShardWriter, cluster_name, encode_docs, hash_fraction
+from climb_ray.corpus import CorpusError, SkipCounts, iter_records
+from climb_ray.tokens import Part, PartWriter, cluster_name, encode_docs, hash_fraction
 
 TOKENIZE_BATCH = 512
+DOCS_SCHEMA = pa.schema([("doc_id", pa.string()), ("super_cluster", pa.int32()), ("n_tokens", pa.int64())])
 _TOKENIZERS: dict[str, object] = {}
+_LOOKUP: dict[str, dict[str, int]] = {}
 
 
 def sample_training_texts(files: list[tuple[str, str]], corpus: CorpusConfig, n_docs: int, want: int,
@@ -42,61 +50,83 @@ def cached_tokenizer(json_ref):
     return _TOKENIZERS[key]
 
 
-def tokenize_chunk(files: list[tuple[str, str]], corpus: CorpusConfig, assignment: dict[str, int],
-                   tokenizer_json: str, *, eot: int, dtype: np.dtype, out_dir: str, vocab_size: int = 0) -> dict:
-    """Tokenize the documents of `files` into `<out_dir>/<cluster>.bin/.idx` (local folder), in
-    file order; documents of pruned clusters (-1) are left out, and `<out_dir>/docs.parquet` (doc_id,
-    super_cluster, n_tokens of every document kept: what the export plans with). Returns the counts.
-    A token-ID corpus is not tokenized: its ids (checked against vocab_size) get the end-of-text id."""
-    lookup_ref, tok_ref = ray.put(assignment), ray.put(tokenizer_json)
+def tokenize_files(items: list[dict], corpus: CorpusConfig, tokenizer_json: str, *, tokens_url: str, eot: int,
+                   dtype: np.dtype, vocab_size: int = 0):
+    """Each item (chunk, stem, file, name, assignments: the chunk's cluster/assignments URL) tokenized
+    by one Ray task that writes its parts `<tokens_url>/<cluster>/<stem>.bin/.idx` and its document list
+    `<tokens_url>/docs/<stem>.parquet` (doc_id, super_cluster, n_tokens) itself; yields one small row per
+    item as it finishes (chunk, stem, documents, parts: JSON [[prefix, tokens, documents], ...]).
+    Documents of pruned clusters (-1) are left out. A token-ID corpus is not tokenized: its ids
+    (checked against vocab_size) get the end-of-text id."""
+    if not items:
+        return
+    tok_ref = ray.put(tokenizer_json)
     dtype = np.dtype(dtype)
 
-    def tokenize(batch: dict) -> pa.Table:
-        lookup = ray.get(lookup_ref)
-        supers = np.array([lookup.get(str(d), -1) for d in batch["doc_id"]], dtype=np.int32)
-        keep = supers >= 0
-        if "ids" in batch:
-            docs = [np.append(np.asarray(ids, dtype=np.int64), eot) for ids, k in zip(batch["ids"], keep) if k]
-        else:
-            texts = [str(t) for t, k in zip(batch["text"], keep) if k]
-            docs = encode_docs(cached_tokenizer(tok_ref), texts, eot, dtype) if texts else []
-        lengths = np.array([len(d) for d in docs], dtype=np.int64)
-        values = np.concatenate(docs) if docs else np.zeros(0, dtype)
-        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int64())
-        return pa.table({"doc_id": pa.array([str(d) for d, k in zip(batch["doc_id"], keep) if k], pa.string()),
-                         "super_cluster": pa.array(supers[keep], pa.int32()),
-                         "ids": pa.LargeListArray.from_arrays(offsets, pa.array(values))})
+    def tokenize(item: dict) -> dict:
+        try:
+            parts = _tokenize_file(item, corpus, tok_ref, tokens_url, eot, dtype, vocab_size)
+        except CorpusError as err:  # returned as data: Ray would bury it in a task traceback
+            return {"chunk": item["chunk"], "stem": item["stem"], "documents": 0, "parts": "[]", "error": str(err)}
+        return {"chunk": item["chunk"], "stem": item["stem"], "documents": sum(p.documents for p in parts),
+                "parts": json.dumps([[p.prefix, p.tokens, p.documents] for p in parts]), "error": ""}
 
-    ds = read_documents(files, corpus).map_batches(tokenize, batch_size=TOKENIZE_BATCH, batch_format="numpy")
-    ds.context.execution_options.preserve_order = True  # shards in file order: the same bytes every run
-    writer = ShardWriter(out_dir, dtype)
-    docs = []
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        supers = batch.column("super_cluster").to_numpy()
-        lists = batch.column("ids").combine_chunks()
-        offsets, values = lists.offsets.to_numpy(), lists.values.to_numpy()
-        if corpus.token_ids_field and len(values) and values.max() >= vocab_size:
-            raise _outside_vocabulary(batch, offsets, values, vocab_size, corpus.token_ids_field)
-        docs.append(pa.table({"doc_id": batch.column("doc_id"), "super_cluster": batch.column("super_cluster"),
-                              "n_tokens": pa.array(np.diff(offsets), pa.int64())}))
-        for s in np.unique(supers):
-            rows = np.flatnonzero(supers == s)
-            writer.add(cluster_name(int(s)), [values[offsets[r]:offsets[r + 1]] for r in rows])
-    shards = writer.close()
-    import os
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map(tokenize)
+    for row in ds.iter_rows():
+        if row["error"]:
+            raise CorpusError(row["error"])
+        yield {**row, "parts": [Part(*p) for p in json.loads(row["parts"])]}
 
+
+def _tokenize_file(item: dict, corpus: CorpusConfig, tok_ref, tokens_url: str, eot: int, dtype: np.dtype,
+                   vocab_size: int) -> list[Part]:
+    """One corpus file's documents, by cluster, into its parts; the file's document list beside them."""
+    import fsspec
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("doc_id", pa.string()), ("super_cluster", pa.int32()), ("n_tokens", pa.int64())])
-    pq.write_table(pa.concat_tables(docs) if docs else schema.empty_table(), os.path.join(out_dir, "docs.parquet"))
-    return {name: {"tokens": s.tokens, "documents": s.documents} for name, s in shards.items()}
+    fs, root = fsspec.core.url_to_fs(tokens_url)
+    lookup = _assignments(item["assignments"])
+    writer, rows = PartWriter(fs, root, item["stem"], dtype), []
+    records = iter_records(item["file"], item["name"], corpus, SkipCounts())
+    while batch := list(itertools.islice(records, TOKENIZE_BATCH)):
+        supers = np.array([lookup.get(str(doc_id), -1) for doc_id, _, _ in batch], dtype=np.int32)
+        kept = [(str(doc_id), value, s) for (doc_id, value, _), s in zip(batch, supers) if s >= 0]
+        if corpus.token_ids_field:
+            docs = [np.append(np.asarray(ids, dtype=np.int64), eot) for _, ids, _ in kept]
+            for (doc_id, _, _), doc in zip(kept, docs):
+                if len(doc) and doc.max() >= vocab_size:
+                    raise _outside_vocabulary(doc_id, doc, vocab_size, corpus.token_ids_field)
+        else:
+            texts = [str(text) for _, text, _ in kept]
+            docs = encode_docs(cached_tokenizer(tok_ref), texts, eot, dtype) if texts else []
+        clusters = np.array([s for _, _, s in kept], dtype=np.int32)
+        for s in np.unique(clusters):
+            writer.add(cluster_name(int(s)), [docs[r] for r in np.flatnonzero(clusters == s)])
+        rows.append(pa.table({"doc_id": pa.array([d for d, _, _ in kept], pa.string()),
+                              "super_cluster": pa.array(clusters, pa.int32()),
+                              "n_tokens": pa.array([len(d) for d in docs], pa.int64())}))
+    parts = writer.close()
+    table = pa.concat_tables(rows) if rows else DOCS_SCHEMA.empty_table()
+    fs.makedirs(posixpath.join(root, "docs"), exist_ok=True)
+    pq.write_table(table, posixpath.join(root, "docs", f"{item['stem']}.parquet"), filesystem=fs)
+    return [parts[name] for name in sorted(parts)]
 
 
-def _outside_vocabulary(batch: pa.Table, offsets: np.ndarray, values: np.ndarray, vocab_size: int, field: str):
-    from climb_ray.corpus import CorpusError
+def _assignments(url: str) -> dict[str, int]:
+    """doc_id -> super_cluster of one chunk, read by the worker from cluster/assignments (the last one
+    kept: a worker's files mostly come from one chunk)."""
+    if url not in _LOOKUP:
+        import fsspec
+        import pyarrow.parquet as pq
 
-    row = int(np.searchsorted(offsets, int(np.argmax(values >= vocab_size)), side="right") - 1)
-    doc = values[offsets[row]:offsets[row + 1]]
-    return CorpusError(f"document {batch.column('doc_id')[row].as_py()!r} has token id {int(doc.max())} in "
+        _LOOKUP.clear()
+        fs, path = fsspec.core.url_to_fs(url)
+        table = pq.read_table(path, filesystem=fs, columns=["doc_id", "super_cluster"])
+        _LOOKUP[url] = dict(zip(table.column("doc_id").to_pylist(), table.column("super_cluster").to_pylist()))
+    return _LOOKUP[url]
+
+
+def _outside_vocabulary(doc_id: str, doc: np.ndarray, vocab_size: int, field: str) -> CorpusError:
+    return CorpusError(f"document {doc_id!r} has token id {int(doc.max())} in "
                        f"corpus.token_ids_field={field!r}, outside the vocabulary of tokens.tokenizer "
                        f"({vocab_size} ids): were the ids made with another tokenizer?")

@@ -64,7 +64,7 @@ def ask(cfg: Config, run: RunDir, n: int) -> tuple[list[dict], str]:
     search, depends = _load(cfg, run)  # the stages before it have run: a first ask starts the search
     batch = search.ask(n)
     tokens = absolute(run.url("tokens"))
-    prefixes = data_prefixes(cfg.proxy.data_prefix if cfg.proxy.command else "", tokens, search.names)
+    prefixes = data_prefixes(cfg.proxy.data_prefix if cfg.proxy.command else "", tokens, run.read_json(TOKENS_META))
     mixtures = []
     for index, weights in batch:
         trial = search.trials[index]

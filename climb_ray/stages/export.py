@@ -135,9 +135,10 @@ def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, plans: list, siz
 def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: int, max_epochs: float,
                     source: dict) -> dict:
     """Each cluster of weight above 0 as a Megatron-Core indexed dataset export/<cluster>.bin/.idx
-    (its token shard, every document once), the blend (export/blend.json and data_path.txt) and the
+    (its token parts joined, every document once), the blend (export/blend.json and data_path.txt) and the
     run's tokenizer as a Hugging Face tokenizer folder (export/tokenizer/, eos: the end-of-document id)."""
     from climb_ray.megatron import command_line, convert_shard, data_path, megatron_dtype
+    from climb_ray.tokens import cluster_parts
 
     used = [p for p in plans if p.weight > 0]
     reused = 0
@@ -145,7 +146,8 @@ def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: 
         if run.exists("export", f"{p.name}.idx"):  # written last: a killed export's finished cluster
             reused += 1
         else:
-            convert_shard(run.fs, run.path("tokens", p.name), run.path("export", p.name), np.dtype(meta["dtype"]))
+            parts = [run.path("tokens", part.prefix) for part in cluster_parts(meta, p.name)]
+            convert_shard(run.fs, parts, run.path("export", p.name), np.dtype(meta["dtype"]))
     documents = {p.name: int(meta["documents"][p.name]) if p.weight > 0 else 0 for p in plans}
     datasets = [{"prefix": p.name, "bin": f"{p.name}.bin", "idx": f"{p.name}.idx", "documents": documents[p.name],
                  "tokens": int(meta["tokens"][p.name])} for p in used]

@@ -1,5 +1,6 @@
-"""The tokens stage: the tokenizer (trained or loaded), then each chunk of files tokenized into
-per-super-cluster shards, joined into tokens/<cluster>.bin."""
+"""The tokens stage: the tokenizer (trained or loaded), then every corpus file tokenized by a Ray task
+that writes its own per-super-cluster parts, tokens/<cluster>/<chunk>-<file>.bin/.idx; meta.json lists
+each cluster's parts in corpus order."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from climb_ray.stages.corpus import plan_chunks, corpus_files
 
 
 def tokens_stage(cfg: Config, run: RunDir) -> dict:
-    """Tokenizer (trained or loaded), then each chunk of files tokenized into per-cluster shards
-    (a chunk with _SUCCESS is not redone), then the chunks joined into tokens/<cluster>.bin."""
+    """Tokenizer (trained or loaded), then the files of every unfinished chunk tokenized in one Ray Data
+    pass, each task writing its file's parts (a chunk with _SUCCESS is not redone), then meta.json."""
     chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
     documents = sum(f["documents"] for chunk in chunks for f in chunk)
     with log.Progress(log.get(__name__), "tokens", documents, "documents") as progress:
@@ -19,11 +20,6 @@ def tokens_stage(cfg: Config, run: RunDir) -> dict:
 
 
 def _tokenize(cfg: Config, run: RunDir, chunks: list, progress: log.Progress) -> dict:
-    import os
-    import tempfile
-
-    import pyarrow.parquet as pq
-
     from climb_ray import tokens as tk
     from climb_ray.adapters import ray_tokens as rt
 
@@ -31,44 +27,58 @@ def _tokenize(cfg: Config, run: RunDir, chunks: list, progress: log.Progress) ->
     eot, vocab = tk.eot_id(tok, eot_token), tok.get_vocab_size()
     dtype = tk.shard_dtype(vocab)
     names = [tk.cluster_name(i) for i in range(len(run.read_json(CLUSTERS)["super_clusters"]))]
-    folders = [f"tokens/parts/chunk-{index:05d}" for index in range(len(chunks))]
-    for index, (chunk, folder) in enumerate(zip(chunks, folders)):
-        if run.exists(folder, "_SUCCESS"):
-            progress.skip(sum(f["documents"] for f in chunk))
-            continue
-        progress.note(f"chunk {index + 1} of {len(chunks)}")
-        run.clear_stage(folder)
-        if not run.exists("cluster/assignments", folder.rsplit("/", 1)[1]):
-            from climb_ray.artifacts import StageChangedError
-
-            raise StageChangedError(f"cluster/assignments in {run.url()} has no {folder.rsplit('/', 1)[1]} "
-                                    "(made by an older climb-ray); rerun with --redo cluster")
-        table = pq.read_table(run.path("cluster/assignments", folder.rsplit("/", 1)[1]), filesystem=run.fs,
-                              columns=["doc_id", "super_cluster"])
-        lookup = dict(zip(table.column("doc_id").to_pylist(), table.column("super_cluster").to_pylist()))
-        run.fs.makedirs(run.path(folder), exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            rt.tokenize_chunk([(f["file"], f["name"]) for f in chunk], cfg.corpus, lookup, tok_json,
-                              eot=eot, dtype=dtype, out_dir=tmp, vocab_size=vocab)
-            for name in os.listdir(tmp):
-                run.fs.put(os.path.join(tmp, name), run.path(folder, name))
-        run.write_text(f"{folder}/_SUCCESS", "done\n")
-        progress.advance(sum(f["documents"] for f in chunk))
-    progress.note("joining the chunks' shards")
-    shards = tk.concat_parts(run.fs, [run.path(f) for f in folders], run.path("tokens"), names, dtype)
-    run.fs.makedirs(run.path("tokens/docs"), exist_ok=True)
-    for folder in folders:  # doc_id, super_cluster, n_tokens per chunk: the export plans with them
-        moved = run.path("tokens/docs", f"{folder.rsplit('/', 1)[1]}.parquet")
-        if run.exists(folder, "docs.parquet"):
-            run.fs.mv(run.path(folder, "docs.parquet"), moved)
-        elif not run.fs.exists(moved):  # neither here nor moved (a kill between the two mv steps cannot do that)
-            raise FileNotFoundError(f"{run.url(folder, 'docs.parquet')} is missing; rerun with --redo tokens")
+    run.clear_stage("tokens/parts")  # an older climb-ray's per-chunk shards and document lists
+    for path in run.fs.glob(run.path("tokens/docs/chunk-*")):
+        run.fs.rm(path)
+    pending = [i for i, chunk in enumerate(chunks) if not run.exists(chunk_marker(i))]
+    progress.skip(sum(f["documents"] for i, chunk in enumerate(chunks) if i not in pending for f in chunk))
+    items = [item for i in pending for item in _chunk_items(run, i, chunks[i])]
+    left = {i: len(chunks[i]) for i in pending}
+    done: dict[int, list] = {i: [] for i in pending}
+    if pending:
+        progress.note(f"{len(pending)} of {len(chunks)} chunks, {len(items)} files")
+    for row in rt.tokenize_files(items, cfg.corpus, tok_json, tokens_url=run.url("tokens"), eot=eot, dtype=dtype,
+                                 vocab_size=vocab):
+        done[row["chunk"]].append([row["stem"], [vars(p) for p in row["parts"]]])
+        progress.advance(row["documents"])
+        left[row["chunk"]] -= 1
+        if not left[row["chunk"]]:
+            finish_chunk(run, row["chunk"], sorted(done.pop(row["chunk"])))
+    parts: dict[str, list] = {name: [] for name in names}
+    for i in range(len(chunks)):  # corpus order: chunk, then file
+        for _, found in run.read_json(chunk_marker(i))["files"]:
+            for p in found:
+                parts[p["prefix"].split("/")[0]].append(tk.Part(**p))
     meta = tk.write_meta(run.fs, run.path("tokens"), dtype=dtype, eot=eot, vocab_size=vocab,
-                         tokenizer=cfg.tokens.tokenizer, shards=shards, names=names)
-    run.clear_stage("tokens/parts")
+                         tokenizer=cfg.tokens.tokenizer, parts=parts, names=names)
     return {"tokenizer": cfg.tokens.tokenizer, "vocab_size": vocab, "clusters": len(names),
             "tokens": int(sum(meta["tokens"].values())), "documents": int(sum(meta["documents"].values())),
-            "dtype": meta["dtype"]}
+            "parts": sum(len(v) for v in parts.values()), "dtype": meta["dtype"]}
+
+
+def chunk_marker(index: int) -> str:
+    """A finished chunk's marker: its files' parts (written last, so a chunk with one is whole)."""
+    return f"tokens/chunks/chunk-{index:05d}/_SUCCESS"
+
+
+def finish_chunk(run: RunDir, index: int, files: list) -> None:
+    run.write_json(chunk_marker(index), {"files": files})
+
+
+def _chunk_items(run: RunDir, index: int, chunk: list[dict]) -> list[dict]:
+    """The chunk's files as tokenizing tasks, each naming its parts `<chunk>-<file>`; what an earlier,
+    killed attempt at the chunk left is removed first, so nothing of it is counted twice."""
+    from climb_ray.artifacts import StageChangedError
+
+    assignments = f"chunk-{index:05d}"
+    if not run.exists("cluster/assignments", assignments):
+        raise StageChangedError(f"cluster/assignments in {run.url()} has no {assignments} "
+                                "(made by an older climb-ray); rerun with --redo cluster")
+    for pattern in (f"tokens/*/{index:05d}-*.bin", f"tokens/*/{index:05d}-*.idx", f"tokens/docs/{index:05d}-*"):
+        for path in run.fs.glob(run.path(pattern)):
+            run.fs.rm(path)
+    return [{"chunk": index, "stem": f"{index:05d}-{j:05d}", "file": f["file"], "name": f["name"],
+             "assignments": run.url("cluster/assignments", assignments)} for j, f in enumerate(chunk)]
 
 
 def _tokenizer(cfg: Config, run: RunDir, files: list[tuple[str, str]], progress: log.Progress):
@@ -92,5 +102,6 @@ def _tokenizer(cfg: Config, run: RunDir, files: list[tuple[str, str]], progress:
 
 
 def describe(info: dict) -> str:
-    return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} shards "
-            f"({info['dtype']}), tokenizer {info['tokenizer']} with {info['vocab_size']} ids -> tokens/")
+    return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} clusters "
+            f"({info.get('parts', info['clusters'])} parts, {info['dtype']}), tokenizer {info['tokenizer']} with "
+            f"{info['vocab_size']} ids -> tokens/")

@@ -16,6 +16,7 @@ from climb_ray.export import ExportError
 from climb_ray.stages.export import check_export
 from climb_ray.stages.pipeline import run_pipeline
 from climb_ray.stages.search import make_search
+from climb_ray.tokens import Shards
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -74,7 +75,7 @@ def test_each_shard_holds_exactly_its_labels_documents(labelled_run, labelled):
     docs = pq.read_table(sorted((labelled[0]).glob("*.parquet"))).to_pylist()  # file order: part0, part1
     for i, label in enumerate(labels):
         expected = np.concatenate([tok.encode(d["text"]).ids + [0] for d in docs if d["domain"] == label])
-        assert np.array_equal(np.fromfile(run / "tokens" / f"sc{i:02d}.bin", dtype=np.uint16), expected), label
+        assert np.array_equal(np.asarray(Shards(str(run / "tokens")).arrays[i]), expected), label
 
 
 def test_a_label_with_very_few_documents_is_held_to_its_epoch_cap(labelled_run):
@@ -146,7 +147,7 @@ def test_token_ids_go_to_the_shards_as_they_are_and_export_as_ids(ray_session, t
         assert all(any(" ".join(t.split()).startswith(e.rstrip(".")) for t in texts) for e in s["examples"])
     for i, label in enumerate(labels):
         expected = np.concatenate([r["input_ids"] + [eot] for r in good if r["cluster"] == label])
-        assert np.array_equal(np.fromfile(tmp_path / "run" / "tokens" / f"sc{i:02d}.bin", np.uint16), expected)
+        assert np.array_equal(np.asarray(Shards(str(tmp_path / "run" / "tokens")).arrays[i]), expected)
     assert info["export"]["token_ids"] and info["export"]["rows"] > 0
     shards = pq.read_table(sorted((tmp_path / "run" / "export").glob("part-*.parquet")))
     assert shards.column_names == ["ids", "cluster", "doc_id"]

@@ -197,7 +197,8 @@ def test_proxy_command_trials_run_the_users_trainer_and_failures_are_retried_the
         [trial_dir] = glob.glob(os.path.join(storage, "climb", f"*{ids[index]}*"))
         mixture = json.load(open(os.path.join(trial_dir, "mixture.json")))
         assert np.allclose([mixture["weights"][n] for n in names], trial.weights / trial.weights.sum())
-        assert mixture["blend"].split()[1::2] == [f"{folder}/{n}" for n, w in zip(names, trial.weights) if w > 0]
+        assert mixture["blend"].split()[1::2] == [f"{folder}/{n}/00000-00000" for n, w in zip(names, trial.weights)
+                                                  if w > 0]
         if trial.status == "done":
             score = json.load(open(os.path.join(trial_dir, "score.json")))
             assert trial.score == score["score"] == -score["loss"]

@@ -17,7 +17,13 @@ class Killed(Exception):
     pass
 
 
-def test_each_shard_holds_its_super_clusters_documents_in_file_order(finished, three_files):
+def tree(folder):
+    """Every file of a tokens/ folder but the markers, by path: what two runs must write alike."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in ("_DONE", "_STARTED", "_SUCCESS")}
+
+
+def test_each_part_holds_its_files_documents_of_one_super_cluster_in_file_order(finished, three_files):
     run, info = finished
     tokens = run / "tokens"
     meta = json.loads((tokens / "meta.json").read_text())
@@ -27,74 +33,72 @@ def test_each_shard_holds_its_super_clusters_documents_in_file_order(finished, t
     for chunk in sorted((run / "cluster" / "assignments").iterdir()):
         table = pq.read_table(chunk, columns=["doc_id", "super_cluster"])
         supers.update(zip(table.column("doc_id").to_pylist(), table.column("super_cluster").to_pylist()))
-    expected = {name: [] for name in meta["clusters"]}
+    expected = {}  # part prefix -> its documents: file k is chunk k (embed.chunk_docs=100)
     for part in range(3):
         for line in open(three_files / f"part{part}.jsonl"):
             row = json.loads(line)
             if supers[row["id"]] >= 0:
-                expected[f"sc{supers[row['id']]:02d}"].append(tok.encode(row["text"]).ids + [0])
+                prefix = f"sc{supers[row['id']]:02d}/{part:05d}-00000"
+                expected.setdefault(prefix, []).append(tok.encode(row["text"]).ids + [0])
     assert sum(len(v) for v in expected.values()) == info["documents"] < 300  # some documents were pruned
-    for name, docs in expected.items():
-        shard = np.fromfile(tokens / f"{name}.bin", dtype=np.uint16)
-        assert np.array_equal(shard, np.concatenate(docs)), name
-        assert meta["tokens"][name] == len(shard) and meta["documents"][name] == len(docs)
-        starts = np.fromfile(tokens / f"{name}.idx", dtype=np.uint64)
-        assert list(starts) == list(np.cumsum([0] + [len(d) for d in docs])[:-1])
+    for name in meta["clusters"]:
+        listed = meta["parts"][name]
+        assert [p["prefix"] for p in listed] == sorted(p for p in expected if p.startswith(name)), name
+        for part in listed:
+            docs = expected[part["prefix"]]
+            shard = np.fromfile(tokens / f"{part['prefix']}.bin", dtype=np.uint16)
+            assert np.array_equal(shard, np.concatenate(docs)), part
+            assert part["tokens"] == len(shard) and part["documents"] == len(docs)
+            starts = np.fromfile(tokens / f"{part['prefix']}.idx", dtype=np.uint64)
+            assert list(starts) == list(np.cumsum([0] + [len(d) for d in docs])[:-1])
+        assert meta["tokens"][name] == sum(p["tokens"] for p in listed)
+        assert meta["documents"][name] == sum(p["documents"] for p in listed)
+    assert info["parts"] == len(expected) == len(list(tokens.glob("sc*/*.bin")))
+    docs = pq.read_table(sorted(tokens.glob("docs/*.parquet")))
+    assert docs.column_names == ["doc_id", "super_cluster", "n_tokens"] and docs.num_rows == info["documents"]
     assert not (tokens / "parts").exists()
 
 
-def test_a_killed_tokens_stage_resumes_without_redoing_finished_chunks(finished, three_files, tmp_path,
-                                                                       monkeypatch, capsys):
+def test_a_killed_tokens_stage_redoes_only_unfinished_chunks_and_leaves_no_duplicate_parts(
+        finished, three_files, tmp_path, monkeypatch, capsys):
+    from climb_ray.stages import tokens as stage
+
     shutil.copytree(finished[0], tmp_path / "run")
+    tokens = tmp_path / "run" / "tokens"
     cfg = config(three_files, tmp_path / "run")
-    clean = {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")}
-    real, calls, kill = ray_tokens.tokenize_chunk, [], [True]
+    clean = tree(tokens)
+    real_finish, real_tokenize, finished_chunks, asked = stage.finish_chunk, ray_tokens.tokenize_files, [], []
 
-    def dies_on_the_second_chunk(*args, **kwargs):
-        calls.append(1)
-        if kill[0] and len(calls) == 2:
+    def dies_on_the_second_chunk(run, index, files):
+        if len(finished_chunks) == 1:
             raise Killed("as if the job were killed here")
-        return real(*args, **kwargs)
+        finished_chunks.append(index)
+        real_finish(run, index, files)
 
-    monkeypatch.setattr(ray_tokens, "tokenize_chunk", dies_on_the_second_chunk)
+    def tokenize_files(items, *args, **kwargs):
+        asked.append(sorted({item["chunk"] for item in items}))
+        return real_tokenize(items, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "finish_chunk", dies_on_the_second_chunk)
+    monkeypatch.setattr(ray_tokens, "tokenize_files", tokenize_files)
     with pytest.raises(Killed):
         run_pipeline(cfg, until="tokens", redo=("tokens",))
-    parts = tmp_path / "run" / "tokens" / "parts"
-    assert (parts / "chunk-00000" / "_SUCCESS").exists() and not (parts / "chunk-00001" / "_SUCCESS").exists()
-    assert not (tmp_path / "run" / "tokens" / "_DONE").exists()
-    calls.clear()
-    kill[0] = False
+    markers = sorted(p.parent.name for p in (tokens / "chunks").glob("*/_SUCCESS"))
+    assert markers == [f"chunk-{finished_chunks[0]:05d}"] and not (tokens / "_DONE").exists()
+    unfinished = [i for i in range(3) if i != finished_chunks[0]]
+    stale = tokens / "sc00" / f"{unfinished[0]:05d}-00007.bin"  # as an earlier split of the chunk could leave
+    stale.write_bytes(b"\0\0")
+    monkeypatch.setattr(stage, "finish_chunk", real_finish)
     monkeypatch.setenv("CLIMB_RAY_PROGRESS_S", "0.01")
     capsys.readouterr()
     again = run_pipeline(cfg, until="tokens").results[-1]
-    assert not again.skipped and len(calls) == 2  # chunks 1 and 2 only
+    assert not again.skipped and asked == [[0, 1, 2], unfinished]  # the finished chunk is not redone
     out = capsys.readouterr().out  # periodic progress counting the kept chunk, then the stage's line
-    assert "tokens (chunk 2 of 3): " in out and " documents (" in out and "tokens: done in " in out
-    assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")} == clean
+    assert "tokens (2 of 3 chunks, 2 files): " in out and " documents (" in out and "tokens: done in " in out
+    assert not stale.exists() and tree(tokens) == clean  # the same parts, bytes, document lists and meta.json
 
 
-def test_a_tokens_stage_killed_while_moving_the_document_lists_resumes(finished, three_files, tmp_path,
-                                                                        monkeypatch):
-    from fsspec.implementations.local import LocalFileSystem
-
+def test_the_same_corpus_gives_the_same_parts_byte_for_byte(finished, three_files, tmp_path):
     shutil.copytree(finished[0], tmp_path / "run")
-    cfg = config(three_files, tmp_path / "run")
-    clean = {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")}
-    docs = {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens" / "docs").iterdir()}
-    real, moved = LocalFileSystem.mv, []
-
-    def dies_on_the_second_move(self, path1, path2, *args, **kwargs):
-        if str(path1).endswith("docs.parquet"):
-            moved.append(path1)
-            if len(moved) == 2:
-                raise Killed("as if the job were killed between two moves")
-        return real(self, path1, path2, *args, **kwargs)
-
-    monkeypatch.setattr(LocalFileSystem, "mv", dies_on_the_second_move)
-    with pytest.raises(Killed):
-        run_pipeline(cfg, until="tokens", redo=("tokens",))
-    monkeypatch.undo()
-    again = run_pipeline(cfg, until="tokens").results[-1]
-    assert not again.skipped and again.info["documents"] == finished[1]["documents"]
-    assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens").glob("sc*")} == clean
-    assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "tokens" / "docs").iterdir()} == docs
+    again = run_pipeline(config(three_files, tmp_path / "run"), until="tokens", redo=("tokens",)).results[-1]
+    assert not again.skipped and tree(tmp_path / "run" / "tokens") == tree(finished[0] / "tokens")

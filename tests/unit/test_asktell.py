@@ -25,9 +25,10 @@ def score_of(weights) -> float:
 def run(tmp_path):
     """A run folder with what the search reads: tokens/meta.json and cluster/clusters.json."""
     (tmp_path / "run" / "tokens").mkdir(parents=True)
-    shards = {n: tk.ClusterShard(tokens=t, documents=10) for n, t in zip(NAMES, [400_000, 300_000, 200_000, 100_000])}
+    parts = {n: [tk.Part(f"{n}/00000-00000", tokens=t, documents=10)]
+             for n, t in zip(NAMES, [400_000, 300_000, 200_000, 100_000])}
     tk.write_meta(fsspec.filesystem("file"), str(tmp_path / "run" / "tokens"), dtype=np.uint16, eot=0,
-                  vocab_size=4096, tokenizer="bpe", shards=shards, names=NAMES)
+                  vocab_size=4096, tokenizer="bpe", parts=parts, names=NAMES)
     run = RunDir(str(tmp_path / "run"))
     run.write_json("cluster/clusters.json", {"super_clusters": [{"id": i, "top_terms": [f"t{i}"]} for i in range(4)]})
     return run
@@ -49,7 +50,8 @@ def test_a_loop_of_asks_and_tells_runs_the_search_the_in_memory_one_does_and_wri
             break
         for m in mixtures:
             assert json.loads(run.read_bytes(f"asktell/trials/{m['index']}.json")) == m
-            assert m["blend"].split()[1::2] == [f"{run.url('tokens')}/{n}" for n in NAMES if m["weights"][n] > 0]
+            assert m["blend"].split()[1::2] == [f"{run.url('tokens')}/{n}/00000-00000" for n in NAMES
+                                                if m["weights"][n] > 0]
             weights = [m["weights"][n] for n in NAMES]
             told.append(weights)
             done = asktell.tell(cfg, run, m["index"], score_of(weights))
@@ -162,4 +164,4 @@ def test_an_asked_mixture_is_the_json_proxy_command_gets(run, tmp_path):
                                           trial_dir=str(tmp_path / "trial"), index=asked["index"])
     given = json.loads((tmp_path / "trial" / "mixture.json").read_text())
     assert {k: v for k, v in asked.items() if k not in ("generation", "repeat")} == given
-    assert given["data_prefixes"] == {n: f"{run.url('tokens')}/{n}" for n in NAMES}
+    assert given["data_prefixes"] == {n: [f"{run.url('tokens')}/{n}/00000-00000"] for n in NAMES}

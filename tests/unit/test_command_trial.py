@@ -26,12 +26,20 @@ def trainer_command(target):
             "--score-file {score_file}")
 
 
-def test_the_blend_is_megatrons_weight_prefix_list_without_empty_clusters():
-    prefixes = data_prefixes("", "/run/tokens", ["sc00", "sc01", "sc02"])
-    assert prefixes == ["/run/tokens/sc00", "/run/tokens/sc01", "/run/tokens/sc02"]
-    assert blend([0.3, 0.0, 0.7], prefixes) == ["0.3", "/run/tokens/sc00", "0.7", "/run/tokens/sc02"]
-    assert data_prefixes("/mega/{index}-{name}_text_document", "/t", ["sc00", "sc01"]) == [
-        "/mega/0-sc00_text_document", "/mega/1-sc01_text_document"]
+def part(prefix: str, tokens: int) -> dict:
+    return {"prefix": prefix, "tokens": tokens, "documents": 1}
+
+
+def test_the_blend_is_megatrons_weight_prefix_list_of_the_parts_by_tokens_without_empty_clusters():
+    meta = {"clusters": ["sc00", "sc01", "sc02"], "parts": {
+        "sc00": [part("sc00/00000-00000", 10)], "sc01": [part("sc01/00000-00000", 5)],
+        "sc02": [part("sc02/00000-00000", 30), part("sc02/00001-00000", 10)]}}
+    prefixes = data_prefixes("", "/run/tokens", meta)
+    assert prefixes[0] == [("/run/tokens/sc00/00000-00000", 1.0)]
+    assert blend([0.3, 0.0, 0.7], prefixes) == ["0.3", "/run/tokens/sc00/00000-00000", "0.525",
+                                                "/run/tokens/sc02/00000-00000", "0.175", "/run/tokens/sc02/00001-00000"]
+    assert data_prefixes("/mega/{index}-{name}_text_document", "/t", meta)[:2] == [
+        [("/mega/0-sc00_text_document", 1.0)], [("/mega/1-sc01_text_document", 1.0)]]
 
 
 @pytest.mark.parametrize("override, named", [
@@ -60,7 +68,7 @@ def test_the_trainer_trains_on_the_blend_and_its_score_comes_back(source_shards,
     assert first["score"] == pytest.approx(-first["trainer"]["loss"]) and first["direction"] == "higher_is_better"
     mixture = json.loads((tmp_path / "own" / "mixture.json").read_text())
     wiki = names[sources.index("wikipedia")]
-    assert mixture["blend"] == f"1 {folder}/{wiki}" and mixture["seed"] == 3 and mixture["index"] == 7
+    assert mixture["blend"] == f"1 {folder}/{wiki}/00000-00000" and mixture["seed"] == 3 and mixture["index"] == 7
     assert mixture["weights"][wiki] == 1.0 and mixture["tokens"] == 40 * 16 * 128
     assert "target loss" in (tmp_path / "own" / "trainer.stdout.log").read_text()
     assert json.loads((tmp_path / "own" / "score.json").read_text())["score"] == first["score"]

@@ -13,24 +13,31 @@ indexed = pytest.importorskip("megatron.core.datasets.indexed_dataset",
 
 
 def shards(folder, dtype, sizes, vocab, seed=0):
-    """Token shards as the tokens stage writes them (tokens.ShardWriter): documents ending with id 0."""
+    """Token parts as the tokens stage writes them (tokens.PartWriter), two per cluster (the second empty
+    for a cluster of one document): documents ending with id 0."""
     rng = np.random.default_rng(seed)
-    writer = tk.ShardWriter(str(folder), dtype)
-    docs = {}
+    fs, docs = fsspec.filesystem("file"), {}
+    writers = [tk.PartWriter(fs, str(folder), stem, dtype) for stem in ("00000-00000", "00001-00000")]
     for name, n in sizes.items():
         docs[name] = [np.append(rng.integers(1, vocab, rng.integers(1, 90)), 0) for _ in range(n)]
-        writer.add(name, docs[name])
-    writer.close()
+        writers[0].add(name, docs[name][:n // 2 + 1])
+        writers[1].add(name, docs[name][n // 2 + 1:])
+    for writer in writers:
+        writer.close()
     return docs
 
 
+def parts(folder, name):
+    return [str(folder / name / stem) for stem in ("00000-00000", "00001-00000")]
+
+
 @pytest.mark.parametrize("dtype, vocab", [(np.uint16, 65_536), (np.uint32, 200_000)])
-def test_a_converted_shard_is_byte_identical_to_megatrons_own_builder_and_reads_back(tmp_path, dtype, vocab):
+def test_a_clusters_converted_parts_are_byte_identical_to_megatrons_own_builder_and_read_back(tmp_path, dtype, vocab):
     docs = shards(tmp_path / "tokens", dtype, {"sc00": 300, "sc01": 1}, vocab)
     fs = fsspec.filesystem("file")
     for name, expected in docs.items():
         prefix = str(tmp_path / name)
-        assert convert_shard(fs, str(tmp_path / "tokens" / name), prefix, dtype) == \
+        assert convert_shard(fs, parts(tmp_path / "tokens", name), prefix, dtype) == \
             (len(expected), sum(len(d) for d in expected))
         builder = indexed.IndexedDatasetBuilder(str(tmp_path / f"ref-{name}.bin"), dtype=megatron_dtype(dtype).type)
         for doc in expected:  # as tools/preprocess_data.py --append-eod: one sequence per document
@@ -56,7 +63,7 @@ def test_the_blend_parses_with_megatrons_parser_without_zero_weights_and_megatro
     prefixes = {name: str(tmp_path / "my data" / name) for name in docs}  # a space: the fragment quotes it
     fs.makedirs(str(tmp_path / "my data"))
     for name in docs:
-        convert_shard(fs, str(tmp_path / "tokens" / name), prefixes[name], np.uint16)
+        convert_shard(fs, parts(tmp_path / "tokens", name), prefixes[name], np.uint16)
     path = data_path({"sc00": 0.3, "sc01": 0.0, "sc02": 0.5}, prefixes)
     assert path == [0.375, prefixes["sc00"], 0.625, prefixes["sc02"]]
     import shlex

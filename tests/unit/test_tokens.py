@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import fsspec
 import pytest
@@ -56,50 +58,88 @@ def docs(seed, n):
     return [np.append(rng.integers(1, 500, rng.integers(1, 40)), 0).astype(np.uint16) for _ in range(n)]
 
 
-def test_joined_chunk_shards_equal_one_shard_written_in_order_with_document_offsets(tmp_path):
-    parts = [docs(1, 30), docs(2, 0), docs(3, 25)]
-    for i, part in enumerate(parts):
-        writer = tk.ShardWriter(str(tmp_path / f"part{i}"), np.uint16)
-        if part:
-            writer.add("sc00", part)
-        writer.close()
+def test_a_part_holds_its_documents_in_order_with_their_starts_and_counts(tmp_path):
     fs = fsspec.filesystem("file")
-    counts = tk.concat_parts(fs, [str(tmp_path / f"part{i}") for i in range(3)], str(tmp_path), ["sc00"], np.uint16)
-    everything = [d for part in parts for d in part]
-    joined = np.fromfile(tmp_path / "sc00.bin", dtype=np.uint16)
+    writer = tk.PartWriter(fs, str(tmp_path), "00002-00007", np.uint16)
+    first, second = docs(1, 30), docs(3, 25)
+    writer.add("sc00", first)
+    writer.add("sc01", docs(2, 3))
+    writer.add("sc00", [])
+    writer.add("sc00", second)
+    parts = writer.close()
+    everything = first + second
+    joined = np.fromfile(tmp_path / "sc00" / "00002-00007.bin", dtype=np.uint16)
     assert np.array_equal(joined, np.concatenate(everything))
-    starts = np.fromfile(tmp_path / "sc00.idx", dtype=np.uint64)
+    starts = np.fromfile(tmp_path / "sc00" / "00002-00007.idx", dtype=np.uint64)
     assert list(starts) == list(np.concatenate([[0], np.cumsum([len(d) for d in everything])[:-1]]))
     assert np.all(joined[starts[1:].astype(np.int64) - 1] == 0)  # every document ends with end-of-text
-    assert counts["sc00"].tokens == len(joined) and counts["sc00"].documents == 55
+    assert parts["sc00"] == tk.Part("sc00/00002-00007", len(joined), 55) and parts["sc01"].documents == 3
 
 
-def test_shards_in_an_object_store_are_cached_locally_and_read_the_same(tmp_path):
+def test_joined_parts_slice_as_their_concatenation():
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 500, n).astype(np.uint16) for n in (7, 1, 30, 12)]
+    whole, view = np.concatenate(arrays), tk.joined([np.zeros(0, np.uint16)] + arrays, np.uint16)
+    assert len(view) == len(whole) and np.array_equal(np.asarray(view), whole)
+    for start, stop in [(0, 50), (5, 9), (7, 8), (6, 40), (38, 50), (10, 10), (49, 60), (0, 7)] + [
+            tuple(sorted(rng.integers(0, 51, 2))) for _ in range(200)]:
+        assert np.array_equal(view[start:stop], whole[start:stop]), (start, stop)
+    assert tk.joined(arrays[:1], np.uint16) is arrays[0] and len(tk.joined([], np.uint16)) == 0
+
+
+def test_a_mixture_stream_over_parts_trains_on_the_batches_of_the_joined_shard():
+    from climb_ray.mixture import MixtureStream
+
+    rng = np.random.default_rng(1)
+    clusters = [[rng.integers(0, 500, n).astype(np.uint16) for n in sizes] for sizes in ([300, 5, 200], [90], [40, 400])]
+    streams = [MixtureStream(arrays, ["sc00", "sc01", "sc02"], [0.5, 0.2, 0.3], n_sequences=64, seq_len=16,
+                             max_epochs=4, seed=3)
+               for arrays in ([tk.joined(c, np.uint16) for c in clusters], [np.concatenate(c) for c in clusters])]
+    assert all(np.array_equal(streams[0].batch(i, 8), streams[1].batch(i, 8)) for i in range(8))
+
+
+def test_shards_in_an_object_store_are_written_there_cached_locally_and_read_the_same(tmp_path):
     fs = fsspec.filesystem("memory")
-    writer = tk.ShardWriter(str(tmp_path), np.uint16)
-    writer.add("sc00", docs(4, 10))
-    writer.add("sc01", docs(5, 5))
-    shards = writer.close()
-    for name in ("sc00", "sc01"):
-        fs.put(str(tmp_path / f"{name}.bin"), f"/run/tokens/{name}.bin")
-    tk.write_meta(fs, "/run/tokens", dtype=np.uint16, eot=0, vocab_size=500, tokenizer="bpe", shards=shards,
+    parts = {"sc00": [], "sc01": []}
+    for stem, seed in (("00000-00000", 4), ("00000-00001", 6)):
+        writer = tk.PartWriter(fs, "/run/tokens", stem, np.uint16)
+        writer.add("sc00", docs(seed, 10))
+        if stem.endswith("0"):
+            writer.add("sc01", docs(5, 5))
+        for name, part in writer.close().items():
+            parts[name].append(part)
+    tk.write_meta(fs, "/run/tokens", dtype=np.uint16, eot=0, vocab_size=500, tokenizer="bpe", parts=parts,
                   names=["sc00", "sc01", "sc02"])
     remote = tk.Shards("memory://run/tokens")
-    assert remote.names == ["sc00", "sc01", "sc02"]
-    assert np.array_equal(remote.arrays[0], np.fromfile(tmp_path / "sc00.bin", dtype=np.uint16))
-    assert list(remote.tokens) == [shards["sc00"].tokens, shards["sc01"].tokens, 0]
+    assert remote.names == ["sc00", "sc01", "sc02"] and remote.meta["documents"] == {"sc00": 20, "sc01": 5, "sc02": 0}
+    expected = np.concatenate(docs(4, 10) + docs(6, 10))
+    assert np.array_equal(np.asarray(remote.arrays[0]), expected)
+    assert list(remote.tokens) == [len(expected), sum(len(d) for d in docs(5, 5)), 0]
     assert np.allclose(tk.token_shares(remote.meta), remote.tokens / remote.tokens.sum())
+
+
+def test_a_run_folder_from_before_parts_reads_its_one_shard_per_cluster(tmp_path):
+    fs = fsspec.filesystem("file")
+    writer = tk.PartWriter(fs, str(tmp_path / "new"), "00000-00000", np.uint16)
+    writer.add("sc00", docs(4, 10))
+    parts = writer.close()
+    (tmp_path / "sc00.bin").write_bytes((tmp_path / "new" / "sc00" / "00000-00000.bin").read_bytes())
+    meta = {"dtype": "uint16", "eot_id": 0, "vocab_size": 500, "tokenizer": "bpe", "clusters": ["sc00", "sc01"],
+            "tokens": {"sc00": parts["sc00"].tokens, "sc01": 0}, "documents": {"sc00": 10, "sc01": 0}}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    assert tk.cluster_parts(meta, "sc00") == [tk.Part("sc00", parts["sc00"].tokens, 10)]
+    assert np.array_equal(tk.Shards(str(tmp_path)).arrays[0], np.concatenate(docs(4, 10)))
 
 
 def test_meta_json_is_replaced_whole_or_not_at_all(tmp_path):
     """A write that fails half-way (here: a value JSON cannot hold) leaves the previous meta.json."""
     fs = fsspec.filesystem("file")
-    good = {"sc00": tk.ClusterShard(tokens=10, documents=2)}
-    tk.write_meta(fs, str(tmp_path), dtype=np.uint16, eot=0, vocab_size=500, tokenizer="bpe", shards=good,
+    good = {"sc00": [tk.Part("sc00/00000-00000", tokens=10, documents=2)]}
+    tk.write_meta(fs, str(tmp_path), dtype=np.uint16, eot=0, vocab_size=500, tokenizer="bpe", parts=good,
                   names=["sc00"])
     before = (tmp_path / "meta.json").read_text()
-    bad = {"sc00": tk.ClusterShard(tokens=object(), documents=2)}
+    bad = {"sc00": [tk.Part("sc00/00000-00000", tokens=object(), documents=2)]}
     with pytest.raises(TypeError):
-        tk.write_meta(fs, str(tmp_path), dtype=np.uint16, eot=0, vocab_size=500, tokenizer="bpe", shards=bad,
+        tk.write_meta(fs, str(tmp_path), dtype=np.uint16, eot=0, vocab_size=500, tokenizer="bpe", parts=bad,
                       names=["sc00"])
     assert (tmp_path / "meta.json").read_text() == before
