@@ -9,6 +9,9 @@ import asyncio
 import numpy as np
 
 
+MAX_GROUP = 64  # rows in one predict at most: the loop the predict holds is Serve's too; more calls wait a turn
+
+
 class Coalescer:
     def __init__(self):
         self.waiting: list[tuple[object, np.ndarray, asyncio.Future]] = []  # (model, row, caller's future)
@@ -26,7 +29,10 @@ class Coalescer:
     def _flush(self) -> None:
         """One predict per model over its waiting rows (a reload may fall between two calls: each row is
         scored by the model it was checked against); a failed predict fails its callers."""
-        items, self.waiting = self.waiting, []
+        items = [item for item in self.waiting[:MAX_GROUP] if not item[2].done()]  # callers gone: not scored
+        self.waiting = self.waiting[MAX_GROUP:]
+        if self.waiting:
+            asyncio.get_running_loop().call_soon(self._flush)
         for model in {id(m): m for m, _, _ in items}.values():
             mine = [(row, future) for m, row, future in items if m is model]
             try:

@@ -95,7 +95,8 @@ class ProxyConfig:
     # command template run for each mixture, with {mixture_json} {blend} {score_file} {trial_dir} {seed} {index}
     # {tokens_dir} {python}; it writes {"score": x} (higher is better) to {score_file}; "" = the built-in proxy
     data_prefix: str = ""  # proxy.command: each super-cluster's data prefix in {blend}, with {name} {index}
-    # {tokens_dir} (e.g. /data/megatron/{name}_text_document); "" = the run's token shards, {tokens_dir}/{name}
+    # {tokens_dir} (e.g. /data/megatron/{name}_text_document); "" = the run's token parts, each cluster's
+    # {tokens_dir}/{name}/<part> in turn (its weight split by tokens; mixture.json's data_prefixes: a list per cluster)
     command_timeout_s: float = 0.0  # proxy.command: a trial running longer is killed and failed; 0 = no limit
 
     @property

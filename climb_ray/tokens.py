@@ -10,6 +10,7 @@ of every cluster (the search's Dirichlet prior is their token shares).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -190,8 +191,8 @@ class Shards:
         self.names: list[str] = list(self.meta["clusters"])
         parts = {n: [p.prefix for p in cluster_parts(self.meta, n)] for n in self.names}
         local = root if _is_local(fs) else _cache(fs, root, [p for n in self.names for p in parts[n]])
-        self.arrays = [joined([_memmap(os.path.join(local, f"{p}.bin"), self.dtype) for p in parts[n]], self.dtype)
-                       for n in self.names]
+        self.arrays = [joined([_memmap(os.path.join(local, f"{p}.bin"), self.dtype, lazy=len(parts[n]) > 1)
+                               for p in parts[n]], self.dtype) for n in self.names]
 
     @property
     def tokens(self) -> np.ndarray:
@@ -239,10 +240,40 @@ def _is_local(fs) -> bool:
     return protocol in ("file", "local")
 
 
-def _memmap(path: str, dtype: np.dtype) -> np.ndarray:
-    if os.path.getsize(path) == 0:
+def _memmap(path: str, dtype: np.dtype, lazy: bool = False):
+    size = os.path.getsize(path)
+    if size == 0:
         return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r")
+    return LazyMap(path, dtype, size) if lazy else np.memmap(path, dtype=dtype, mode="r")
+
+
+MAX_OPEN_PARTS = 256  # parts a process keeps memory-mapped at once: each map holds a file descriptor, and a
+# corpus of many files has many parts (the system caps both descriptors and maps)
+
+
+class LazyMap:
+    """One part's .bin, memory-mapped only while read: at most MAX_OPEN_PARTS maps per process are
+    open (least recently used closed first), whatever the number of parts."""
+
+    def __init__(self, path: str, dtype: np.dtype, size: int):
+        self.path, self.dtype = path, np.dtype(dtype)
+        self.key = (path, os.stat(path).st_mtime_ns, size, self.dtype.str)  # a rewritten file is mapped anew
+        self.length = size // self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return np.array(_open_map(*self.key)[key])  # a copy: no view keeps a closed map alive
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self[0:self.length]
+        return whole if dtype is None else whole.astype(dtype)
+
+
+@functools.lru_cache(maxsize=MAX_OPEN_PARTS)
+def _open_map(path: str, mtime_ns: int, size: int, dtype: str) -> np.ndarray:
+    return np.memmap(path, dtype=np.dtype(dtype), mode="r")
 
 
 def _cache(fs, root: str, prefixes: list[str]) -> str:

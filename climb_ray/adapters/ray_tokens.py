@@ -20,7 +20,7 @@ from climb_ray.tokens import Part, PartWriter, cluster_name, encode_docs, hash_f
 TOKENIZE_BATCH = 512
 DOCS_SCHEMA = pa.schema([("doc_id", pa.string()), ("super_cluster", pa.int32()), ("n_tokens", pa.int64())])
 _TOKENIZERS: dict[str, object] = {}
-_LOOKUP: dict[str, dict[str, int]] = {}
+_LOOKUP: dict[tuple, dict[str, int]] = {}
 
 
 def sample_training_texts(files: list[tuple[str, str]], corpus: CorpusConfig, n_docs: int, want: int,
@@ -114,16 +114,21 @@ def _tokenize_file(item: dict, corpus: CorpusConfig, tok_ref, tokens_url: str, e
 
 def _assignments(url: str) -> dict[str, int]:
     """doc_id -> super_cluster of one chunk, read by the worker from cluster/assignments (the last one
-    kept: a worker's files mostly come from one chunk)."""
-    if url not in _LOOKUP:
-        import fsspec
+    kept, by URL and version: a worker's files mostly come from one chunk, and a reused worker must
+    not keep an old clustering's map after --redo cluster)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    info = fs.info(path)
+    version = (url, info.get("size"), str(info.get("mtime") or info.get("LastModified") or info.get("ETag")
+                                         or info.get("etag") or info.get("updated") or ""))
+    if version not in _LOOKUP:
         import pyarrow.parquet as pq
 
         _LOOKUP.clear()
-        fs, path = fsspec.core.url_to_fs(url)
         table = pq.read_table(path, filesystem=fs, columns=["doc_id", "super_cluster"])
-        _LOOKUP[url] = dict(zip(table.column("doc_id").to_pylist(), table.column("super_cluster").to_pylist()))
-    return _LOOKUP[url]
+        _LOOKUP[version] = dict(zip(table.column("doc_id").to_pylist(), table.column("super_cluster").to_pylist()))
+    return _LOOKUP[version]
 
 
 def _outside_vocabulary(doc_id: str, doc: np.ndarray, vocab_size: int, field: str) -> CorpusError:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from climb_ray.config import Config, DoReMiConfig, ProxyConfig
-from climb_ray.mixture import MixtureError, MixtureStream
+from climb_ray.mixture import MixtureError, MixtureStream, weight_caps
 
 HISTORY_ROWS = 200  # rows of the weight history kept by to_json at most
 
@@ -87,8 +87,6 @@ def dro_loss(token_losses, domains: np.ndarray, weights: np.ndarray):
 def epoch_caps(tokens, *, max_epochs: float, n_sequences: int, seq_len: int) -> np.ndarray:
     """The largest share of n_sequences each cluster can supply within max_epochs passes, in whole
     sequences; 0 for a cluster shorter than one sequence (MixtureStream refuses more)."""
-    from climb_ray.mixture import weight_caps
-
     return weight_caps(tokens, n_sequences * seq_len, max_epochs, seq_len=seq_len)
 
 

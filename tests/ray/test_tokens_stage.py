@@ -102,3 +102,21 @@ def test_the_same_corpus_gives_the_same_parts_byte_for_byte(finished, three_file
     shutil.copytree(finished[0], tmp_path / "run")
     again = run_pipeline(config(three_files, tmp_path / "run"), until="tokens", redo=("tokens",)).results[-1]
     assert not again.skipped and tree(tmp_path / "run" / "tokens") == tree(finished[0] / "tokens")
+
+
+def test_a_worker_rereads_a_chunks_assignments_once_they_are_rewritten(tmp_path):
+    """A reused worker keeps the last chunk's doc -> super-cluster map; after --redo cluster rewrites
+    that file, it must read the new one, not keep the old clustering."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from climb_ray.adapters import ray_tokens as rt
+
+    path = str(tmp_path / "chunk-00000")
+    pq.write_table(pa.table({"doc_id": ["a", "b"], "super_cluster": [0, 1]}), path)
+    assert rt._assignments(path) == {"a": 0, "b": 1}
+    pq.write_table(pa.table({"doc_id": ["a", "b", "c"], "super_cluster": [1, 0, 1]}), path)
+    os.utime(path, ns=(0, 10**18))  # a different time even on a coarse clock
+    assert rt._assignments(path) == {"a": 1, "b": 0, "c": 1}

@@ -54,5 +54,16 @@ def test_a_failed_predict_fails_its_callers_only_and_a_cancelled_caller_is_skipp
         return await asyncio.gather(c.score(broken, np.array([1.0])), c.score(good, np.array([2.0])),
                                     return_exceptions=True)
     bad, fine = asyncio.run(go())
-    assert isinstance(bad, RuntimeError) and fine == 2.0 and good.calls == [2]
+    assert isinstance(bad, RuntimeError) and fine == 2.0 and good.calls == [1]  # the cancelled row was not scored
+
+
+def test_a_crowd_of_calls_is_scored_in_groups_of_at_most_max_group():
+    from climb_ray.coalesce import MAX_GROUP
+
+    model, c = Model(0.0), Coalescer()
+
+    async def go():
+        return await asyncio.gather(*(c.score(model, np.array([float(i)])) for i in range(2 * MAX_GROUP + 5)))
+    assert asyncio.run(go()) == [float(i) for i in range(2 * MAX_GROUP + 5)]
+    assert model.calls == [MAX_GROUP, MAX_GROUP, 5]
 

@@ -98,8 +98,7 @@ def test_one_epoch_cap_serves_the_search_doremi_and_the_optimizer():
     assert weight_caps(tokens, 2000, 2.0).tolist() == [1.0, 0.05, 10.0]
     # DoReMi: 2 passes over 50 tokens = 3 whole sequences of 32, out of 10 sequences
     assert weight_caps(tokens, 320, 2.0, seq_len=32).tolist() == pytest.approx([62 / 10, 3 / 10, 625 / 10])
-    assert epoch_caps(tokens, max_epochs=2.0, n_sequences=10, seq_len=32).tolist() == \
-        weight_caps(tokens, 320, 2.0, seq_len=32).tolist()
+    assert epoch_caps(tokens, max_epochs=2.0, n_sequences=10, seq_len=32) == pytest.approx([6.2, 0.3, 62.5])
     assert weight_caps([10, 100], 320, 15.0, seq_len=32)[0] == 0.0  # shorter than one sequence
     hi = bounds(["a", "b", "c"], tokens=tokens, token_budget=2000, max_epochs=2.0).hi
     assert hi.tolist() == [1.0, 0.05, 1.0]

@@ -97,6 +97,8 @@ def test_served_model_reads_a_run_folder_and_answers_best_first(tmp_path):
         model.mixtures([[0.25] * 4, {"x": 1.0}], normalize=False)
     with pytest.raises(RequestError, match=r"mixtures\[0\]\[2\] = -1.0"):
         model.mixtures([[0.5, 0.5, -1.0, 1.0]], normalize=False)
+    huge = model.mixtures([[1e308, 1e308, 0, 0], [1, 3, 0, 0]], normalize=True)  # past the batch fast path
+    assert huge.tolist() == [[0.5, 0.5, 0, 0], [0.25, 0.75, 0, 0]]
 
 
 def test_a_run_without_a_finished_search_is_not_servable_and_says_what_is_missing(tmp_path):

@@ -87,6 +87,28 @@ def test_joined_parts_slice_as_their_concatenation():
     assert tk.joined(arrays[:1], np.uint16) is arrays[0] and len(tk.joined([], np.uint16)) == 0
 
 
+def test_a_cluster_of_many_parts_keeps_a_bounded_number_of_files_open(tmp_path):
+    """A corpus of many files gives many parts: each is mapped only while read, at most MAX_OPEN_PARTS
+    at once (each map holds a file descriptor; systems cap both), and reads the same."""
+    import os
+
+    rng = np.random.default_rng(2)
+    n = tk.MAX_OPEN_PARTS + 200
+    arrays = [rng.integers(0, 500, int(rng.integers(1, 20))).astype(np.uint16) for _ in range(n)]
+    for i, a in enumerate(arrays):
+        a.tofile(tmp_path / f"p{i}.bin")
+    tk._open_map.cache_clear()
+    before = len(os.listdir("/proc/self/fd"))
+    view = tk.joined([tk._memmap(str(tmp_path / f"p{i}.bin"), np.uint16, lazy=True) for i in range(n)], np.uint16)
+    whole = np.concatenate(arrays)
+    assert np.array_equal(np.asarray(view), whole)
+    for start in rng.integers(0, len(whole) - 30, 300):
+        assert np.array_equal(view[start:start + 30], whole[start:start + 30])
+    opened = len(os.listdir("/proc/self/fd")) - before
+    assert 0 < opened <= tk.MAX_OPEN_PARTS, opened
+    assert tk._open_map.cache_info().currsize == tk.MAX_OPEN_PARTS
+
+
 def test_a_mixture_stream_over_parts_trains_on_the_batches_of_the_joined_shard():
     from climb_ray.mixture import MixtureStream
 
