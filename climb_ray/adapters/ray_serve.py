@@ -1,6 +1,7 @@
 """The predictor on Ray Serve: one deployment whose FastAPI app answers the HTTP API and serves
 the web page (climb_ray/web). The answers come from climb_ray.served_model; this file holds the
-HTTP parts only: routes, limits, the bearer token, request batching and hot reloads.
+HTTP parts only: routes, limits, request batching and hot reloads (the Host, token and body checks
+every request passes first: http_guard).
 
 The deployment's user_config names the run folder, the predictor file and a version label: a
 new predictor is put in service by redeploying with a new user_config, which Serve hands to
@@ -11,16 +12,14 @@ until the new one is loaded).
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import os
 from importlib import resources
 
 from fastapi import HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import Headers, MutableHeaders
 from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,6 +29,7 @@ from climb_ray import __version__, api_models
 from climb_ray.api_models import OptimizeRequest, PredictRequest, body_schema, validation_message
 from climb_ray.config import ServeConfig
 from climb_ray.artifacts import PREDICTOR
+from climb_ray.adapters.http_guard import Guard, is_loopback  # noqa: F401 (is_loopback: serve_commands')
 from climb_ray.coalesce import Coalescer
 from climb_ray.served_model import NotAnswerable, RequestError, ServedModel, parse_mixture
 
@@ -37,8 +37,6 @@ APP_NAME = "climb"
 WEB = resources.files("climb_ray") / "web"
 MAX_K = 100  # most mixtures /v1/best returns per list
 OPTIMIZE_AT_ONCE = 2  # /v1/optimize searches running at once per replica (each holds its chunks); the rest wait
-PUBLIC = {"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}  # open without the token; the
-PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/")  # page's files too; every other path needs it
 DEFAULTS = ServeConfig()
 DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"  # "1" where Serve starts: replicas also answer HTTP themselves
 REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}  # our routes run in the loop of the replica's own
@@ -54,90 +52,6 @@ app = FastAPIOffline(title="climb-ray predictor", version=__version__,
 app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
 
 
-def is_loopback(host: str) -> bool:
-    """(Defined above the deployment class: Serve pickles the class where it is defined.)"""
-    import ipaddress
-
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def route_path(scope: dict) -> str:
-    """The path the app routes on: without Serve's route_prefix or an ingress root_path, which
-    the request's path carries."""
-    path, root = scope.get("path", ""), (scope.get("root_path") or "").rstrip("/")
-    return path[len(root):] or "/" if root and (path == root or path.startswith(root + "/")) else path
-
-
-def host_name(header: str) -> str:
-    """The name of a Host header, without its port ('[::1]:8000' -> '[::1]')."""
-    if header.startswith("["):
-        return header.split("]", 1)[0] + "]"
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-def refusal(scope: dict, public: bool) -> Response | None:
-    """The answer to a request the guard stops, or None to let it through."""
-    root, method = (scope.get("root_path") or "").rstrip("/"), scope.get("method", "GET")
-    if root and scope.get("path") == root and method == "GET":  # /climb -> /climb/: the page's relative
-        return RedirectResponse(root + "/", status_code=307)  # links then stay under the prefix
-    headers = Headers(scope=scope)
-    name = host_name(headers.get("host", "")).lower()
-    if api_models.TOKEN.get("loopback") and name and not is_loopback(name) and name not in api_models.TOKEN["hosts"]:
-        return JSONResponse({"detail": f"Host {headers.get('host', '')!r} is not a loopback name; this server "
-                                       "listens on loopback only (serve.allowed_hosts lists other names, e.g. a "
-                                       "reverse proxy's)"}, status_code=421)
-    expected = api_models.TOKEN["sha256"]
-    if expected and not public:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        given = hashlib.sha256(token.strip().encode()).hexdigest()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
-            return JSONResponse({"detail": "missing or wrong bearer token (send Authorization: Bearer <token>)"},
-                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
-    if method in ("POST", "PUT", "PATCH"):
-        kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if kind != "application/json":
-            return JSONResponse({"detail": f"Content-Type {kind or '(none)'!r}: send application/json"},
-                                status_code=415)
-    return None
-
-
-class Guard:
-    """Before anything else: on a loopback bind, a Host header that is not a loopback name is refused
-    (a DNS-rebinding page in a browser); then every path but the public ones needs the token when the
-    server has one; request bodies must be JSON. The page's files get Cache-Control: no-cache. Plain
-    ASGI: Starlette's @app.middleware("http") cost ~2.5 ms a request here (docs/benchmarks.md)."""
-
-    def __init__(self, asgi):
-        self.asgi = asgi
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.asgi(scope, receive, send)
-        path = route_path(scope)
-        public = path in PUBLIC or path.startswith(PUBLIC_PREFIXES)
-        refused = refusal(scope, public)
-        if refused is not None:
-            return await refused(scope, receive, send)
-        if path == "/v1/predict" and scope.get("method") == "POST":
-            return await predict_directly(scope, receive, send)
-        if not public:
-            return await self.asgi(scope, receive, send)
-
-        async def revalidated(message):  # the page: revalidated, so an upgrade is seen at once
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).setdefault("Cache-Control", "no-cache")
-            await send(message)
-        await self.asgi(scope, receive, revalidated)
-
-
-app.add_middleware(Guard)
-
-
 async def predict_directly(scope, receive, send) -> None:
     """POST /v1/predict, the hot route, past FastAPI's routing: the same handler, its HTTPExceptions
     answered as FastAPI answers them. Routing (over every path, twice: Serve's class routes are an
@@ -148,6 +62,9 @@ async def predict_directly(scope, receive, send) -> None:
     except HTTPException as err:
         response = JSONResponse({"detail": err.detail}, status_code=err.status_code, headers=err.headers)
     await response(scope, receive, send)
+
+
+app.add_middleware(Guard, fast={("POST", "/v1/predict"): predict_directly})
 
 
 @app.exception_handler(RequestValidationError)
