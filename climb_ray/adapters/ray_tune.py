@@ -227,19 +227,26 @@ def run_search(cfg: Config, search: ClimbSearch, tokens_url: str, storage: str, 
                                                          report_every=every), trial_resources(cfg))
     path = os.path.join(storage, experiment)
     if search.method == "optuna":
-        return _run_optuna(cfg, search, trainable, storage, path, stage)
-    if tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        searcher = ClimbSearcher(search, publish_to=publish_to, trial_ids=trial_ids)
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, metric="score", mode="max",
-                                        max_concurrent_trials=cfg.search.max_concurrent_trials or None,
-                                        reuse_actors=True),
-            run_config=run_config(cfg, experiment, storage, stage))
+        return _run_optuna(cfg, search, trainable, storage, stage)
+    tuner = build_tuner(cfg, trainable, storage, experiment, stage,
+                        lambda: ClimbSearcher(search, publish_to=publish_to, trial_ids=trial_ids))
     tuner.fit()
     return _final_state(path, search)
+
+
+def build_tuner(cfg: Config, trainable, storage: str, experiment: str, stage: str, searcher, num_samples: int = -1,
+                param_space: dict | None = None) -> tune.Tuner:
+    """The Tuner of a search experiment: restored (unfinished and errored trials resumed) when
+    <storage>/<experiment> holds one, else a new one asking `searcher()` (built only then) for its trials."""
+    path = os.path.join(storage, experiment)
+    if tune.Tuner.can_restore(path):
+        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    return tune.Tuner(
+        trainable, param_space=param_space,
+        tune_config=tune.TuneConfig(search_alg=searcher(), num_samples=num_samples, metric="score", mode="max",
+                                    max_concurrent_trials=cfg.search.max_concurrent_trials or None,
+                                    reuse_actors=True),
+        run_config=run_config(cfg, experiment, storage, stage))
 
 
 def proxy_seconds(storage: str) -> float:
@@ -278,23 +285,15 @@ def searcher_state(path: str) -> dict:
 
 
 
-def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, path: str, stage: str):
+def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, stage: str):
     """Optuna's TPE through Ray Tune's OptunaSearch over x_i in [0, 1] (weights = x / sum x), for the
     whole budget; recorded as one generation, answered with the best seen."""
     from ray.tune.search.optuna import OptunaSearch
 
     budget = sum(cfg.search.schedule)
-    if tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        space = {f"x{i}": tune.uniform(0.0, 1.0) for i in range(len(search.names))}
-        tuner = tune.Tuner(
-            trainable, param_space=space,
-            tune_config=tune.TuneConfig(search_alg=OptunaSearch(seed=cfg.seed), num_samples=budget, metric="score",
-                                        mode="max", max_concurrent_trials=cfg.search.max_concurrent_trials or None,
-                                        reuse_actors=True),
-            run_config=run_config(cfg, EXPERIMENT, storage, stage))
-    grid = tuner.fit()
+    space = {f"x{i}": tune.uniform(0.0, 1.0) for i in range(len(search.names))}
+    grid = build_tuner(cfg, trainable, storage, EXPERIMENT, stage, lambda: OptunaSearch(seed=cfg.seed),
+                       num_samples=budget, param_space=space).fit()
     results = sorted((r for r in grid), key=lambda r: r.path)
     search.generation, search.trials, ids = 0, [], {}  # one generation, its trials chosen by Optuna
     for index, result in enumerate(results):

@@ -55,7 +55,7 @@ def test_demo_builds_its_corpus_and_runs_on_a_local_ray_with_auth_on(tmp_path):
     """Run from a user's folder with the demo's relative paths (data/..., runs/demo), as `make demo` does."""
     env = {"RAY_ADDRESS": "", "RAY_AUTH_MODE": ""}  # as a user's shell: auth on, no cluster
     args = ["demo", "--docs-per-source", "40", *QUICK_SEARCH]
-    proc = run_cli(args, env=env, cwd=tmp_path)
+    proc = run_cli(args, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     (tmp_path / "run").symlink_to(tmp_path / "runs" / "demo")
