@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-climb-ray
 PYTEST_ARGS ?= -q
+# test files on two pytest processes (each its own local Ray; a file's tests stay together, so module
+# fixtures are built once); PYTEST_WORKERS=0 runs them in one process
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 .PHONY: setup demo compare serve test test-fast browser clean-runs
 
@@ -44,9 +48,9 @@ browser:
 test: $(STAMP) browser
 	@if [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1 && unshare -n true 2>/dev/null; then \
 		echo "running the tests in a loopback-only network namespace"; \
-		unshare -n sh -c 'ip link set lo up && exec $(BIN)/python -m pytest $(PYTEST_ARGS)'; \
+		unshare -n sh -c 'ip link set lo up && exec $(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)'; \
 	else \
-		$(BIN)/python -m pytest $(PYTEST_ARGS); \
+		$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS); \
 	fi
 
 # The quick subset (about 5 minutes here): everything not marked slow.
