@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from climb_ray.artifacts import RunDir, StageResult, run_stage
-from climb_ray.config import Config
+from climb_ray.config import SECTIONS, STAGE_ORDER, Config, settings
 from climb_ray.stages.cluster import cluster_stage
 from climb_ray.stages.corpus import corpus_stage
 from climb_ray.stages.embed import embed_stage
@@ -17,7 +17,7 @@ from climb_ray.stages.search_plan import prepare_search, run_search_stage
 from climb_ray.stages.export import export_stage
 from climb_ray.config_io import to_yaml
 
-ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
+ORDER = list(STAGE_ORDER)
 
 
 @dataclass
@@ -42,42 +42,32 @@ def describe(stage: str, info: dict) -> str:
 STAGE_FUNCS = {"corpus": corpus_stage, "embed": embed_stage, "cluster": cluster_stage, "tokens": tokens_stage,
                "search": search_stage, "export": export_stage}
 # proxy settings that change a proxy's score (not the resources it runs on)
-PROXY_RESULT_FIELDS = [f"proxy.{name}" for name in (
-    "hidden_size", "num_layers", "num_heads", "intermediate_size", "context", "batch_size", "steps", "lr",
-    "warmup_steps", "schedule", "min_lr_ratio", "decay_fraction", "weight_decay", "grad_clip", "init", "init_from",
-    "command", "data_prefix")]
+PROXY_RESULT_FIELDS = [name for name, (_, stages) in settings().items()
+                       if name.startswith("proxy.") and "search" in stages]
 # settings (fields or sections) that only change how the search answers from its recorded trials: a change
 # re-answers from them (seconds, no proxy trained) instead of asking for --redo search; part of DEPENDS["search"]
 ANSWER_FIELDS = ["search.answer", "search.answer_top_k", "predictor"]
+
+
+def _depends(stage: str) -> list[str]:
+    """What `stage` records, as config.py declares it: the sections with the stage in their STAGES whole, and
+    the fields of the other sections (and the top-level fields) with the stage in theirs."""
+    out = []
+    for name, (_, stages) in settings().items():
+        section = name.split(".")[0] if "." in name else None
+        if section and stage in (SECTIONS[section].STAGES or ()):
+            out += [section] if section not in out else []
+        elif stage in stages:
+            out.append(name)
+    return out
+
+
 # the config values each stage's output depends on (a change means: rebuild it); sections or fields
-DEPENDS = {
-    "corpus": ["corpus"],
-    "embed": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
-              "cluster.quality_scorer"],
-    "cluster": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "cluster", "seed"],
-    "tokens": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
-               "cluster", "seed", "tokens"],
-    "search": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
-               "cluster", "seed", "tokens", *PROXY_RESULT_FIELDS, "target", "search.method", "search.schedule",
-               "search.temperature", "search.strength_min", "search.strength_max", "search.max_epochs",
-               "search.min_weight", "search.n_candidates", "search.top_pool_min", "search.acquisition",
-               "search.exploration", "search.local_fraction", "search.remeasure_fraction", *ANSWER_FIELDS],
-}
-DEPENDS["export"] = [*DEPENDS["search"], *(f"export.{name}" for name in (
-    "weights", "token_budget", "max_epochs", "seed", "shard_mb", "write_token_ids", "format"))]
-
-
-GUARDS = {"corpus.max_skip_share"}  # checks that stop a run or let it go on, never change its output
-# settings no stage's output depends on: where and how the work runs (resources, parallelism, retries, logging,
-# loading permission), the server, and the commands with their own guard (doremi, compare: doremi_depends and
-# the compare table's settings). Every config field is in DEPENDS or here, never both (a test checks it): a
-# new field must be placed.
-NO_STAGE = ["run_dir", "resources", "tracking", "serve", "doremi", "compare", "export.overwrite",
-            "embed.batch_size", "embed.num_actors", "embed.gpus_per_actor", "embed.cpus_per_actor", "embed.threads",
-            "embed.trust_remote_code", "proxy.compile", "proxy.threads", "proxy.cpus_per_trial", "proxy.gpus_per_trial",
-            "proxy.command_timeout_s", "search.max_concurrent_trials", "search.max_failures"]
-
-
+DEPENDS = {stage: _depends(stage) for stage in ORDER}
+# fields of a section recorded whole that the stage leaves out: guards, which stop a run or let it go on,
+# never change its output (corpus.max_skip_share)
+GUARDS = {name for name, (_, stages) in settings().items()
+          if "." in name and set(SECTIONS[name.split(".")[0]].STAGES or ()) - set(stages)}
 def stage_depends(cfg: Config, stage: str) -> dict:
     out = {}
     for dotted in DEPENDS[stage]:
