@@ -49,7 +49,7 @@ def _load(cfg: Config, run: RunDir):
     return search, depends
 
 
-def _write_outputs(run: RunDir, search) -> dict:
+def _write_outputs(run: RunDir, search):  # -> stages.search.SearchResult
     from climb_ray.stages.search import write_outputs
 
     return write_outputs(run, search, {}, run.read_json(CLUSTERS), out=OUT)

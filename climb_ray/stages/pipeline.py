@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 
 from climb_ray.artifacts import RunDir, StageResult, run_stage
 from climb_ray.config import SECTIONS, STAGE_ORDER, Config, settings
-from climb_ray.stages.cluster import cluster_stage
-from climb_ray.stages.corpus import corpus_stage
-from climb_ray.stages.embed import embed_stage
-from climb_ray.stages.search import search_stage
-from climb_ray.stages.tokens import tokens_stage
+from climb_ray.stages.cluster import ClusterResult, cluster_stage
+from climb_ray.stages.corpus import CorpusResult, corpus_stage
+from climb_ray.stages.embed import EmbedResult, embed_stage
+from climb_ray.stages.search import SearchResult, search_stage
+from climb_ray.stages.tokens import TokensResult, tokens_stage
 from climb_ray.stages.search_plan import prepare_search, run_search_stage
-from climb_ray.stages.export import export_stage
+from climb_ray.stages.export import ExportResult, export_stage
 from climb_ray.config_io import to_yaml
 
 ORDER = list(STAGE_ORDER)
@@ -28,15 +28,15 @@ class PipelineReport:
     seconds: float = 0.0
 
 
+RESULTS = {"corpus": CorpusResult, "embed": EmbedResult, "cluster": ClusterResult, "tokens": TokensResult,
+           "search": SearchResult, "export": ExportResult}  # each stage's typed result
+
+
 def describe(stage: str, info: dict) -> str:
     """A finished stage's summary (its _DONE marker's info) in one or a few lines."""
     import json
 
-    from climb_ray.stages import cluster, corpus, embed, export, search, tokens
-
-    modules = {"corpus": corpus, "embed": embed, "cluster": cluster, "tokens": tokens, "search": search,
-               "export": export}
-    return modules[stage].describe(info) if stage in modules else json.dumps(info)
+    return RESULTS[stage].from_json(info).describe() if stage in RESULTS else json.dumps(info)
 
 
 STAGE_FUNCS = {"corpus": corpus_stage, "embed": embed_stage, "cluster": cluster_stage, "tokens": tokens_stage,

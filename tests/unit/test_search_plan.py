@@ -124,8 +124,9 @@ def test_every_config_field_is_a_stage_dependency_or_explicitly_none():
 
 
 def test_a_search_recorded_before_the_method_rename_is_still_described():
-    from climb_ray.stages.search import describe
+    from climb_ray.stages.pipeline import describe
 
     info = {"weights": {"sc00": 1.0}, "trials": 4, "generations": 2, "failed": 0, "strategy": "climb",
             "predicted": -7.0, "best_seen": -7.0}
-    assert "method climb" in describe(info) and "method climb" in describe({**info, "method": "climb"})
+    assert "method climb" in describe("search", info)
+    assert "method climb" in describe("search", {**info, "method": "climb"})
