@@ -21,10 +21,12 @@ from climb_ray import log
 LOG = log.get(__name__)
 
 # The run folder's well-known files, named once (docs/run-folder.md describes every one).
+CONFIG_YAML = "config.yaml"  # the fully resolved config of the last command
 CORPUS_FILES = "corpus/files.parquet"
 CORPUS_STATS = "corpus/stats.json"
 CORPUS_LABELS = "corpus/labels.json"
 CENTROIDS = "cluster/centroids.npy"
+ASSIGNMENTS = "cluster/assignments"  # a folder per embed chunk
 CLUSTERS = "cluster/clusters.json"
 CLUSTERS_PNG = "cluster/clusters.png"
 CLUSTERS_MAP_PNG = "cluster/map.png"
@@ -37,9 +39,16 @@ PREDICTOR_SIDECAR = "search/predictor.json"
 BEST_MIXTURE = "search/best_mixture.json"
 MANIFEST = "export/manifest.json"
 COMPARE_RESULTS = "compare/results.json"
+COMPARE_TABLE = "compare/table.md"
+COMPARE_TABLE_PNG = "compare/table.png"
 DONE = "_DONE"
 STARTED = "_STARTED"  # written before a stage's work: a resumed stage must have the same settings
 MARKERS = (DONE, "_SUCCESS")  # a stage's and a chunk's "finished" markers
+
+
+def in_search(rel: str, out: str = "search") -> str:
+    """A search output (TRIALS, BEST_MIXTURE, ...) in the search folder `out` (compare/<method>/seed-<n>, asktell)."""
+    return posixpath.join(out, posixpath.relpath(rel, "search"))
 
 
 class StageChangedError(RuntimeError):

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from climb_ray import log
-from climb_ray.artifacts import (CENTROIDS, CLUSTERS, CLUSTERS_MAP_PNG, CLUSTERS_PNG, CORPUS_LABELS, CORPUS_STATS,
-                                 DENDROGRAM_PNG, RunDir, Summary)
+from climb_ray.artifacts import (ASSIGNMENTS, CENTROIDS, CLUSTERS, CLUSTERS_MAP_PNG, CLUSTERS_PNG, CORPUS_LABELS,
+                                 CORPUS_STATS, DENDROGRAM_PNG, RunDir, Summary)
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 from climb_ray.stages.embed import embed_chunks
@@ -44,14 +44,14 @@ def _kmeans_clusters(cfg: Config, run: RunDir, progress: log.Progress) -> Cluste
     progress.note(f"merging {int(kept.sum())} kept clusters")
     super_of = merge(centroids, kept, distance=c.merge_distance, n_super=c.n_super_clusters,
                      documents=stats.documents, method=c.merge_method)
-    run.clear_stage("cluster/assignments")
+    run.clear_stage(ASSIGNMENTS)
     chunks = embed_chunks(run)
     for index, chunk in enumerate(chunks):  # assignments keep the embed chunks: the tokens stage resumes by chunk
         progress.note(f"assigning documents, chunk {index + 1} of {len(chunks)}")
-        rc.write_assignments(run.url("embed", chunk), centroids, super_of, run.url("cluster/assignments", chunk))
+        rc.write_assignments(run.url("embed", chunk), centroids, super_of, run.url(ASSIGNMENTS, chunk))
     progress.note("report")
     n_super = int(super_of.max()) + 1
-    samples = rc.sample_texts(run.url("cluster/assignments"), n_super, c.report_docs, n_docs, cfg.seed)
+    samples = rc.sample_texts(run.url(ASSIGNMENTS), n_super, c.report_docs, n_docs, cfg.seed)
     report = build_report(stats, super_of, c.prune_threshold, samples, centroids=centroids)
     run.write_json(CLUSTERS, report)
     run.write_bytes(CLUSTERS_PNG, report_png(report))
@@ -85,14 +85,14 @@ def label_cluster_stage(cfg: Config, run: RunDir) -> ClusterResult:
         from climb_ray.tokens import pretrained_tokenizer
 
         tokenizer = pretrained_tokenizer(cfg.tokens.tokenizer)[0].to_str()
-    run.clear_stage("cluster/assignments")
+    run.clear_stage(ASSIGNMENTS)
     for index, chunk in enumerate(plan_chunks(corpus_files(run), cfg.embed.chunk_docs)):
         rl.write_label_assignments([(f["file"], f["name"]) for f in chunk], cfg.corpus, index_of,
-                                   cfg.cluster.quality_scorer, run.url("cluster/assignments", f"chunk-{index:05d}"),
+                                   cfg.cluster.quality_scorer, run.url(ASSIGNMENTS, f"chunk-{index:05d}"),
                                    tokenizer)
     k, n_docs = len(labels), run.read_json(CORPUS_STATS)["documents"]
-    stats = rl.label_statistics(run.url("cluster/assignments"), k)
-    samples = rc.sample_texts(run.url("cluster/assignments"), k, cfg.cluster.report_docs, n_docs, cfg.seed)
+    stats = rl.label_statistics(run.url(ASSIGNMENTS), k)
+    samples = rc.sample_texts(run.url(ASSIGNMENTS), k, cfg.cluster.report_docs, n_docs, cfg.seed)
     report = build_report(stats, np.arange(k), 0.0, samples, labels=labels, quality=not cfg.corpus.token_ids_field)
     run.write_json(CLUSTERS, report)
     run.write_bytes(CLUSTERS_PNG, report_png(report))

@@ -21,7 +21,8 @@ import json
 import numpy as np
 
 from climb_ray import log, tracking
-from climb_ray.artifacts import COMPARE_RESULTS, RunDir, StageResult, TOKENS_META, run_stage
+from climb_ray.artifacts import (BEST_MIXTURE, COMPARE_RESULTS, COMPARE_TABLE, COMPARE_TABLE_PNG, RunDir, StageResult,
+                                 TOKENS_META, in_search, run_stage)
 from climb_ray.config import Config
 from climb_ray.stages.pipeline import PROXY_RESULT_FIELDS, run_pipeline, stage_depends
 from climb_ray.stages.search import SearchResult, absolute, search_stage, with_absolute_paths
@@ -96,7 +97,7 @@ def method_mixture(cfg: Config, run: RunDir, method: str, redo: tuple[str, ...],
         info = run_stage(run, out, stage_depends(mcfg, "search"), lambda: search_stage(mcfg, run, out=out),
                          redo=any(out == r or out.startswith(r + "/") for r in redo)).info
     compute = _search_compute(cfg, run, out, SearchResult.from_json(info))
-    return {"weights": run.read_json(f"{out}/best_mixture.json")["weights"], "compute": compute}
+    return {"weights": run.read_json(in_search(BEST_MIXTURE, out))["weights"], "compute": compute}
 
 
 def _search_compute(cfg: Config, run: RunDir, out: str, result: SearchResult) -> dict:
@@ -231,8 +232,8 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
         "eval_seeds": list(range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)),
         "run_seeds": [cfg.seed + s for s in range(cfg.compare.search_seeds)],
         "capped": [answer_label(g, s) for g, answers in groups.items() for s, m in enumerate(answers) if m.get("capped")]})
-    run.write_text("compare/table.md", text)
-    run.write_bytes("compare/table.png", table_png(table))
+    run.write_text(COMPARE_TABLE, text)
+    run.write_bytes(COMPARE_TABLE_PNG, table_png(table))
     return {"table": table, "text": text, "run": run.url()}
 
 

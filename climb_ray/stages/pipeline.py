@@ -6,7 +6,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-from climb_ray.artifacts import RunDir, StageResult, run_stage
+from climb_ray.artifacts import CONFIG_YAML, RunDir, StageResult, run_stage
 from climb_ray.config import SECTIONS, STAGE_ORDER, Config, settings
 from climb_ray.stages.cluster import ClusterResult, cluster_stage
 from climb_ray.stages.corpus import CorpusResult, corpus_stage
@@ -90,7 +90,7 @@ def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = 
     run = RunDir(cfg.run_dir)
     if "search" in ORDER[: ORDER.index(until) + 1] and "search" not in skip:  # the schedule the search runs to
         cfg = prepare_search(cfg, run, extend=extend, redo="search" in redo)
-    run.write_text("config.yaml", to_yaml(cfg))
+    run.write_text(CONFIG_YAML, to_yaml(cfg))
     if cfg.export.overwrite:
         redo = (*redo, "export")
     report = PipelineReport(run_url=run.url())

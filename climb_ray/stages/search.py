@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from climb_ray import log, tracking
-from climb_ray.artifacts import BEST_MIXTURE, CLUSTERS, RunDir, Summary, TOKENIZER, TOKENS_META
+from climb_ray.artifacts import (BEST_MIXTURE, CLUSTERS, PREDICTOR, PREDICTOR_SIDECAR, TOKENIZER, TOKENS_META, TRIALS,
+                                 RunDir, Summary, in_search)
 from climb_ray.config import Config
 from climb_ray.mixture import weight_caps
 from climb_ray.samplers import RegMixSampler
@@ -189,14 +190,14 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
             for i, t in enumerate(search.trials)]
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buffer)
-    run.write_bytes(f"{out}/trials.parquet", buffer.getvalue())
+    run.write_bytes(in_search(TRIALS, out), buffer.getvalue())
     answer = search.answer()
     if search.predictor is not None:
         model, sidecar = search.predictor.to_text()
-        run.write_text(f"{out}/predictor.json", sidecar)
-        run.write_text(f"{out}/predictor.txt", model)  # last, as each iteration does: a watcher reloads on it
+        run.write_text(in_search(PREDICTOR_SIDECAR, out), sidecar)
+        run.write_text(in_search(PREDICTOR, out), model)  # last, as each iteration does: a watcher reloads on it
     best = best_mixture(search, answer, clusters)
-    run.write_json(f"{out}/best_mixture.json", best)
+    run.write_json(in_search(BEST_MIXTURE, out), best)
     for name, png in report_pngs(search, answer).items():
         run.write_bytes(f"{out}/{name}", png)
     if len(recorded(search.trials) or []) == 2:
