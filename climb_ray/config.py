@@ -6,10 +6,10 @@ dotted `key=value` overrides with `climb_ray.config_io.load_config`.
 
 A field is declared once, with what belongs to it: `setting(default, check, stages)`. The check (from
 `climb_ray/config_checks.py`, which also holds the checks across fields) returns None or what is wrong
-with a value. The stages are those whose output the field changes: a changed value asks for them to be
-rebuilt (`stages/pipeline.py` records them in each stage's `_DONE` marker). A section with `STAGES` is
-recorded whole for those stages, and its fields go with it unless they say otherwise (a guard such as
-corpus.max_skip_share: NO_STAGE). Every field is placed, in some stage or in none (a test checks it).
+with a value. The stages are those whose output the field changes, by default its section's `STAGES`:
+each stage records their values in its `_DONE` marker (`stages/pipeline.py`), and a changed value asks
+for a rebuild. NO_STAGE: no output depends on it (resources, retries, a guard such as
+corpus.max_skip_share). Every field is placed, in some stage or in none (a test checks it).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def setting(default, check=None, stages=None):
 
 @dataclass
 class CorpusConfig:
-    STAGES: ClassVar = ALL_STAGES  # every stage depends on the whole section (not on its guard)
+    STAGES: ClassVar = ALL_STAGES  # every stage's output depends on these (not on a guard)
     paths: list[str] = field(default_factory=list)  # files, folders or globs (local, file://, s3://, gs://)
     format: str = setting("auto", one_of("auto", "jsonl", "parquet", "text"))  # auto (by file extension), jsonl,
     # parquet or text (one .txt file = one document)
@@ -56,17 +56,15 @@ class CorpusConfig:
 
 @dataclass
 class EmbedConfig:
-    STAGES: ClassVar = None  # field by field
-    model: str = setting("all-MiniLM-L6-v2", stages=FROM_EMBED)  # HF encoder name or local path; this name uses the
-    # packaged copy
-    encoder: str = setting("transformer", one_of("transformer", "static"), FROM_EMBED)  # transformer (the model itself)
-    # or static: model2vec token vectors distilled from the model once and cached, or a model2vec folder; tens of times
-    # faster on CPU, coarser clusters
-    max_tokens: int = setting(256, at_least(1), FROM_EMBED)  # documents are truncated to this many tokens before
-    # encoding
+    STAGES: ClassVar = FROM_EMBED  # the embed stage's output and every later one's
+    model: str = "all-MiniLM-L6-v2"  # HF encoder name or local path; this name uses the packaged copy
+    encoder: str = setting("transformer", one_of("transformer", "static"))  # transformer (the model itself) or static:
+    # model2vec token vectors distilled from the model once and cached, or a model2vec folder; tens of times faster on
+    # CPU, coarser clusters
+    max_tokens: int = setting(256, at_least(1))  # documents are truncated to this many tokens before encoding
     batch_size: int = setting(128, at_least(1), NO_STAGE)  # documents per encoder forward pass
-    dtype: str = setting("auto", one_of("auto", "float32", "bfloat16", "float16"), FROM_EMBED)  # auto (bf16 on CUDA,
-    # fp32 on CPU), float32, bfloat16 or float16
+    dtype: str = setting("auto", one_of("auto", "float32", "bfloat16", "float16"))  # auto (bf16 on CUDA, fp32 on CPU),
+    # float32, bfloat16 or float16
     num_actors: int = setting(0, at_least(0), NO_STAGE)  # encoder actors in the Ray Data pool; 0 = one per GPU, or one
     # per 2 CPUs
     gpus_per_actor: float = setting(1.0, at_least(0), NO_STAGE)  # GPUs each encoder actor reserves when the cluster has
@@ -83,7 +81,7 @@ class EmbedConfig:
 
 @dataclass
 class ClusterConfig:
-    STAGES: ClassVar = FROM_CLUSTER  # the cluster stage and those after it depend on all of it
+    STAGES: ClassVar = FROM_CLUSTER  # the cluster stage's output and every later one's
     backend: str = setting("faiss", one_of("faiss", "cuml", "sklearn"))  # k-means backend: faiss (CPU), cuml (GPU) or
     # sklearn (reference)
     k_init: int = setting(1000, at_least(1))  # k-means clusters before pruning and merging (paper: 1000)
@@ -106,7 +104,7 @@ class ClusterConfig:
 
 @dataclass
 class TokensConfig:
-    STAGES: ClassVar = FROM_TOKENS  # the tokens stage and those after it depend on all of it
+    STAGES: ClassVar = FROM_TOKENS  # the tokens stage's output and every later one's
     tokenizer: str = "bpe"  # "bpe" trains a byte-level BPE on a corpus sample; else an HF tokenizer path/name
     vocab_size: int = setting(32_000, at_least(256))  # vocabulary size of the trained BPE tokenizer
     train_docs: int = setting(100_000, at_least(1))  # documents sampled to train the BPE tokenizer
@@ -114,44 +112,42 @@ class TokensConfig:
 
 @dataclass
 class ProxyConfig:
-    STAGES: ClassVar = None  # field by field
-    hidden_size: int = setting(512, at_least(1), FROM_SEARCH)  # proxy LM width (this shape: 62.6M parameters with 32k
-    # ids, the paper's has 62M)
-    num_layers: int = setting(11, at_least(1), FROM_SEARCH)  # decoder layers
-    num_heads: int = setting(8, at_least(1), FROM_SEARCH)  # attention heads
-    intermediate_size: int = setting(2048, at_least(1), FROM_SEARCH)  # MLP width
-    context: int = setting(1024, at_least(2), FROM_SEARCH)  # training sequence length in tokens
-    batch_size: int = setting(64, at_least(1), FROM_SEARCH)  # sequences per optimizer step
-    steps: int = setting(1000, at_least(1), FROM_SEARCH)  # optimizer steps per proxy (tokens = steps * batch_size *
-    # context)
-    lr: float = setting(3e-4, at_least(0), FROM_SEARCH)  # peak AdamW learning rate
-    warmup_steps: int = setting(100, at_least(0), FROM_SEARCH)  # linear warm-up steps
-    schedule: str = setting("cosine", one_of("cosine", "wsd"), FROM_SEARCH)  # learning-rate schedule after warm-up:
-    # cosine or wsd (warmup-stable-decay)
-    min_lr_ratio: float = setting(0.1, between(0, 1), FROM_SEARCH)  # the schedule decays to this fraction of lr
-    decay_fraction: float = setting(0.2, between(0, 1), FROM_SEARCH)  # wsd only: share of the steps spent decaying at
-    # the end
-    weight_decay: float = setting(0.1, at_least(0), FROM_SEARCH)  # AdamW weight decay
-    grad_clip: float = setting(1.0, at_least(0), FROM_SEARCH)  # gradient-norm clipping
-    init: str = setting("scratch", one_of("scratch", "pretrained"), FROM_SEARCH)  # scratch (a new Llama-style model of
-    # the shape above) or pretrained (continue proxy.init_from on each mixture, as the paper does; the shape fields are
-    # then unused)
-    init_from: str = setting("", stages=FROM_SEARCH)  # init pretrained: any transformers causal LM
-    # (AutoModelForCausalLM), a folder or hub name; its tokenizer must be the run's (tokens.tokenizer)
+    STAGES: ClassVar = FROM_SEARCH  # the search stage's output and every later one's
+    hidden_size: int = setting(512, at_least(1))  # proxy LM width (this shape: 62.6M parameters with 32k ids, the
+    # paper's has 62M)
+    num_layers: int = setting(11, at_least(1))  # decoder layers
+    num_heads: int = setting(8, at_least(1))  # attention heads
+    intermediate_size: int = setting(2048, at_least(1))  # MLP width
+    context: int = setting(1024, at_least(2))  # training sequence length in tokens
+    batch_size: int = setting(64, at_least(1))  # sequences per optimizer step
+    steps: int = setting(1000, at_least(1))  # optimizer steps per proxy (tokens = steps * batch_size * context)
+    lr: float = setting(3e-4, at_least(0))  # peak AdamW learning rate
+    warmup_steps: int = setting(100, at_least(0))  # linear warm-up steps
+    schedule: str = setting("cosine", one_of("cosine", "wsd"))  # learning-rate schedule after warm-up: cosine or wsd
+    # (warmup-stable-decay)
+    min_lr_ratio: float = setting(0.1, between(0, 1))  # the schedule decays to this fraction of lr
+    decay_fraction: float = setting(0.2, between(0, 1))  # wsd only: share of the steps spent decaying at the end
+    weight_decay: float = setting(0.1, at_least(0))  # AdamW weight decay
+    grad_clip: float = setting(1.0, at_least(0))  # gradient-norm clipping
+    init: str = setting("scratch", one_of("scratch", "pretrained"))  # scratch (a new Llama-style model of the shape
+    # above) or pretrained (continue proxy.init_from on each mixture, as the paper does; the shape fields are then
+    # unused)
+    init_from: str = ""  # init pretrained: any transformers causal LM (AutoModelForCausalLM), a folder or hub name;
+    # its tokenizer must be the run's (tokens.tokenizer)
     compile: bool = setting(False, stages=NO_STAGE)  # torch.compile the model (pays off on GPUs for long runs)
     threads: int = setting(0, at_least(0), NO_STAGE)  # torch CPU threads per proxy on CPU; 0 = its cpus_per_trial (at
     # least 1)
     cpus_per_trial: float = setting(1.0, at_least(0), NO_STAGE)  # CPUs each proxy trial reserves
     gpus_per_trial: float = setting(1.0, at_least(0), NO_STAGE)  # GPUs each proxy trial reserves when the cluster has
     # GPUs
-    command: str = setting("", template(*COMMAND_FIELDS, quoted=True), FROM_SEARCH)  # your trainer instead of the
-    # built-in proxy (Megatron-LM, NeMo, torchtitan, a script): a shell command template run for each mixture, with
-    # {mixture_json} {blend} {score_file} {trial_dir} {seed} {index} {tokens_dir} {python}; it writes {"score": x}
-    # (higher is better) to {score_file}; "" = the built-in proxy
-    data_prefix: str = setting("", template(*PREFIX_FIELDS), FROM_SEARCH)  # proxy.command: each super-cluster's data
-    # prefix in {blend}, with {name} {index} {tokens_dir} (e.g. /data/megatron/{name}_text_document); "" = the run's
-    # token parts, each cluster's {tokens_dir}/{name}/<part> in turn (its weight split by tokens; mixture.json's
-    # data_prefixes: a list per cluster)
+    command: str = setting("", template(*COMMAND_FIELDS, quoted=True))  # your trainer instead of the built-in proxy
+    # (Megatron-LM, NeMo, torchtitan, a script): a shell command template run for each mixture, with {mixture_json}
+    # {blend} {score_file} {trial_dir} {seed} {index} {tokens_dir} {python}; it writes {"score": x} (higher is better)
+    # to {score_file}; "" = the built-in proxy
+    data_prefix: str = setting("", template(*PREFIX_FIELDS))  # proxy.command: each super-cluster's data prefix in
+    # {blend}, with {name} {index} {tokens_dir} (e.g. /data/megatron/{name}_text_document); "" = the run's token parts,
+    # each cluster's {tokens_dir}/{name}/<part> in turn (its weight split by tokens; mixture.json's data_prefixes: a
+    # list per cluster)
     command_timeout_s: float = setting(0.0, at_least(0), NO_STAGE)  # proxy.command: a trial running longer is killed
     # and failed; 0 = no limit
 
@@ -167,7 +163,7 @@ class ProxyConfig:
 
 @dataclass
 class TargetConfig:
-    STAGES: ClassVar = FROM_SEARCH  # the search stage and those after it depend on all of it
+    STAGES: ClassVar = FROM_SEARCH  # the search stage's output and every later one's
     paths: list[str] = field(default_factory=list)  # target files: held-out text (JSONL/Parquet/txt) or multiple-choice
     # JSONL
     tasks: list[str] = field(default_factory=list)  # lm-evaluation-harness multiple-choice tasks scored as targets:
@@ -188,42 +184,36 @@ class TargetConfig:
 
 @dataclass
 class SearchConfig:
-    STAGES: ClassVar = None  # field by field
-    method: str = setting("climb", one_of("climb", "random", "regmix", "optuna"), FROM_SEARCH)  # climb, random, regmix
-    # or optuna
-    schedule: list[int] = setting([56, 19, 19, 18], positive_list, FROM_SEARCH)  # proxy runs per iteration: 112 in
+    STAGES: ClassVar = FROM_SEARCH  # the search stage's output and every later one's
+    method: str = setting("climb", one_of("climb", "random", "regmix", "optuna"))  # climb, random, regmix or optuna
+    schedule: list[int] = setting([56, 19, 19, 18], positive_list)  # proxy runs per iteration: 112 in
     # about 3:1:1:1 (four iterations measured better than the paper's 64, 32, 16, docs/search-benchmark.md)
-    temperature: float = setting(0.5, at_least(0), FROM_SEARCH)  # prior sharpening p <- p**t for the initial sampler
-    # (RegMix)
-    strength_min: float = setting(0.1, at_least(1e-9), FROM_SEARCH)  # smallest Dirichlet concentration strength of the
-    # initial sampler
-    strength_max: float = setting(5.0, stages=FROM_SEARCH)  # largest concentration strength (15 log-spaced values in
-    # between)
-    max_epochs: float = setting(15.0, at_least(1e-9), FROM_SEARCH)  # a mixture may use a cluster at most this many
-    # times over
-    min_weight: float = setting(2e-4, between(0, 0.5), FROM_SEARCH)  # weights below this are set to 0; weights are
-    # rounded to this step
-    n_candidates: int = setting(100_000, at_least(1), FROM_SEARCH)  # candidate mixtures scored by the predictor at each
-    # iteration
-    acquisition: str = setting("ucb", one_of("ucb", "paper"), FROM_SEARCH)  # how an iteration picks its M mixtures: ucb
-    # (the M best by predicted mean + exploration x the ensemble's spread, greedily, one per predicted value; with
-    # answer confirmed the last iteration exploits) or paper (M at random from the top max(M**2, top_pool_min)
-    # predicted)
-    exploration: float = setting(1.0, at_least(0), FROM_SEARCH)  # ucb: ensemble standard deviations added to the
-    # predicted mean; 0 = exploit only
-    local_fraction: float = setting(0.0, between(0, 1), FROM_SEARCH)  # share of the candidates drawn around the best
-    # measured mixtures (measured worse off the pool: docs/search-benchmark.md)
-    top_pool_min: int = setting(128, at_least(1), FROM_SEARCH)  # acquisition paper: the next M mixtures are drawn from
-    # the top max(M**2, this) candidates
-    remeasure_fraction: float = setting(0.25, between(0, 1), FROM_SEARCH)  # answer confirmed: share of each later
-    # iteration spent re-measuring the best mixtures with new proxy seeds once a repeat showed the scores to be noisy
-    # (one repeat probes it); 0 = never
-    answer: str = setting("confirmed", one_of("confirmed", "best", "topk_mean", "best_seen"), FROM_SEARCH)  # CLIMB's
-    # answer: confirmed (the measured mixture with the best estimate: its measured mean, shrunk towards the predictor by
-    # the measured noise; the default, see docs/search-benchmark.md), best (best predicted candidate, the paper),
-    # topk_mean (mean of the top answer_top_k) or best_seen; regmix always answers with its own rule (top-k mean),
-    # random and optuna with the best seen
-    answer_top_k: int = setting(128, at_least(1), FROM_SEARCH)  # candidates averaged when answer = topk_mean
+    temperature: float = setting(0.5, at_least(0))  # prior sharpening p <- p**t for the initial sampler (RegMix)
+    strength_min: float = setting(0.1, at_least(1e-9))  # smallest Dirichlet concentration strength of the initial
+    # sampler
+    strength_max: float = 5.0  # largest concentration strength (15 log-spaced values in between)
+    max_epochs: float = setting(15.0, at_least(1e-9))  # a mixture may use a cluster at most this many times over
+    min_weight: float = setting(2e-4, between(0, 0.5))  # weights below this are set to 0; weights are rounded to this
+    # step
+    n_candidates: int = setting(100_000, at_least(1))  # candidate mixtures scored by the predictor at each iteration
+    acquisition: str = setting("ucb", one_of("ucb", "paper"))  # how an iteration picks its M mixtures: ucb (the M best
+    # by predicted mean + exploration x the ensemble's spread, greedily, one per predicted value; with answer confirmed
+    # the last iteration exploits) or paper (M at random from the top max(M**2, top_pool_min) predicted)
+    exploration: float = setting(1.0, at_least(0))  # ucb: ensemble standard deviations added to the predicted mean; 0 =
+    # exploit only
+    local_fraction: float = setting(0.0, between(0, 1))  # share of the candidates drawn around the best measured
+    # mixtures (measured worse off the pool: docs/search-benchmark.md)
+    top_pool_min: int = setting(128, at_least(1))  # acquisition paper: the next M mixtures are drawn from the top
+    # max(M**2, this) candidates
+    remeasure_fraction: float = setting(0.25, between(0, 1))  # answer confirmed: share of each later iteration spent
+    # re-measuring the best mixtures with new proxy seeds once a repeat showed the scores to be noisy (one repeat probes
+    # it); 0 = never
+    answer: str = setting("confirmed", one_of("confirmed", "best", "topk_mean", "best_seen"))  # CLIMB's answer:
+    # confirmed (the measured mixture with the best estimate: its measured mean, shrunk towards the predictor by the
+    # measured noise; the default, see docs/search-benchmark.md), best (best predicted candidate, the paper), topk_mean
+    # (mean of the top answer_top_k) or best_seen; regmix always answers with its own rule (top-k mean), random and
+    # optuna with the best seen
+    answer_top_k: int = setting(128, at_least(1))  # candidates averaged when answer = topk_mean
     max_concurrent_trials: int = setting(0, at_least(0), NO_STAGE)  # proxy trainings at once; 0 = as many as resources
     # allow
     max_failures: int = setting(1, at_least(0), NO_STAGE)  # retries of a failing proxy trial before it is recorded as
@@ -232,9 +222,9 @@ class SearchConfig:
 
 @dataclass
 class DoReMiConfig:
-    STAGES: ClassVar = NO_STAGE  # no stage's output depends on any of it
     """DoReMi (Xie et al., NeurIPS 2023, arXiv 2305.10429): domain weights learned online by Group DRO."""
 
+    STAGES: ClassVar = NO_STAGE  # no stage's output
     reference: str = setting("uniform", one_of("uniform", "prior"))  # mixture the reference proxy trains on: uniform or
     # prior (token shares); paper: uniform
     step_size: float = setting(1.0, at_least(0))  # eta of the exponentiated-gradient update of the domain weights
@@ -250,7 +240,7 @@ COMPARED = ("climb", "regmix", "random", "optuna", "doremi")  # the methods `cli
 
 @dataclass
 class CompareConfig:
-    STAGES: ClassVar = NO_STAGE  # no stage's output depends on any of it
+    STAGES: ClassVar = NO_STAGE  # no stage's output
     methods: list[str] = setting(["climb", "regmix", "random", "doremi"], list_of(*COMPARED))  # `climb-ray compare`:
     # the methods run on the same clusters, target and proxy-token budget
     references: list[str] = setting(["uniform", "prior"], subset_of("uniform", "prior"))  # fixed mixtures evaluated
@@ -265,7 +255,7 @@ class CompareConfig:
 
 @dataclass
 class PredictorConfig:
-    STAGES: ClassVar = FROM_SEARCH  # the search stage and those after it depend on all of it
+    STAGES: ClassVar = FROM_SEARCH  # the search stage's output and every later one's
     learning_rate: float = setting(0.01, at_least(1e-9))  # LightGBM learning rate
     num_rounds: int = setting(1000, at_least(1))  # boosting rounds at most
     max_depth: int = setting(4, at_least(1))  # tree depth
@@ -282,7 +272,7 @@ class PredictorConfig:
 
 @dataclass
 class ServeConfig:
-    STAGES: ClassVar = NO_STAGE  # no stage's output depends on any of it
+    STAGES: ClassVar = NO_STAGE  # no stage's output
     host: str = "127.0.0.1"  # address the HTTP server binds to; loopback unless you mean otherwise
     port: int = setting(8000, between(1, 65535))  # HTTP port
     route_prefix: str = setting("/", route_path)  # the app's path on the Serve proxy (e.g. /climb behind a shared
@@ -304,29 +294,25 @@ class ServeConfig:
 
 @dataclass
 class ExportConfig:
-    STAGES: ClassVar = None  # field by field
-    weights: str = setting("best", stages=FROM_EXPORT)  # best (the search's answer), uniform, prior, 0.5,0.3,...,
-    # sc00=0.7,..., JSON or a .json file
-    token_budget: int = setting(0, at_least(0), FROM_EXPORT)  # tokens in the exported dataset (end-of-text included); 0
-    # = the most the epoch caps allow
-    max_epochs: float = setting(0.0, at_least(0), FROM_EXPORT)  # passes over a cluster at most; 0 = search.max_epochs
-    # (paper: 15)
-    seed: int = setting(0, at_least(0), FROM_EXPORT)  # which documents fill a partial pass, and the shuffle across
-    # clusters
-    shard_mb: float = setting(256.0, at_least(0.001), FROM_EXPORT)  # target size of each Parquet shard (text bytes,
-    # MiB)
-    write_token_ids: bool = setting(False, stages=FROM_EXPORT)  # also write token-ID shards (tokens-*.bin/.idx) with
-    # the run's tokenizer
-    format: str = setting("parquet", one_of("parquet", "hf", "megatron"), FROM_EXPORT)  # parquet; hf: + a dataset card;
-    # megatron: an indexed dataset per cluster + the blend
+    STAGES: ClassVar = FROM_EXPORT  # the export stage's output
+    weights: str = "best"  # best (the search's answer), uniform, prior, 0.5,0.3,..., sc00=0.7,..., JSON or a .json file
+    token_budget: int = setting(0, at_least(0))  # tokens in the exported dataset (end-of-text included); 0 = the most
+    # the epoch caps allow
+    max_epochs: float = setting(0.0, at_least(0))  # passes over a cluster at most; 0 = search.max_epochs (paper: 15)
+    seed: int = setting(0, at_least(0))  # which documents fill a partial pass, and the shuffle across clusters
+    shard_mb: float = setting(256.0, at_least(0.001))  # target size of each Parquet shard (text bytes, MiB)
+    write_token_ids: bool = False  # also write token-ID shards (tokens-*.bin/.idx) with the run's tokenizer
+    format: str = setting("parquet", one_of("parquet", "hf", "megatron"))  # parquet; hf: + a dataset card; megatron: an
+    # indexed dataset per cluster + the blend
     overwrite: bool = setting(False, stages=NO_STAGE)  # replace an export made with other settings (as --overwrite)
 
 
 @dataclass
 class TrackingConfig:
-    STAGES: ClassVar = NO_STAGE  # no stage's output depends on any of it
     """Experiment tracking through Ray Tune's logger callbacks (the `tracking` extra): a run per proxy with its
     mixture, loss curve and score, and a `search` run with the predictor's quality per iteration."""
+
+    STAGES: ClassVar = NO_STAGE  # no stage's output
 
     mlflow_uri: str = ""  # MLflow tracking URI (file:///abs/mlruns or a folder, sqlite:///mlflow.db, http://host:5000,
     # databricks); "" = off
@@ -340,7 +326,7 @@ class TrackingConfig:
 
 @dataclass
 class ResourcesConfig:
-    STAGES: ClassVar = NO_STAGE  # no stage's output depends on any of it
+    STAGES: ClassVar = NO_STAGE  # no stage's output
     num_cpus: int = setting(0, at_least(0))  # CPUs of a Ray started locally on demand; 0 = all (ignored when joining a
     # cluster)
     num_gpus: int = setting(-1, at_least(-1))  # GPUs of a Ray started locally; -1 = detect (ignored when joining a

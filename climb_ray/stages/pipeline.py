@@ -49,13 +49,17 @@ PROXY_RESULT_FIELDS = [name for name, (_, stages) in settings().items()
 ANSWER_FIELDS = ["search.answer", "search.answer_top_k", "predictor"]
 
 
+# sections recorded as one entry (their fields' values) by the stages of their STAGES, as markers always have
+# recorded them; the fields of other sections are recorded one by one
+WHOLE = ("corpus", "cluster", "tokens", "target", "predictor")
+
+
 def _depends(stage: str) -> list[str]:
-    """What `stage` records, as config.py declares it: the sections with the stage in their STAGES whole, and
-    the fields of the other sections (and the top-level fields) with the stage in theirs."""
+    """What `stage` records: the settings config.py says it depends on (sections of WHOLE as one entry)."""
     out = []
     for name, (_, stages) in settings().items():
-        section = name.split(".")[0] if "." in name else None
-        if section and stage in (SECTIONS[section].STAGES or ()):
+        section = name.split(".")[0]
+        if section in WHOLE and stage in SECTIONS[section].STAGES:
             out += [section] if section not in out else []
         elif stage in stages:
             out.append(name)
@@ -67,7 +71,9 @@ DEPENDS = {stage: _depends(stage) for stage in ORDER}
 # fields of a section recorded whole that the stage leaves out: guards, which stop a run or let it go on,
 # never change its output (corpus.max_skip_share)
 GUARDS = {name for name, (_, stages) in settings().items()
-          if "." in name and set(SECTIONS[name.split(".")[0]].STAGES or ()) - set(stages)}
+          if name.split(".")[0] in WHOLE and set(SECTIONS[name.split(".")[0]].STAGES) - set(stages)}
+
+
 def stage_depends(cfg: Config, stage: str) -> dict:
     out = {}
     for dotted in DEPENDS[stage]:
