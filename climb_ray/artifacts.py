@@ -7,6 +7,7 @@ those config values changed: then the rerun stops with an error instead of mixin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import time
@@ -20,10 +21,12 @@ from climb_ray import log
 LOG = log.get(__name__)
 
 # The run folder's well-known files, named once (docs/run-folder.md describes every one).
+CONFIG_YAML = "config.yaml"  # the fully resolved config of the last command
 CORPUS_FILES = "corpus/files.parquet"
 CORPUS_STATS = "corpus/stats.json"
 CORPUS_LABELS = "corpus/labels.json"
 CENTROIDS = "cluster/centroids.npy"
+ASSIGNMENTS = "cluster/assignments"  # a folder per embed chunk
 CLUSTERS = "cluster/clusters.json"
 CLUSTERS_PNG = "cluster/clusters.png"
 CLUSTERS_MAP_PNG = "cluster/map.png"
@@ -36,9 +39,16 @@ PREDICTOR_SIDECAR = "search/predictor.json"
 BEST_MIXTURE = "search/best_mixture.json"
 MANIFEST = "export/manifest.json"
 COMPARE_RESULTS = "compare/results.json"
+COMPARE_TABLE = "compare/table.md"
+COMPARE_TABLE_PNG = "compare/table.png"
 DONE = "_DONE"
 STARTED = "_STARTED"  # written before a stage's work: a resumed stage must have the same settings
 MARKERS = (DONE, "_SUCCESS")  # a stage's and a chunk's "finished" markers
+
+
+def in_search(rel: str, out: str = "search") -> str:
+    """A search output (TRIALS, BEST_MIXTURE, ...) in the search folder `out` (compare/<method>/seed-<n>, asktell)."""
+    return posixpath.join(out, posixpath.relpath(rel, "search"))
 
 
 class StageChangedError(RuntimeError):
@@ -46,10 +56,28 @@ class StageChangedError(RuntimeError):
 
 
 @dataclass
+class Summary:
+    """A stage's typed result (stages/<stage>.py: CorpusResult, ...), kept as JSON in its _DONE marker.
+    Every field has a default, so a marker written before a field existed still reads."""
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, info: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in info.items() if k in names})
+
+    def describe(self) -> str:
+        """The summary in one or a few lines, as `climb-ray` prints it."""
+        raise NotImplementedError
+
+
+@dataclass
 class StageResult:
     stage: str
     skipped: bool  # True when the stage was already done and was not run again
-    info: dict  # the stage's summary, as written into its _DONE marker
+    info: dict  # the stage's summary, as written into its _DONE marker (Summary.to_json)
 
 
 class RunDir:
@@ -109,9 +137,9 @@ class RunDir:
     def is_done(self, stage: str) -> bool:
         return self.exists(stage, DONE)
 
-    def mark_done(self, stage: str, info: dict, depends: dict, seconds: float | None = None) -> None:
-        marker = {"stage": stage, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "depends": depends, "info": info}
+    def mark_done(self, stage: str, info: dict | Summary, depends: dict, seconds: float | None = None) -> None:
+        marker = {"stage": stage, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "depends": depends,
+                  "info": info.to_json() if isinstance(info, Summary) else info}
         if seconds is not None:  # the wall time of this run of the stage (a resumed one: its last part)
             marker["seconds"] = round(seconds, 3)
         self.write_json(f"{stage}/{DONE}", marker)
@@ -130,7 +158,7 @@ class RunDir:
 
 
 def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = False) -> StageResult:
-    """Run `work()` (returns a summary dict) unless `stage` is already done with the same `depends`.
+    """Run `work()` (returns a Summary or a dict) unless `stage` is already done with the same `depends`.
 
     `depends` holds the config values the stage's output depends on, JSON-serialisable.
     """
@@ -157,6 +185,7 @@ def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = Fals
     run.write_json(f"{stage}/{STARTED}", {"depends": depends})
     began = time.perf_counter()
     info = work()
+    info = info.to_json() if isinstance(info, Summary) else info
     run.mark_done(stage, info, depends, seconds=time.perf_counter() - began)
     LOG.info(f"{stage}: done in {log.duration(time.perf_counter() - began)}")
     return StageResult(stage, False, info)

@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "again there (new --predictor, --version, or a changed predictor file) reloads the "
                            "running replicas in place. serve.watch_s=N reloads a changed predictor file on its own.")
     serve.add_argument("--predictor", default=PREDICTOR,
-                       help="predictor file inside the run folder (default search/predictor.txt)")
+                       help=f"predictor file inside the run folder (default {PREDICTOR})")
     serve.add_argument("--version", dest="label", default="",
                        help="version label reported by the API (default: a hash of the predictor file)")
     serve.add_argument("--detach", action="store_true", help="deploy and return, also on a local Ray "

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from climb_ray.artifacts import TOKENS_META
 from climb_ray.config import Config
 
 MIXTURE, SCORE, STDOUT, STDERR = "mixture.json", "score.json", "trainer.stdout.log", "trainer.stderr.log"
@@ -76,7 +77,7 @@ class CommandRunner:
     def __init__(self, cfg: Config, tokens_url: str):
         import fsspec
 
-        with fsspec.open(posixpath.join(tokens_url.rstrip("/"), "meta.json"), "r") as src:
+        with fsspec.open(posixpath.join(tokens_url.rstrip("/"), posixpath.basename(TOKENS_META)), "r") as src:
             meta = json.load(src)
         self.names: list[str] = list(meta["clusters"])
         self.cfg, self.tokens_url = cfg, tokens_url.rstrip("/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import sys
 import time
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 from climb_ray import log
 from climb_ray.config import Config
 from climb_ray.stages.pipeline import ORDER, PipelineReport, describe, run_pipeline
-from climb_ray.artifacts import CLUSTERS, TOKENS_META
+from climb_ray.artifacts import (BEST_MIXTURE, CLUSTERS, COMPARE_RESULTS, COMPARE_TABLE, CONFIG_YAML, TOKENS_META,
+                                 in_search)
 
 LOG = log.get(__name__)
 
@@ -97,7 +99,7 @@ def print_summary(report: PipelineReport) -> None:
     LOG.info(f"\nclimb-ray: finished in {report.seconds:.1f} s; run folder {report.run_url}")
     if report.ray:
         LOG.info(f"  ray       {report.ray}")
-    LOG.info(f"  config    {report.run_url}/config.yaml")
+    LOG.info(f"  config    {report.run_url}/{CONFIG_YAML}")
     for result in report.results:
         state = "already done, skipped" if result.skipped else "done"
         LOG.info(f"  {result.stage:<9} {state}: {describe(result.stage, result.info)}")
@@ -168,7 +170,8 @@ def tell(cfg: Config, *, index: int, score: float | None) -> int:
     if done["finished"]:
         from climb_ray.stages.search import answer_line
 
-        LOG.info(f"the search is finished: {answer_line(done['outputs'])} -> {cfg.run_dir}/asktell/best_mixture.json")
+        LOG.info(f"the search is finished: {answer_line(done['outputs'])} -> "
+                 f"{cfg.run_dir}/{in_search(BEST_MIXTURE, asktell.OUT)}")
     return 0
 
 
@@ -214,7 +217,8 @@ def compare(cfg: Config, *, redo: tuple[str, ...]) -> int:
     from climb_ray.stages.compare import compare as run_compare
 
     result = run_compare(cfg, redo)
-    LOG.info(f"\n{result['text']}\nwritten to {result['run']}/compare/table.md and results.json")
+    LOG.info(f"\n{result['text']}\nwritten to {result['run']}/{COMPARE_TABLE} and "
+             f"{posixpath.basename(COMPARE_RESULTS)}")
     return 0
 
 

@@ -21,7 +21,7 @@ from climb_ray.mixture import SUM_TOLERANCE, MixtureError, mixture_from
 from climb_ray.objective import COLUMN, predict_components
 from climb_ray.predictor import Predictor
 from climb_ray.served_objective import NotAnswerable, RequestError, ServedObjective
-from climb_ray.artifacts import BEST_MIXTURE, CLUSTERS, PREDICTOR, TOKENS_META, TRIALS
+from climb_ray.artifacts import BEST_MIXTURE, CLUSTERS, CONFIG_YAML, PREDICTOR, TOKENS_META, TRIALS
 
 TOP_PREDICTED = 100  # predicted-best candidates kept at load for /v1/best
 TOP_CANDIDATES = 20_000  # candidates scored at load to find them
@@ -98,7 +98,7 @@ class ServedModel(ServedObjective):
                 "members": int(quality.get("members", 1)), "validation": quality.get("validation", "random hold-out"),
                 "degenerate": quality.get("degenerate") or None,
                 "direction": model.direction, "clusters": model.names}
-        settings = yaml.safe_load(run.read_bytes("config.yaml")) or {} if run.exists("config.yaml") else {}
+        settings = yaml.safe_load(run.read_bytes(CONFIG_YAML)) or {} if run.exists(CONFIG_YAML) else {}
         max_epochs = (settings.get("search") or {}).get("max_epochs", 15.0)
         components = [n for n in (measured[0].get("components") or {}) if all(n in m.get("components", {})
                                                                               for m in measured)] if measured else []
@@ -203,7 +203,7 @@ def _clusters(names: list[str], meta: dict, report: dict) -> list[dict]:
     out = []
     for name in names:
         if name not in meta["tokens"]:
-            raise ValueError(f"the predictor's cluster {name} is not in tokens/meta.json ({', '.join(meta['tokens'])})")
+            raise ValueError(f"the predictor's cluster {name} is not in {TOKENS_META} ({', '.join(meta['tokens'])})")
         s = by_name.get(name, {})
         out.append({"name": name, "label": s.get("name", name), "documents": int(meta["documents"].get(name, 0)),
                     "tokens": int(meta["tokens"][name]), "token_share": meta["tokens"][name] / total,

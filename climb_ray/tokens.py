@@ -21,6 +21,8 @@ from typing import Iterable
 
 import numpy as np
 
+from climb_ray.artifacts import TOKENS_META
+
 EOT = "<|endoftext|>"
 
 
@@ -156,7 +158,7 @@ def write_meta(fs, folder: str, *, dtype: np.dtype, eot: int, vocab_size: int, t
         "parts": {n: [{"prefix": p.prefix, "tokens": p.tokens, "documents": p.documents} for p in parts.get(n, [])]
                   for n in names},
     }
-    final = posixpath.join(folder, "meta.json")
+    final = posixpath.join(folder, posixpath.basename(TOKENS_META))
     with fs.open(final + ".tmp", "w") as out:  # then renamed: a reader never sees half a file
         json.dump(meta, out, indent=2)
     fs.mv(final + ".tmp", final)
@@ -185,7 +187,7 @@ class Shards:
         import fsspec
 
         fs, root = fsspec.core.url_to_fs(tokens_url)
-        with fs.open(posixpath.join(root, "meta.json"), "r") as src:
+        with fs.open(posixpath.join(root, posixpath.basename(TOKENS_META)), "r") as src:
             self.meta = json.load(src)
         self.dtype = np.dtype(self.meta["dtype"])
         self.names: list[str] = list(self.meta["clusters"])

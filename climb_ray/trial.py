@@ -7,10 +7,12 @@ the runner across trials, the `climb-ray proxy` command calls it once). With pro
 
 from __future__ import annotations
 
+import posixpath
 import time
 
 import numpy as np
 
+from climb_ray.artifacts import TOKENIZER
 from climb_ray.config import Config
 
 
@@ -37,7 +39,7 @@ class ProxyRunner:
         check_targets(cfg.target)
         self.cfg = cfg
         self.shards = Shards(tokens_url)
-        with fsspec.open(f"{tokens_url.rstrip('/')}/tokenizer.json", "r") as src:
+        with fsspec.open(f"{tokens_url.rstrip('/')}/{posixpath.basename(TOKENIZER)}", "r") as src:
             self.tokenizer = Tokenizer.from_str(src.read())
         self.eot, self.vocab_size = int(self.shards.meta["eot_id"]), int(self.shards.meta["vocab_size"])
         if cfg.proxy.init == "pretrained":  # a wrong tokenizer is named here, not by an index error mid-trial

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from climb_ray.artifacts import CLUSTERS, RunDir, TOKENS_META, _canonical, recorded_depends
+from climb_ray.artifacts import BEST_MIXTURE, CLUSTERS, RunDir, TOKENS_META, _canonical, in_search, recorded_depends
 from climb_ray.config import Config
 
 OUT = "asktell"
@@ -44,12 +44,12 @@ def _load(cfg: Config, run: RunDir):
             raise AskTellError(f"{run.url(OUT)} holds a search made with other settings ({', '.join(changed)}); "
                                f"use those, or remove {run.url(OUT)} to start afresh")
         search.restore(state["search"])
-        if search.finished and not run.exists(OUT, "best_mixture.json"):  # the outputs' writing was stopped
+        if search.finished and not run.exists(in_search(BEST_MIXTURE, OUT)):  # the outputs' writing was stopped
             _write_outputs(run, search)
     return search, depends
 
 
-def _write_outputs(run: RunDir, search) -> dict:
+def _write_outputs(run: RunDir, search):  # -> stages.search.SearchResult
     from climb_ray.stages.search import write_outputs
 
     return write_outputs(run, search, {}, run.read_json(CLUSTERS), out=OUT)
@@ -77,7 +77,7 @@ def ask(cfg: Config, run: RunDir, n: int) -> tuple[list[dict], str]:
     why = ""
     if not mixtures:
         waiting = [i for i, t in enumerate(search.trials) if t.status == "pending"]
-        why = (f"the search is finished: its answer is in {run.url(OUT, 'best_mixture.json')}" if search.finished
+        why = (f"the search is finished: its answer is in {run.url(in_search(BEST_MIXTURE, OUT))}" if search.finished
                else f"iteration {search.generation} waits on the scores of trials {', '.join(map(str, waiting))}: "
                     "tell them first")
     return mixtures, why

@@ -4,18 +4,19 @@ assignment of every document and the report; or, for a pre-clustered corpus, its
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from climb_ray import log
-from climb_ray.artifacts import (CENTROIDS, CLUSTERS, CLUSTERS_MAP_PNG, CLUSTERS_PNG, CORPUS_LABELS, CORPUS_STATS,
-                                 DENDROGRAM_PNG, RunDir)
+from climb_ray.artifacts import (ASSIGNMENTS, CENTROIDS, CLUSTERS, CLUSTERS_MAP_PNG, CLUSTERS_PNG, CORPUS_LABELS,
+                                 CORPUS_STATS, DENDROGRAM_PNG, RunDir, Summary)
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 from climb_ray.stages.embed import embed_chunks
 
 
-def cluster_stage(cfg: Config, run: RunDir) -> dict:
+def cluster_stage(cfg: Config, run: RunDir) -> ClusterResult:
     """k-means on a sample, statistics and assignment of every document, pruning, merging, report."""
     if cfg.corpus.label_field:
         return label_cluster_stage(cfg, run)
@@ -23,7 +24,7 @@ def cluster_stage(cfg: Config, run: RunDir) -> dict:
         return _kmeans_clusters(cfg, run, progress)
 
 
-def _kmeans_clusters(cfg: Config, run: RunDir, progress: log.Progress) -> dict:
+def _kmeans_clusters(cfg: Config, run: RunDir, progress: log.Progress) -> ClusterResult:
     from climb_ray.adapters import ray_cluster as rc
     from climb_ray.cluster import merge, prune
     from climb_ray.cluster_report import build_report, dendrogram_png, map_png, report_png
@@ -43,14 +44,14 @@ def _kmeans_clusters(cfg: Config, run: RunDir, progress: log.Progress) -> dict:
     progress.note(f"merging {int(kept.sum())} kept clusters")
     super_of = merge(centroids, kept, distance=c.merge_distance, n_super=c.n_super_clusters,
                      documents=stats.documents, method=c.merge_method)
-    run.clear_stage("cluster/assignments")
+    run.clear_stage(ASSIGNMENTS)
     chunks = embed_chunks(run)
     for index, chunk in enumerate(chunks):  # assignments keep the embed chunks: the tokens stage resumes by chunk
         progress.note(f"assigning documents, chunk {index + 1} of {len(chunks)}")
-        rc.write_assignments(run.url("embed", chunk), centroids, super_of, run.url("cluster/assignments", chunk))
+        rc.write_assignments(run.url("embed", chunk), centroids, super_of, run.url(ASSIGNMENTS, chunk))
     progress.note("report")
     n_super = int(super_of.max()) + 1
-    samples = rc.sample_texts(run.url("cluster/assignments"), n_super, c.report_docs, n_docs, cfg.seed)
+    samples = rc.sample_texts(run.url(ASSIGNMENTS), n_super, c.report_docs, n_docs, cfg.seed)
     report = build_report(stats, super_of, c.prune_threshold, samples, centroids=centroids)
     run.write_json(CLUSTERS, report)
     run.write_bytes(CLUSTERS_PNG, report_png(report))
@@ -58,15 +59,15 @@ def _kmeans_clusters(cfg: Config, run: RunDir, progress: log.Progress) -> dict:
     plain_cut = c.merge_method == "ward_centroid" and not c.n_super_clusters  # else the tree shows no cut
     run.write_bytes(DENDROGRAM_PNG, dendrogram_png(centroids, super_of, c.merge_distance, cut=plain_cut))
     pruned_docs = int(stats.documents[super_of < 0].sum())
-    return {"k_init": c.k_init, "fit_documents": int(len(sample)), "clusters_pruned": int((super_of < 0).sum()),
-            "documents_pruned": pruned_docs, "super_clusters": n_super,
-            "names": [s["name"] for s in report["super_clusters"]]}
+    return ClusterResult(k_init=c.k_init, fit_documents=int(len(sample)), clusters_pruned=int((super_of < 0).sum()),
+                         documents_pruned=pruned_docs, super_clusters=n_super,
+                         names=[s["name"] for s in report["super_clusters"]])
 
 
 MAX_LABELS = 1000  # a pre-clustered corpus with more labels than this is more likely labelled by document
 
 
-def label_cluster_stage(cfg: Config, run: RunDir) -> dict:
+def label_cluster_stage(cfg: Config, run: RunDir) -> ClusterResult:
     """A pre-clustered corpus (corpus.label_field): each label, in sorted order, is a super-cluster;
     the assignments and the report are written as the k-means path writes them."""
     from climb_ray.adapters import ray_cluster as rc
@@ -84,25 +85,36 @@ def label_cluster_stage(cfg: Config, run: RunDir) -> dict:
         from climb_ray.tokens import pretrained_tokenizer
 
         tokenizer = pretrained_tokenizer(cfg.tokens.tokenizer)[0].to_str()
-    run.clear_stage("cluster/assignments")
+    run.clear_stage(ASSIGNMENTS)
     for index, chunk in enumerate(plan_chunks(corpus_files(run), cfg.embed.chunk_docs)):
         rl.write_label_assignments([(f["file"], f["name"]) for f in chunk], cfg.corpus, index_of,
-                                   cfg.cluster.quality_scorer, run.url("cluster/assignments", f"chunk-{index:05d}"),
+                                   cfg.cluster.quality_scorer, run.url(ASSIGNMENTS, f"chunk-{index:05d}"),
                                    tokenizer)
     k, n_docs = len(labels), run.read_json(CORPUS_STATS)["documents"]
-    stats = rl.label_statistics(run.url("cluster/assignments"), k)
-    samples = rc.sample_texts(run.url("cluster/assignments"), k, cfg.cluster.report_docs, n_docs, cfg.seed)
+    stats = rl.label_statistics(run.url(ASSIGNMENTS), k)
+    samples = rc.sample_texts(run.url(ASSIGNMENTS), k, cfg.cluster.report_docs, n_docs, cfg.seed)
     report = build_report(stats, np.arange(k), 0.0, samples, labels=labels, quality=not cfg.corpus.token_ids_field)
     run.write_json(CLUSTERS, report)
     run.write_bytes(CLUSTERS_PNG, report_png(report))
-    return {"k_init": 0, "fit_documents": 0, "clusters_pruned": 0, "documents_pruned": 0, "super_clusters": k,
-            "names": [s["name"] for s in report["super_clusters"]], "label_field": cfg.corpus.label_field}
+    return ClusterResult(super_clusters=k, names=[s["name"] for s in report["super_clusters"]],
+                         label_field=cfg.corpus.label_field)
 
 
-def describe(info: dict) -> str:
-    if info.get("label_field"):
-        return (f"{info['super_clusters']} super-clusters, one per label of corpus.label_field="
-                f"{info['label_field']!r} -> cluster/clusters.json, clusters.png: {', '.join(info['names'])}")
-    return (f"{info['super_clusters']} super-clusters from k={info['k_init']} "
-            f"({info['clusters_pruned']} clusters, {info['documents_pruned']} documents pruned) -> "
-            f"cluster/clusters.json, clusters.png, map.png, dendrogram.png: {', '.join(info['names'])}")
+@dataclass
+class ClusterResult(Summary):
+    k_init: int = 0  # 0: a pre-clustered corpus
+    fit_documents: int = 0  # documents k-means was fitted on
+    clusters_pruned: int = 0
+    documents_pruned: int = 0
+    super_clusters: int = 0
+    names: list = field(default_factory=list)  # the super-clusters' names
+    label_field: str = ""  # set: a pre-clustered corpus, one super-cluster per label
+
+    def describe(self) -> str:
+        names = ", ".join(self.names)
+        if self.label_field:
+            return (f"{self.super_clusters} super-clusters, one per label of corpus.label_field="
+                    f"{self.label_field!r} -> {CLUSTERS}, clusters.png: {names}")
+        return (f"{self.super_clusters} super-clusters from k={self.k_init} "
+                f"({self.clusters_pruned} clusters, {self.documents_pruned} documents pruned) -> "
+                f"{CLUSTERS}, clusters.png, map.png, dendrogram.png: {names}")

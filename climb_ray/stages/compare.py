@@ -21,10 +21,11 @@ import json
 import numpy as np
 
 from climb_ray import log, tracking
-from climb_ray.artifacts import COMPARE_RESULTS, RunDir, StageResult, TOKENS_META, run_stage
+from climb_ray.artifacts import (BEST_MIXTURE, COMPARE_RESULTS, COMPARE_TABLE, COMPARE_TABLE_PNG, RunDir, StageResult,
+                                 TOKENS_META, in_search, run_stage)
 from climb_ray.config import Config
 from climb_ray.stages.pipeline import PROXY_RESULT_FIELDS, run_pipeline, stage_depends
-from climb_ray.stages.search import absolute, search_stage, with_absolute_paths
+from climb_ray.stages.search import SearchResult, absolute, search_stage, with_absolute_paths
 
 LOG = log.get(__name__)
 
@@ -95,15 +96,17 @@ def method_mixture(cfg: Config, run: RunDir, method: str, redo: tuple[str, ...],
         mcfg = dataclasses.replace(mcfg, search=dataclasses.replace(mcfg.search, method=method))
         info = run_stage(run, out, stage_depends(mcfg, "search"), lambda: search_stage(mcfg, run, out=out),
                          redo=any(out == r or out.startswith(r + "/") for r in redo)).info
-    return {"weights": run.read_json(f"{out}/best_mixture.json")["weights"], "compute": _search_compute(cfg, run, out, info)}
+    compute = _search_compute(cfg, run, out, SearchResult.from_json(info))
+    return {"weights": run.read_json(in_search(BEST_MIXTURE, out))["weights"], "compute": compute}
 
 
-def _search_compute(cfg: Config, run: RunDir, out: str, info: dict) -> dict:
+def _search_compute(cfg: Config, run: RunDir, out: str, result: SearchResult) -> dict:
     from climb_ray.adapters.ray_tune import proxy_seconds
 
-    if "proxy_seconds" in info:
-        return {key: info[key] for key in ("proxy_runs", "proxy_tokens", "proxy_seconds")}
-    p, runs = cfg.proxy, info["trials"]  # a search made before these figures were kept: count them now
+    if result.proxy_seconds is not None:
+        return {"proxy_runs": result.proxy_runs, "proxy_tokens": result.proxy_tokens,
+                "proxy_seconds": result.proxy_seconds}
+    p, runs = cfg.proxy, result.trials  # a search made before these figures were kept: count them now
     return {"proxy_runs": runs, "proxy_tokens": runs * p.tokens,
             "proxy_seconds": round(proxy_seconds(absolute(run.url(out, "tune"))), 1)}
 
@@ -229,8 +232,8 @@ def compare(cfg: Config, redo: tuple[str, ...] = ()) -> dict:
         "eval_seeds": list(range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)),
         "run_seeds": [cfg.seed + s for s in range(cfg.compare.search_seeds)],
         "capped": [answer_label(g, s) for g, answers in groups.items() for s, m in enumerate(answers) if m.get("capped")]})
-    run.write_text("compare/table.md", text)
-    run.write_bytes("compare/table.png", table_png(table))
+    run.write_text(COMPARE_TABLE, text)
+    run.write_bytes(COMPARE_TABLE_PNG, table_png(table))
     return {"table": table, "text": text, "run": run.url()}
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from dataclasses import dataclass, field
 
-from climb_ray.artifacts import CORPUS_FILES, CORPUS_LABELS, CORPUS_STATS, RunDir
+from climb_ray.artifacts import CORPUS_FILES, CORPUS_LABELS, CORPUS_STATS, RunDir, Summary
 from climb_ray.config import Config
 from climb_ray.corpus import CorpusError, SkipCounts, check_unique_ids, list_files
 
 
-def corpus_stage(cfg: Config, run: RunDir) -> dict:
+def corpus_stage(cfg: Config, run: RunDir) -> CorpusResult:
     """Read the whole corpus once: per-file counts in corpus/files.parquet, totals in stats.json."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -39,7 +40,7 @@ def corpus_stage(cfg: Config, run: RunDir) -> dict:
     }
     run.write_json(CORPUS_STATS, stats)
     check_yield(stats, cfg)
-    return stats
+    return CorpusResult(**stats)
 
 
 SKIP_HINTS = {"empty": "corpus.min_chars", "not_text": "corpus.text_field", "missing_field": "corpus.text_field",
@@ -110,7 +111,15 @@ def corpus_files(run: RunDir) -> list[dict]:
         return pq.read_table(src, columns=["file", "name", "documents"]).to_pylist()
 
 
-def describe(info: dict) -> str:
-    reasons = ", ".join(f"{k} {v}" for k, v in info["skipped_by_reason"].items() if v) or "none"
-    return (f"{info['documents']} documents in {info['files']} file(s); {info['skipped']} rows "
-            f"skipped ({reasons}) -> corpus/stats.json, corpus/files.parquet")
+@dataclass
+class CorpusResult(Summary):
+    files: int = 0
+    documents: int = 0
+    chars: int = 0
+    skipped: int = 0  # rows skipped, all reasons
+    skipped_by_reason: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        reasons = ", ".join(f"{k} {v}" for k, v in self.skipped_by_reason.items() if v) or "none"
+        return (f"{self.documents} documents in {self.files} file(s); {self.skipped} rows "
+                f"skipped ({reasons}) -> {CORPUS_STATS}, {CORPUS_FILES}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from climb_ray import log
-from climb_ray.artifacts import RunDir
+from climb_ray.artifacts import RunDir, Summary
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 
@@ -12,13 +14,12 @@ def embed_chunks(run: RunDir) -> list[str]:
     return [name for name in run.listdir("embed") if name.startswith("chunk-")]
 
 
-def embed_stage(cfg: Config, run: RunDir) -> dict:
+def embed_stage(cfg: Config, run: RunDir) -> EmbedResult:
     """Embed every document, one chunk of files at a time; a chunk with _SUCCESS is never redone."""
     from climb_ray.adapters.ray_data import embed_files
 
     if cfg.corpus.label_field:  # pre-clustered: the labels are the clusters
-        return {"documents": 0, "chunks": 0, "chunks_reused": 0, "model": "", "max_tokens": 0,
-                "label_field": cfg.corpus.label_field}
+        return EmbedResult(label_field=cfg.corpus.label_field)
     chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
     reused, documents = 0, sum(f["documents"] for chunk in chunks for f in chunk)
     with log.Progress(log.get(__name__), "embed", documents, "documents") as progress:
@@ -35,13 +36,23 @@ def embed_stage(cfg: Config, run: RunDir) -> dict:
             else:
                 reused += 1
                 progress.skip(sum(f["documents"] for f in chunk))
-    return {"documents": documents, "chunks": len(chunks), "chunks_reused": reused,
-            "model": cfg.embed.model, "encoder": cfg.embed.encoder, "max_tokens": cfg.embed.max_tokens}
+    return EmbedResult(documents=documents, chunks=len(chunks), chunks_reused=reused, model=cfg.embed.model,
+                       encoder=cfg.embed.encoder, max_tokens=cfg.embed.max_tokens)
 
 
-def describe(info: dict) -> str:
-    if info.get("label_field"):
-        return f"not needed: the corpus is pre-clustered (corpus.label_field={info['label_field']!r})"
-    static = " (static embeddings)" if info.get("encoder") == "static" else ""
-    return (f"{info['documents']} documents embedded with {info['model']}{static} ({info['chunks']} chunk(s), "
-            f"{info['chunks_reused']} reused) -> embed/")
+@dataclass
+class EmbedResult(Summary):
+    documents: int = 0
+    chunks: int = 0
+    chunks_reused: int = 0  # chunks a killed run had finished
+    model: str = ""
+    encoder: str = ""
+    max_tokens: int = 0
+    label_field: str = ""  # set: a pre-clustered corpus, nothing embedded
+
+    def describe(self) -> str:
+        if self.label_field:
+            return f"not needed: the corpus is pre-clustered (corpus.label_field={self.label_field!r})"
+        static = " (static embeddings)" if self.encoder == "static" else ""
+        return (f"{self.documents} documents embedded with {self.model}{static} ({self.chunks} chunk(s), "
+                f"{self.chunks_reused} reused) -> embed/")

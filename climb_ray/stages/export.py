@@ -6,11 +6,12 @@ cluster and the blend of the mixture (megatron)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from climb_ray import log
-from climb_ray.artifacts import BEST_MIXTURE, MANIFEST, RunDir, TOKENIZER, TOKENS_META
+from climb_ray.artifacts import BEST_MIXTURE, MANIFEST, RunDir, Summary, TOKENIZER, TOKENS_META
 from climb_ray.config import Config
 from climb_ray.export import (BINS, ExportError, boundary_bin, check_caps, largest_budget, manifest,
                              plan_from_histogram, planned_rows, targets)
@@ -84,7 +85,7 @@ def plan_export(run: RunDir, names: list[str], histograms, weights: np.ndarray, 
     return plans, rows
 
 
-def export_stage(cfg: Config, run: RunDir) -> dict:
+def export_stage(cfg: Config, run: RunDir) -> ExportResult:
     e = cfg.export
     meta, names, histograms, weights, budget, max_epochs = check_export(cfg, run)
     plans, rows = plan_export(run, names, histograms, weights, budget, e.seed)
@@ -101,8 +102,8 @@ def export_stage(cfg: Config, run: RunDir) -> dict:
         columns = ["ids" if cfg.corpus.token_ids_field else "text", "cluster", "doc_id"]
         run.write_text("export/README.md", dataset_card(out, run.url("config.yaml"), columns))
     run.write_json(MANIFEST, out)
-    return {**info, "format": e.format, "tokens": int(sum(p.tokens for p in plans)), "budget": budget,
-            "weights": {p.name: p.weight for p in plans}}
+    return ExportResult(**info, format=e.format, tokens=int(sum(p.tokens for p in plans)), budget=budget,
+                        weights={p.name: p.weight for p in plans})
 
 
 def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, plans: list, sizes: tuple[int, int]) -> dict:
@@ -133,7 +134,7 @@ def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, plans: list, siz
 
 
 def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: int, max_epochs: float,
-                    source: dict) -> dict:
+                    source: dict) -> ExportResult:
     """Each cluster of weight above 0 as a Megatron-Core indexed dataset export/<cluster>.bin/.idx
     (its token parts joined, every document once), the blend (export/blend.json and data_path.txt) and the
     run's tokenizer as a Hugging Face tokenizer folder (export/tokenizer/, eos: the end-of-document id)."""
@@ -162,9 +163,9 @@ def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: 
                    shards=datasets)
     run.write_json(MANIFEST, {**out, "megatron": {"blend": "blend.json", "data_path": "data_path.txt",
                                                   "dtype": dtype}})
-    return {"format": "megatron", "rows": sum(documents.values()), "tokens": int(sum(p.tokens for p in plans)),
-            "budget": budget, "shards": len(used), "shards_reused": reused, "token_ids": True,
-            "weights": {p.name: p.weight for p in plans}}
+    return ExportResult(format="megatron", rows=sum(documents.values()), tokens=int(sum(p.tokens for p in plans)),
+                        budget=budget, shards=len(used), shards_reused=reused, token_ids=True,
+                        weights={p.name: p.weight for p in plans})
 
 
 def save_tokenizer(run: RunDir, eot: int) -> None:
@@ -182,13 +183,24 @@ def save_tokenizer(run: RunDir, eot: int) -> None:
             run.write_bytes(f"export/tokenizer/{path.name}", path.read_bytes())
 
 
-def describe(info: dict) -> str:
-    if info.get("format") == "megatron":
-        return (f"{len([w for w in info['weights'].values() if w > 0])} Megatron indexed dataset(s) of "
-                f"{info['rows']} documents ({info['shards_reused']} reused), blend for {info['tokens']} tokens "
-                f"(budget {info['budget']}) -> export/sc*.bin/.idx, blend.json, data_path.txt, tokenizer/, "
-                "manifest.json")
-    ids = ", tokens-*.bin/.idx" if info["token_ids"] else ""
-    card = ", README.md" if info.get("format") == "hf" else ""
-    return (f"{info['rows']} rows, {info['tokens']} tokens (budget {info['budget']}) in {info['shards']} "
-            f"shard(s) ({info['shards_reused']} reused) -> export/part-*.parquet{ids}, manifest.json{card}")
+@dataclass
+class ExportResult(Summary):
+    format: str = "parquet"  # export.format
+    rows: int = 0  # documents exported (megatron: in the clusters of weight above 0)
+    tokens: int = 0
+    budget: int = 0  # the token budget asked for
+    shards: int = 0
+    shards_reused: int = 0  # shards a killed export had finished
+    token_ids: bool = False  # token-ID shards written
+    weights: dict = field(default_factory=dict)  # the exported mixture
+
+    def describe(self) -> str:
+        if self.format == "megatron":
+            return (f"{len([w for w in self.weights.values() if w > 0])} Megatron indexed dataset(s) of "
+                    f"{self.rows} documents ({self.shards_reused} reused), blend for {self.tokens} tokens "
+                    f"(budget {self.budget}) -> export/sc*.bin/.idx, blend.json, data_path.txt, tokenizer/, "
+                    "manifest.json")
+        ids = ", tokens-*.bin/.idx" if self.token_ids else ""
+        card = ", README.md" if self.format == "hf" else ""
+        return (f"{self.rows} rows, {self.tokens} tokens (budget {self.budget}) in {self.shards} "
+                f"shard(s) ({self.shards_reused} reused) -> export/part-*.parquet{ids}, manifest.json{card}")

@@ -6,18 +6,18 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-from climb_ray.artifacts import RunDir, StageResult, run_stage
-from climb_ray.config import Config
-from climb_ray.stages.cluster import cluster_stage
-from climb_ray.stages.corpus import corpus_stage
-from climb_ray.stages.embed import embed_stage
-from climb_ray.stages.search import search_stage
-from climb_ray.stages.tokens import tokens_stage
+from climb_ray.artifacts import CONFIG_YAML, RunDir, StageResult, run_stage
+from climb_ray.config import SECTIONS, STAGE_ORDER, Config, settings
+from climb_ray.stages.cluster import ClusterResult, cluster_stage
+from climb_ray.stages.corpus import CorpusResult, corpus_stage
+from climb_ray.stages.embed import EmbedResult, embed_stage
+from climb_ray.stages.search import SearchResult, search_stage
+from climb_ray.stages.tokens import TokensResult, tokens_stage
 from climb_ray.stages.search_plan import prepare_search, run_search_stage
-from climb_ray.stages.export import export_stage
+from climb_ray.stages.export import ExportResult, export_stage
 from climb_ray.config_io import to_yaml
 
-ORDER = ["corpus", "embed", "cluster", "tokens", "search", "export"]
+ORDER = list(STAGE_ORDER)
 
 
 @dataclass
@@ -28,54 +28,50 @@ class PipelineReport:
     seconds: float = 0.0
 
 
+RESULTS = {"corpus": CorpusResult, "embed": EmbedResult, "cluster": ClusterResult, "tokens": TokensResult,
+           "search": SearchResult, "export": ExportResult}  # each stage's typed result
+
+
 def describe(stage: str, info: dict) -> str:
     """A finished stage's summary (its _DONE marker's info) in one or a few lines."""
     import json
 
-    from climb_ray.stages import cluster, corpus, embed, export, search, tokens
-
-    modules = {"corpus": corpus, "embed": embed, "cluster": cluster, "tokens": tokens, "search": search,
-               "export": export}
-    return modules[stage].describe(info) if stage in modules else json.dumps(info)
+    return RESULTS[stage].from_json(info).describe() if stage in RESULTS else json.dumps(info)
 
 
 STAGE_FUNCS = {"corpus": corpus_stage, "embed": embed_stage, "cluster": cluster_stage, "tokens": tokens_stage,
                "search": search_stage, "export": export_stage}
 # proxy settings that change a proxy's score (not the resources it runs on)
-PROXY_RESULT_FIELDS = [f"proxy.{name}" for name in (
-    "hidden_size", "num_layers", "num_heads", "intermediate_size", "context", "batch_size", "steps", "lr",
-    "warmup_steps", "schedule", "min_lr_ratio", "decay_fraction", "weight_decay", "grad_clip", "init", "init_from",
-    "command", "data_prefix")]
+PROXY_RESULT_FIELDS = [name for name, (_, stages) in settings().items()
+                       if name.startswith("proxy.") and "search" in stages]
 # settings (fields or sections) that only change how the search answers from its recorded trials: a change
 # re-answers from them (seconds, no proxy trained) instead of asking for --redo search; part of DEPENDS["search"]
 ANSWER_FIELDS = ["search.answer", "search.answer_top_k", "predictor"]
+
+
+# sections recorded as one entry (their fields' values) by the stages of their STAGES, as markers always have
+# recorded them; the fields of other sections are recorded one by one
+WHOLE = ("corpus", "cluster", "tokens", "target", "predictor")
+
+
+def _depends(stage: str) -> list[str]:
+    """What `stage` records: the settings config.py says it depends on (sections of WHOLE as one entry)."""
+    out = []
+    for name, (_, stages) in settings().items():
+        section = name.split(".")[0]
+        if section in WHOLE and stage in SECTIONS[section].STAGES:
+            out += [section] if section not in out else []
+        elif stage in stages:
+            out.append(name)
+    return out
+
+
 # the config values each stage's output depends on (a change means: rebuild it); sections or fields
-DEPENDS = {
-    "corpus": ["corpus"],
-    "embed": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
-              "cluster.quality_scorer"],
-    "cluster": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "cluster", "seed"],
-    "tokens": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
-               "cluster", "seed", "tokens"],
-    "search": ["corpus", "embed.model", "embed.encoder", "embed.max_tokens", "embed.dtype", "embed.chunk_docs",
-               "cluster", "seed", "tokens", *PROXY_RESULT_FIELDS, "target", "search.method", "search.schedule",
-               "search.temperature", "search.strength_min", "search.strength_max", "search.max_epochs",
-               "search.min_weight", "search.n_candidates", "search.top_pool_min", "search.acquisition",
-               "search.exploration", "search.local_fraction", "search.remeasure_fraction", *ANSWER_FIELDS],
-}
-DEPENDS["export"] = [*DEPENDS["search"], *(f"export.{name}" for name in (
-    "weights", "token_budget", "max_epochs", "seed", "shard_mb", "write_token_ids", "format"))]
-
-
-GUARDS = {"corpus.max_skip_share"}  # checks that stop a run or let it go on, never change its output
-# settings no stage's output depends on: where and how the work runs (resources, parallelism, retries, logging,
-# loading permission), the server, and the commands with their own guard (doremi, compare: doremi_depends and
-# the compare table's settings). Every config field is in DEPENDS or here, never both (a test checks it): a
-# new field must be placed.
-NO_STAGE = ["run_dir", "resources", "tracking", "serve", "doremi", "compare", "export.overwrite",
-            "embed.batch_size", "embed.num_actors", "embed.gpus_per_actor", "embed.cpus_per_actor", "embed.threads",
-            "embed.trust_remote_code", "proxy.compile", "proxy.threads", "proxy.cpus_per_trial", "proxy.gpus_per_trial",
-            "proxy.command_timeout_s", "search.max_concurrent_trials", "search.max_failures"]
+DEPENDS = {stage: _depends(stage) for stage in ORDER}
+# fields of a section recorded whole that the stage leaves out: guards, which stop a run or let it go on,
+# never change its output (corpus.max_skip_share)
+GUARDS = {name for name, (_, stages) in settings().items()
+          if name.split(".")[0] in WHOLE and set(SECTIONS[name.split(".")[0]].STAGES) - set(stages)}
 
 
 def stage_depends(cfg: Config, stage: str) -> dict:
@@ -100,7 +96,7 @@ def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = 
     run = RunDir(cfg.run_dir)
     if "search" in ORDER[: ORDER.index(until) + 1] and "search" not in skip:  # the schedule the search runs to
         cfg = prepare_search(cfg, run, extend=extend, redo="search" in redo)
-    run.write_text("config.yaml", to_yaml(cfg))
+    run.write_text(CONFIG_YAML, to_yaml(cfg))
     if cfg.export.overwrite:
         redo = (*redo, "export")
     report = PipelineReport(run_url=run.url())

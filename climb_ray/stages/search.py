@@ -4,12 +4,15 @@ the same outputs re-answered from the recorded search (search_plan.py says when)
 
 from __future__ import annotations
 
+import dataclasses
 import io
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from climb_ray import log, tracking
-from climb_ray.artifacts import CLUSTERS, RunDir, TOKENIZER, TOKENS_META
+from climb_ray.artifacts import (BEST_MIXTURE, CLUSTERS, PREDICTOR, PREDICTOR_SIDECAR, TOKENIZER, TOKENS_META, TRIALS,
+                                 RunDir, Summary, in_search)
 from climb_ray.config import Config
 from climb_ray.mixture import weight_caps
 from climb_ray.samplers import RegMixSampler
@@ -56,7 +59,7 @@ def check_fits(tokens: np.ndarray, budget: int, cfg: Config) -> None:
         f"proxy.context <= {int(room // (p.steps * p.batch_size))}, raise search.max_epochs, or use a larger corpus")
 
 
-def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
+def search_stage(cfg: Config, run: RunDir, out: str = "search") -> SearchResult:
     """The search into <run>/<out>/ (`climb-ray compare` runs other methods into compare/<method>/;
     only the run's own search publishes each new predictor to search/predictor.txt as it goes)."""
     import time
@@ -90,13 +93,12 @@ def search_stage(cfg: Config, run: RunDir, out: str = "search") -> dict:
     before = len(run.read_json(f"{out}/{STATE}")["search"]["trials"]) if run.exists(out, STATE) else 0
     search, trial_ids = run_experiments(cfg, run, meta, storage, out)
     info = write_outputs(run, search, trial_ids, run.read_json(CLUSTERS), out=out)
-    tracking.log_search(cfg, search, info, name=out)  # with tracking.mlflow_uri; a store that fails only warns
+    tracking.log_search(cfg, search, info.to_json(), name=out)  # with tracking.mlflow_uri; a failing store warns
     p = cfg.proxy
     done = sum(t.status == "done" for t in search.trials)
-    return {**info, "wall_seconds": round(time.perf_counter() - start, 1), "proxy_runs": len(search.trials),
-            "proxy_tokens": len(search.trials) * p.tokens,
-            "proxy_seconds": round(proxy_seconds(storage), 1), "proxies_done": done,
-            "continued_from": before}
+    return dataclasses.replace(info, wall_seconds=round(time.perf_counter() - start, 1),
+                               proxy_runs=len(search.trials), proxy_tokens=len(search.trials) * p.tokens,
+                               proxy_seconds=round(proxy_seconds(storage), 1), proxies_done=done, continued_from=before)
 
 
 def run_experiments(cfg: Config, run: RunDir, meta: dict, storage: str, out: str) -> tuple[ClimbSearch, dict]:
@@ -145,7 +147,7 @@ def restore_reweighted(search: ClimbSearch, state: dict, cfg: Config) -> ClimbSe
     return search
 
 
-def reanswer(cfg: Config, run: RunDir, out: str = "search") -> dict:
+def reanswer(cfg: Config, run: RunDir, out: str = "search") -> SearchResult:
     """The outputs of the recorded search answered with cfg's answer and predictor settings; no proxy trains."""
     search, trial_ids = restored_search(cfg, run, run.read_json(TOKENS_META), out)
     return write_outputs(run, search, trial_ids, run.read_json(CLUSTERS), out=out)
@@ -173,7 +175,8 @@ def with_absolute_paths(cfg: Config) -> Config:
     return dataclasses.replace(cfg, target=target, proxy=proxy)
 
 
-def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: dict, out: str = "search") -> dict:
+def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: dict,
+                  out: str = "search") -> SearchResult:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -187,52 +190,85 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
             for i, t in enumerate(search.trials)]
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buffer)
-    run.write_bytes(f"{out}/trials.parquet", buffer.getvalue())
+    run.write_bytes(in_search(TRIALS, out), buffer.getvalue())
     answer = search.answer()
     if search.predictor is not None:
         model, sidecar = search.predictor.to_text()
-        run.write_text(f"{out}/predictor.json", sidecar)
-        run.write_text(f"{out}/predictor.txt", model)  # last, as each iteration does: a watcher reloads on it
+        run.write_text(in_search(PREDICTOR_SIDECAR, out), sidecar)
+        run.write_text(in_search(PREDICTOR, out), model)  # last, as each iteration does: a watcher reloads on it
     best = best_mixture(search, answer, clusters)
-    run.write_json(f"{out}/best_mixture.json", best)
+    run.write_json(in_search(BEST_MIXTURE, out), best)
     for name, png in report_pngs(search, answer).items():
         run.write_bytes(f"{out}/{name}", png)
     if len(recorded(search.trials) or []) == 2:
         run.write_bytes(f"{out}/pareto.png", pareto_png(search))
     failed = sum(t.status == "failed" for t in search.trials)
-    return {"method": search.method, "trials": len(search.trials), "failed": failed,
-            "generations": search.generation + 1, "predicted": best["predicted_score"],
-            "best_seen": best["best_seen"]["score"], "weights": best["weights"], "answer": best["answer"],
-            "estimate": best["estimate"], "interval": best["interval"], "measurements": best["measurements"],
-            "degenerate": best["degenerate"],
-            "top_terms": {c["name"]: c["top_terms"][:5] for c in best["clusters"]}}
+    return SearchResult(method=search.method, trials=len(search.trials), failed=failed,
+                        generations=search.generation + 1, predicted=best["predicted_score"],
+                        best_seen=best["best_seen"]["score"], weights=best["weights"], answer=best["answer"],
+                        estimate=best["estimate"], interval=best["interval"], measurements=best["measurements"],
+                        degenerate=best["degenerate"],
+                        top_terms={c["name"]: c["top_terms"][:5] for c in best["clusters"]})
 
 
-def describe(info: dict) -> str:  # a search finished before 2026-12-02 named its method 'strategy'
-    rows = "".join(f"\n              {name}  {weight:6.3f}  {', '.join(info.get('top_terms', {}).get(name, []))}"
-                   for name, weight in sorted(info["weights"].items(), key=lambda x: -x[1]))
-    how = ""
-    if "reanswered" in info:
-        how = (f"re-answered from the recorded trials in {info['reanswered']['seconds']:.1f} s, no proxy trained "
-               f"({', '.join(info['reanswered']['changed'])} changed); ")
-    elif info.get("continued_from"):
-        how = f"continued from {info['continued_from']} recorded trials; "
-    return (f"{how}{info['trials']} proxy trials in {info['generations']} iteration(s) ({info['failed']} failed), "
-            f"method {info.get('method', info.get('strategy'))} -> search/best_mixture.json, trials.parquet, predictor.txt, *.png\n"
-            f"            best mixture: {answer_line(info)}; higher is better "
-            f"(answer {info.get('answer', 'best_predicted')}){rows}")
+@dataclass
+class SearchResult(Summary):
+    # the answer (write_outputs; a re-answer replaces these)
+    method: str = ""
+    trials: int = 0
+    failed: int = 0
+    generations: int = 0
+    predicted: float = 0.0  # the answer's predicted score
+    best_seen: float = 0.0  # the best measured score
+    weights: dict = field(default_factory=dict)  # the answer
+    answer: str = "best_predicted"  # how it was chosen (search.answer)
+    estimate: float | None = None  # answer confirmed: its estimated score
+    interval: list | None = None  # and its 95% interval
+    measurements: int | None = None
+    degenerate: str | None = None  # why the predictor did not choose the answer
+    top_terms: dict = field(default_factory=dict)  # each cluster's first terms
+    # what the proxies cost (search_stage; absent from a search made before they were kept)
+    wall_seconds: float | None = None
+    proxy_runs: int | None = None
+    proxy_tokens: int | None = None
+    proxy_seconds: float | None = None
+    proxies_done: int | None = None
+    continued_from: int = 0  # trials recorded before this run (a longer schedule, --extend)
+    reanswered: dict | None = None  # {"changed", "seconds"} when only answer settings changed
+
+    def reanswered_by(self, new: SearchResult) -> SearchResult:
+        """`new` (this search re-answered from its recorded trials) with this search's proxy figures."""
+        return dataclasses.replace(new, **{name: getattr(self, name) for name in (
+            "wall_seconds", "proxy_runs", "proxy_tokens", "proxy_seconds", "proxies_done", "continued_from")})
+
+    @classmethod
+    def from_json(cls, info: dict) -> SearchResult:  # a search finished before 2026-12-02 named its method 'strategy'
+        return super().from_json({"method": info.get("strategy", ""), **info})
+
+    def describe(self) -> str:
+        rows = "".join(f"\n              {name}  {weight:6.3f}  {', '.join(self.top_terms.get(name, []))}"
+                       for name, weight in sorted(self.weights.items(), key=lambda x: -x[1]))
+        how = ""
+        if self.reanswered:
+            how = (f"re-answered from the recorded trials in {self.reanswered['seconds']:.1f} s, no proxy trained "
+                   f"({', '.join(self.reanswered['changed'])} changed); ")
+        elif self.continued_from:
+            how = f"continued from {self.continued_from} recorded trials; "
+        return (f"{how}{self.trials} proxy trials in {self.generations} iteration(s) ({self.failed} failed), "
+                f"method {self.method} -> {BEST_MIXTURE}, trials.parquet, predictor.txt, *.png\n"
+                f"            best mixture: {answer_line(self)}; higher is better (answer {self.answer}){rows}")
 
 
-def answer_line(info: dict) -> str:
+def answer_line(result: SearchResult) -> str:
     """The search's answer in words: its estimate and interval, or its predicted score."""
-    interval, estimate = info.get("interval"), info.get("estimate")
+    interval, estimate = result.interval, result.estimate
     if estimate is None:
-        line = f"predicted score {info['predicted']:.4f}"
+        line = f"predicted score {result.predicted:.4f}"
     else:
         line = f"estimated score {estimate:.4f}"
         line += f" (95% interval {interval[0]:.4f} to {interval[1]:.4f})" if interval else " (noise not measured)"
-        line += f", measured {info['measurements']} time(s)" if info.get("measurements") else ""
-    line += f"; best seen {info['best_seen']:.4f}"
-    if info.get("degenerate"):
-        line += f"\n            the predictor is degenerate ({info['degenerate']}): it did not choose the answer"
+        line += f", measured {result.measurements} time(s)" if result.measurements else ""
+    line += f"; best seen {result.best_seen:.4f}"
+    if result.degenerate:
+        line += f"\n            the predictor is degenerate ({result.degenerate}): it did not choose the answer"
     return line

@@ -199,15 +199,16 @@ def _check_reweight(cfg: Config, run: RunDir, out: str, done: bool) -> None:
 
 
 def _reanswer(cfg: Config, run: RunDir, out: str, depends: dict, changed: list[str]) -> StageResult:
-    from climb_ray.stages.search import reanswer
+    from climb_ray.stages.search import SearchResult, reanswer
 
     start = time.perf_counter()
     if not run.exists(out, STATE):
         raise StageChangedError(f"stage {out!r} in {run.url()} was made with other answer settings "
                                 f"({', '.join(changed)}) and keeps no {STATE} to re-answer from (a search made "
                                 f"before it was kept, or search.method=optuna); use --redo {out} to rebuild it")
-    info = {**run.read_json(f"{out}/{DONE}").get("info", {}), **reanswer(cfg, run, out)}
-    run.mark_done(out, info, depends)
-    return StageResult(out, False, {**info, "reanswered": {"changed": changed,
-                                                           "seconds": round(time.perf_counter() - start, 1)}})
+    result = SearchResult.from_json(run.read_json(f"{out}/{DONE}").get("info", {})).reanswered_by(
+        reanswer(cfg, run, out))
+    run.mark_done(out, result, depends)
+    return StageResult(out, False, {**result.to_json(), "reanswered": {
+        "changed": changed, "seconds": round(time.perf_counter() - start, 1)}})
 

@@ -4,13 +4,15 @@ each cluster's parts in corpus order."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from climb_ray import log
-from climb_ray.artifacts import CLUSTERS, CORPUS_STATS, RunDir, TOKENIZER
+from climb_ray.artifacts import CLUSTERS, CORPUS_STATS, RunDir, Summary, TOKENIZER
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 
 
-def tokens_stage(cfg: Config, run: RunDir) -> dict:
+def tokens_stage(cfg: Config, run: RunDir) -> TokensResult:
     """Tokenizer (trained or loaded), then the files of every unfinished chunk tokenized in one Ray Data
     pass, each task writing its file's parts (a chunk with _SUCCESS is not redone), then meta.json."""
     chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
@@ -19,7 +21,7 @@ def tokens_stage(cfg: Config, run: RunDir) -> dict:
         return _tokenize(cfg, run, chunks, progress)
 
 
-def _tokenize(cfg: Config, run: RunDir, chunks: list, progress: log.Progress) -> dict:
+def _tokenize(cfg: Config, run: RunDir, chunks: list, progress: log.Progress) -> TokensResult:
     from climb_ray import tokens as tk
     from climb_ray.adapters import ray_tokens as rt
 
@@ -51,9 +53,9 @@ def _tokenize(cfg: Config, run: RunDir, chunks: list, progress: log.Progress) ->
                 parts[p["prefix"].split("/")[0]].append(tk.Part(**p))
     meta = tk.write_meta(run.fs, run.path("tokens"), dtype=dtype, eot=eot, vocab_size=vocab,
                          tokenizer=cfg.tokens.tokenizer, parts=parts, names=names)
-    return {"tokenizer": cfg.tokens.tokenizer, "vocab_size": vocab, "clusters": len(names),
-            "tokens": int(sum(meta["tokens"].values())), "documents": int(sum(meta["documents"].values())),
-            "parts": sum(len(v) for v in parts.values()), "dtype": meta["dtype"]}
+    return TokensResult(tokenizer=cfg.tokens.tokenizer, vocab_size=vocab, clusters=len(names),
+                        tokens=int(sum(meta["tokens"].values())), documents=int(sum(meta["documents"].values())),
+                        parts=sum(len(v) for v in parts.values()), dtype=meta["dtype"])
 
 
 def chunk_marker(index: int) -> str:
@@ -101,7 +103,17 @@ def _tokenizer(cfg: Config, run: RunDir, files: list[tuple[str, str]], progress:
     return Tokenizer.from_str(tok_json), tk.EOT, tok_json
 
 
-def describe(info: dict) -> str:
-    return (f"{info['tokens']} tokens of {info['documents']} documents in {info['clusters']} clusters "
-            f"({info.get('parts', info['clusters'])} parts, {info['dtype']}), tokenizer {info['tokenizer']} with "
-            f"{info['vocab_size']} ids -> tokens/")
+@dataclass
+class TokensResult(Summary):
+    tokenizer: str = ""
+    vocab_size: int = 0
+    clusters: int = 0
+    tokens: int = 0
+    documents: int = 0
+    parts: int | None = None  # token parts; None: recorded before parts (one per cluster)
+    dtype: str = ""
+
+    def describe(self) -> str:
+        return (f"{self.tokens} tokens of {self.documents} documents in {self.clusters} clusters "
+                f"({self.clusters if self.parts is None else self.parts} parts, {self.dtype}), tokenizer "
+                f"{self.tokenizer} with {self.vocab_size} ids -> tokens/")

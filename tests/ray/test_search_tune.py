@@ -70,7 +70,7 @@ def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_ses
                 "predictor_fit_by_iteration.png"):
         assert (tmp_path / "run" / "search" / png).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "run" / "search" / "predictor.txt").read_text().startswith("tree")
-    assert info["trials"] == 5 and info["failed"] == 0
+    assert info.trials == 5 and info.failed == 0
 
 
 def test_a_trial_that_keeps_failing_is_retried_then_recorded_and_the_search_completes(ray_session, source_shards,

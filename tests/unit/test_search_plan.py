@@ -106,34 +106,27 @@ def test_a_guard_setting_is_no_stage_dependency_so_older_run_folders_stay_valid(
 
 
 def test_every_config_field_is_a_stage_dependency_or_explicitly_none():
-    """A new setting must be placed: in some stage's DEPENDS (a change rebuilds that stage) or in NO_STAGE
-    (it changes no output). Forgetting it would silently reuse a stale stage."""
-    import dataclasses
+    """A new setting must be placed in config.py (its own stages, or its section's STAGES): some stages' output
+    depends on it (a change rebuilds them) or none (NO_STAGE). Forgetting it would silently reuse a stale stage.
+    Each stage's recorded settings are exactly the fields that name it."""
+    from climb_ray.config import STAGE_ORDER, Config, settings
 
-    from climb_ray.config import Config
-    from climb_ray.stages.pipeline import GUARDS, NO_STAGE
-
-    def leaves(obj, prefix=""):
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            yield from leaves(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else [prefix + f.name]
-
-    def within(name, entries):
-        return any(name == e or name.startswith(e + ".") for e in entries)
-
-    depended = {entry for entries in DEPENDS.values() for entry in entries}
-    fields = list(leaves(Config()))
-    assert len(fields) > 100
-    unplaced = [n for n in fields if not within(n, depended) and not within(n, NO_STAGE) and n not in GUARDS]
-    both = [n for n in fields if within(n, depended) and within(n, NO_STAGE)]
-    assert not unplaced, f"place these in pipeline.DEPENDS or NO_STAGE: {unplaced}"
-    assert not both, f"in DEPENDS and NO_STAGE: {both}"
-    assert all(any(n == e or n.startswith(e + ".") for n in fields) for e in NO_STAGE)  # no stale entry
+    found = settings()
+    assert len(found) > 100
+    unplaced = [name for name, (_, stages) in found.items() if stages is None]
+    assert not unplaced, f"place these in config.py: setting(default, check, stages) or NO_STAGE: {unplaced}"
+    assert all(set(stages) <= set(STAGE_ORDER) for _, stages in found.values())
+    for stage in STAGE_ORDER:
+        recorded = set()
+        for key, value in stage_depends(Config(), stage).items():
+            recorded |= {f"{key}.{k}" for k in value} if isinstance(value, dict) else {key}
+        assert recorded == {name for name, (_, stages) in found.items() if stage in stages}, stage
 
 
 def test_a_search_recorded_before_the_method_rename_is_still_described():
-    from climb_ray.stages.search import describe
+    from climb_ray.stages.pipeline import describe
 
     info = {"weights": {"sc00": 1.0}, "trials": 4, "generations": 2, "failed": 0, "strategy": "climb",
             "predicted": -7.0, "best_seen": -7.0}
-    assert "method climb" in describe(info) and "method climb" in describe({**info, "method": "climb"})
+    assert "method climb" in describe("search", info)
+    assert "method climb" in describe("search", {**info, "method": "climb"})
