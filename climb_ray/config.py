@@ -60,7 +60,9 @@ class EmbedConfig:
     model: str = "all-MiniLM-L6-v2"  # HF encoder name or local path; this name uses the packaged copy
     encoder: str = setting("transformer", one_of("transformer", "static"))  # transformer (the model itself) or static:
     # model2vec token vectors distilled from the model once and cached, or a model2vec folder; tens of times faster on
-    # CPU, coarser clusters
+    # CPU
+    static_fit_docs: int = setting(1000, at_least(0))  # static: documents of the corpus the model embeds once (cached)
+    # to fit the token vectors to, which keeps the clusters close to the model's (docs/benchmarks.md); 0 = as distilled
     max_tokens: int = setting(256, at_least(1))  # documents are truncated to this many tokens before encoding
     batch_size: int = setting(128, at_least(1), NO_STAGE)  # documents per encoder forward pass
     dtype: str = setting("auto", one_of("auto", "float32", "bfloat16", "float16"))  # auto (bf16 on CUDA, fp32 on CPU),
@@ -387,6 +389,7 @@ ADDED_FIELDS = {
     "proxy.data_prefix": "",
     "export.format": "parquet",
     "embed.encoder": "transformer",
+    "embed.static_fit_docs": 0,
     "target.tasks": [],
     "target.task_dir": "",
     "target.num_fewshot": [],

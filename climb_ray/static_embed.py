@@ -26,6 +26,7 @@ PCA_DIMS = 256  # dimensions the distilled token vectors are reduced to (model2v
 # no frequency down-weighting (model2vec's default, SIF 1e-4, ranks tokens by vocabulary order): without it
 # the demo's sources are recovered better (purity 0.82 vs 0.74, docs/benchmarks.md)
 SIF_COEFFICIENT = None
+FIT_RIDGE = 1e-4  # fit_to_encoder's ridge, per document (1e-4 and 1e-3 held out alike, docs/benchmarks.md)
 
 
 def cache_root() -> Path:
@@ -72,13 +73,17 @@ def static_model_folder(model: str, *, cache_dir: str | Path | None = None, pca_
     except (OSError, ValueError) as err:
         raise ConfigError(f"embed.model={model!r}: cannot distill static embeddings from it "
                           f"({str(err).splitlines()[0]})") from None
+    _save(static, folder)
+    return str(folder)
+
+
+def _save(static, folder: Path) -> None:
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     static.save_pretrained(partial)
     try:
         partial.rename(folder)  # atomic: a reader sees the whole model or none
     except OSError:  # another process got there first: theirs is the same model
         shutil.rmtree(partial, ignore_errors=True)
-    return str(folder)
 
 
 def load_static_model(model: str, *, cache_dir: str | Path | None = None, trust_remote_code: bool = False):
@@ -123,3 +128,49 @@ class StaticEmbedder:
                             shape=(len(ids), len(self.table)))
         out = np.asarray(counts @ self.table, dtype=np.float32)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+
+def fit_to_encoder(table: np.ndarray, ids: list[list[int]], targets: np.ndarray, *,
+                   ridge: float = FIT_RIDGE) -> np.ndarray:
+    """Token vectors mapped so that a document's vector points where the encoder's does (model2vec's tokenlearn,
+    reduced to a linear map, which held out better than training each token's vector or weight on a sample of a
+    few thousand documents): the ridge least-squares map (with a bias) from the mean token vector of each document
+    (its rows `ids` of `table` (V, D)) to the encoder's unit vector of it (`targets` (N, E)), folded into the table.
+    Returns the (V, E) table; a document's vector stays the normalised sum of its tokens' rows."""
+    from scipy.sparse import csr_matrix
+
+    kept = [i for i, x in enumerate(ids) if x]  # a document without a known token says nothing
+    lengths = np.array([len(ids[i]) for i in kept])
+    flat = np.fromiter(itertools.chain.from_iterable(ids[i] for i in kept), dtype=np.int64, count=int(lengths.sum()))
+    counts = csr_matrix((np.repeat(1.0 / lengths, lengths), flat, np.concatenate([[0], np.cumsum(lengths)])),
+                        shape=(len(kept), len(table)))
+    means = np.hstack([np.asarray(counts @ table, dtype=np.float64), np.ones((len(kept), 1))])
+    y = np.asarray(targets, np.float64)[kept]
+    y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    fit = np.linalg.solve(means.T @ means + ridge * len(kept) * np.eye(means.shape[1]), means.T @ y)
+    return (np.asarray(table, np.float64) @ fit[:-1] + fit[-1]).astype(np.float32)
+
+
+def fitted_static_model(static, texts: list[str], encode, *, source: str, max_tokens: int,
+                        cache_dir: str | Path | None = None):
+    """`static` with its token vectors fitted to the encoder on `texts` (a sample of the corpus: fitted on another
+    corpus it does not carry over, docs/benchmarks.md). encode(texts) -> the encoder's (N, E) vectors, called only
+    when this fit is not cached yet (kept under cache_dir, named by `source`, the texts and the settings)."""
+    from model2vec import StaticModel
+
+    digest = hashlib.sha256(json.dumps([source, max_tokens, FIT_RIDGE]).encode())
+    for text in texts:
+        digest.update(hashlib.sha256(text.encode()).digest())
+    folder = Path(cache_dir or cache_root()) / f"fit-{digest.hexdigest()[:16]}"
+    if not is_static_model(str(folder)):
+        LOG.info(f"embed: fitting the static token vectors to the encoder on {len(texts)} documents -> {folder}")
+        embedder = StaticEmbedder(static, max_tokens=max_tokens)
+        ids = [x[:max_tokens] for x in embedder.token_ids(texts)]
+        if static.token_mapping is not None:
+            ids = [list(static.token_mapping[x]) for x in ids]
+        table = fit_to_encoder(embedder.table, ids, encode(texts))
+        fitted = StaticModel(vectors=table, tokenizer=static.tokenizer, config=static.config, normalize=True,
+                             weights=static.weights, token_mapping=static.token_mapping)
+        _save(fitted, folder)
+    return StaticModel.from_pretrained(str(folder))

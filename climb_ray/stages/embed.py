@@ -16,12 +16,17 @@ def embed_chunks(run: RunDir) -> list[str]:
 
 def embed_stage(cfg: Config, run: RunDir) -> EmbedResult:
     """Embed every document, one chunk of files at a time; a chunk with _SUCCESS is never redone."""
-    from climb_ray.adapters.ray_data import embed_files
+    from climb_ray.adapters.ray_data import embed_files, static_encoder
 
     if cfg.corpus.label_field:  # pre-clustered: the labels are the clusters
         return EmbedResult(label_field=cfg.corpus.label_field)
     chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
     reused, documents = 0, sum(f["documents"] for chunk in chunks for f in chunk)
+    static = None
+    if cfg.embed.encoder == "static" and any(not run.exists(f"embed/chunk-{i:05d}", "_SUCCESS")
+                                             for i in range(len(chunks))):  # one model for every chunk
+        static = static_encoder([(f["file"], f["name"]) for chunk in chunks for f in chunk], documents, cfg.corpus,
+                                cfg.embed, cfg.resources.device)
     with log.Progress(log.get(__name__), "embed", documents, "documents") as progress:
         for index, chunk in enumerate(chunks):
             folder = f"embed/chunk-{index:05d}"
@@ -30,7 +35,7 @@ def embed_stage(cfg: Config, run: RunDir) -> EmbedResult:
                 run.clear_stage(folder)  # a chunk killed half-way starts again from nothing
                 files = [(f["file"], f["name"]) for f in chunk]
                 embed_files(files, cfg.corpus, cfg.embed, cfg.cluster.quality_scorer, run.url(folder),
-                            cfg.resources.device)
+                            cfg.resources.device, static)
                 run.write_text(f"{folder}/_SUCCESS", "done\n")
                 progress.advance(sum(f["documents"] for f in chunk))
             else:

@@ -113,3 +113,56 @@ def test_a_run_embedded_before_the_encoder_setting_existed_is_kept_and_a_switch_
     static = load_config(None, ["embed.encoder=static"])
     with pytest.raises(StageChangedError, match="embed.encoder"):
         run_stage(run, "embed", stage_depends(static, "embed"), lambda: {})
+
+
+def test_fitting_to_the_encoder_maps_document_vectors_onto_its_own():
+    from climb_ray.static_embed import fit_to_encoder
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(50, 8))
+    ids = [list(rng.integers(0, 50, rng.integers(1, 20))) for _ in range(200)] + [[]]
+    truth = rng.normal(size=(8, 12))  # an encoder that is a linear map of the mean token vector, plus an offset
+    targets = np.stack([table[x].mean(0) @ truth + 0.5 if x else np.zeros(12) for x in ids])
+    fitted = fit_to_encoder(table, ids, targets, ridge=1e-9)
+    assert fitted.shape == (50, 12) and fitted.dtype == np.float32
+    ours = np.stack([fitted[x].sum(0) for x in ids[:-1]])  # the static encoder's sum, as StaticEmbedder takes it
+    cosine = np.sum(ours * targets[:-1], 1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(targets[:-1], axis=1)
+    assert cosine.mean() > 0.95  # the encoder's vectors are normalised before the fit, so not exactly
+    plain = np.stack([table[x].sum(0) for x in ids[:-1]]) @ rng.normal(size=(8, 12))  # any other map is worse
+    assert np.mean(np.sum(plain * targets[:-1], 1) / np.linalg.norm(plain, axis=1)
+                   / np.linalg.norm(targets[:-1], axis=1)) < 0.9
+
+
+def test_a_fitted_model_is_cached_by_its_documents_and_embeds_like_the_encoder(distilled, tmp_path):
+    from climb_ray.static_embed import fitted_static_model
+
+    source, _, folder = distilled
+    static = load_static_model(folder)
+    calls = []
+    rng = np.random.default_rng(1)
+    texts = [" ".join(rng.choice(WORDS, 8)) for _ in range(40)]
+    directions = np.random.default_rng(2).normal(size=(len(WORDS), 6))
+
+    def encode(batch):  # a stand-in encoder with 6 dimensions: the mean of its words' directions
+        calls.append(len(batch))
+        return np.stack([np.mean([directions[WORDS.index(w)] for w in t.split()], 0) for t in batch])
+
+    fitted = fitted_static_model(static, texts, encode, source=folder, max_tokens=64, cache_dir=tmp_path)
+    assert fitted.dim == 6 and calls == [40]
+    assert fitted_static_model(static, texts, encode, source=folder, max_tokens=64, cache_dir=tmp_path).dim == 6
+    assert calls == [40]  # the second call found the fit in the cache
+    fitted_static_model(static, texts[:39], encode, source=folder, max_tokens=64, cache_dir=tmp_path)
+    assert calls == [40, 39] and len([p for p in tmp_path.iterdir() if p.name.startswith("fit-")]) == 2
+    ours = StaticEmbedder(fitted, max_tokens=64).embed(texts)
+    theirs = encode(texts)
+    assert np.mean(np.sum(ours * theirs, 1) / np.linalg.norm(theirs, axis=1)) > 0.9
+
+
+def test_the_fit_sample_is_registered_and_old_static_runs_keep_their_unfitted_vectors():
+    from climb_ray.config import ADDED_FIELDS
+    from climb_ray.stages.pipeline import DEPENDS
+
+    assert load_config(None, []).embed.static_fit_docs == 1000 and ADDED_FIELDS["embed.static_fit_docs"] == 0
+    assert all("embed.static_fit_docs" in DEPENDS[stage] for stage in ("embed", "cluster", "tokens", "search"))
+    with pytest.raises(ConfigError, match="embed.static_fit_docs=-1"):
+        load_config(None, ["embed.static_fit_docs=-1"])
