@@ -56,7 +56,7 @@ def test_the_static_encoder_runs_in_the_same_pipeline_with_the_plain_embedders_v
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
     model = tiny_encoder(tmp_path / "bert")
     cfg = load_config(None, [f"corpus.paths=[{corpus}]", f"run_dir={tmp_path}/run", "embed.encoder=static",
-                             f"embed.model={model}", *FAST])
+                             f"embed.model={model}", "embed.static_fit_docs=0", *FAST])
     info = run_pipeline(cfg, until="embed").results[1].info
     assert info["documents"] == 3 and info["encoder"] == "static"
     ids, vectors, table = embeddings(tmp_path / "run" / "embed")
@@ -64,6 +64,34 @@ def test_the_static_encoder_runs_in_the_same_pipeline_with_the_plain_embedders_v
     order = [ids.index(f"d{i}") for i in range(3)]
     assert np.allclose(vectors[order], plain.embed(texts), atol=1e-6)
     assert table.column("n_tokens").to_numpy()[order].tolist() == [len(x) for x in plain.token_ids(texts)]
+
+
+def test_the_static_encoder_fitted_to_the_encoder_on_a_sample_embeds_every_chunk_with_the_cached_fit(
+        ray_session, tmp_path, monkeypatch):
+    from climb_ray.static_embed import StaticEmbedder
+    from tests.unit.test_static_embed import WORDS, tiny_encoder
+
+    from model2vec import StaticModel
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, 6)) for _ in range(12)]
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    for part in range(3):  # three files: three chunks
+        (corpus / f"part{part}.jsonl").write_text("".join(json.dumps({"id": f"d{i}", "text": texts[i]}) + "\n"
+                                                          for i in range(4 * part, 4 * part + 4)))
+    cfg = load_config(None, [f"corpus.paths=[{corpus}]", f"run_dir={tmp_path}/run", "embed.encoder=static",
+                             f"embed.model={tiny_encoder(tmp_path / 'bert')}", "embed.static_fit_docs=8",
+                             "embed.chunk_docs=4", *FAST])
+    info = run_pipeline(cfg, until="embed").results[1].info
+    assert info["documents"] == 12 and info["chunks"] == 3
+    fits = list((tmp_path / "cache" / "climb_ray" / "model2vec").glob("fit-*"))
+    assert len(fits) == 1  # one fit for the run, on 8 of its documents
+    ids, vectors, _ = embeddings(tmp_path / "run" / "embed")
+    fitted = StaticEmbedder(StaticModel.from_pretrained(str(fits[0])), max_tokens=64)
+    order = [ids.index(f"d{i}") for i in range(12)]
+    assert vectors.shape == (12, 32) and np.allclose(vectors[order], fitted.embed(texts), atol=1e-5)
 
 
 def test_a_killed_embed_stage_resumes_without_re_embedding_finished_chunks(ray_session, tmp_path):
