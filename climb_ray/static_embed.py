@@ -1,8 +1,9 @@
 """Static embeddings (model2vec): one vector per token, distilled once from a sentence-transformers encoder;
 a document's vector is the mean of its tokens' vectors, L2-normalised.
 
-Tens of times faster than the encoder on CPU, with coarser clusters (docs/benchmarks.md): a trade-off for
-machines without GPUs or very large corpora (embed.encoder=static), never the paper's setting. No Ray here.
+Tens of times faster than the encoder on CPU; fitted to the encoder on a sample of the corpus, its clusters
+come close to the encoder's (docs/benchmarks.md): a trade-off for machines without GPUs or very large corpora
+(embed.encoder=static), never the paper's setting. No Ray here.
 """
 
 from __future__ import annotations
