@@ -68,10 +68,10 @@ def test_the_static_encoder_runs_in_the_same_pipeline_with_the_plain_embedders_v
 
 def test_the_static_encoder_fitted_to_the_encoder_on_a_sample_embeds_every_chunk_with_the_cached_fit(
         ray_session, tmp_path, monkeypatch):
+    from model2vec import StaticModel
+
     from climb_ray.static_embed import StaticEmbedder
     from tests.unit.test_static_embed import WORDS, tiny_encoder
-
-    from model2vec import StaticModel
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
