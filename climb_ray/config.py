@@ -65,6 +65,8 @@ class TokensConfig:
     tokenizer: str = "bpe"  # "bpe" trains a byte-level BPE on a corpus sample; else an HF tokenizer path/name
     vocab_size: int = 32_000  # vocabulary size of the trained BPE tokenizer
     train_docs: int = 100_000  # documents sampled to train the BPE tokenizer
+    sample: str = "auto"  # what the proxies train on: a seeded sample per cluster of about 2x the largest proxy
+    # budget (auto: the search's and compare's evaluation proxies; or a number of tokens), or all (every document)
 
 
 @dataclass
@@ -281,6 +283,7 @@ ADDED_FIELDS = {
     "target.tasks": [],
     "target.task_dir": "",
     "target.num_fewshot": [],
+    "tokens.sample": "all",  # before it, every document was tokenized
 }
 
 

@@ -90,6 +90,8 @@ _RULES = {
     "cluster.report_docs": _at_least(1),
     "tokens.vocab_size": _at_least(256),
     "tokens.train_docs": _at_least(1),
+    "tokens.sample": lambda v: None if v in ("auto", "all") or v.replace("_", "").isdigit() and int(v) > 0 else
+    "must be auto, all or a number of tokens above 0",
     "proxy.hidden_size": _at_least(1),
     "proxy.num_layers": _at_least(1),
     "proxy.num_heads": _at_least(1),

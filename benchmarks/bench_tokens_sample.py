@@ -1,0 +1,87 @@
+"""The tokens stage with the proxies' sample (tokens.sample=auto) vs every document (all): its seconds
+and the bytes it writes under tokens/, on one corpus made up to its clusters, with a tiny proxy budget;
+then the export of the sampled run, which tokenizes every document itself (tokens/full/), and whether it
+equals the export of the run that tokenized everything.
+
+The corpus is bench_scale.py's (the demo's real documents, then windows of the same text), in files of
+1,000 documents (one tokenizing task each); the static encoder keeps embedding cheap.
+
+    .venv/bin/python benchmarks/bench_tokens_sample.py --docs 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def climb_ray(*args: str) -> float:
+    began = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "climb_ray.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if proc.returncode:
+        raise SystemExit(f"climb-ray {args[0]} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return time.perf_counter() - began
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def main() -> int:
+    import bench_scale
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=10_000)
+    parser.add_argument("--work", default=str(ROOT / "data" / "bench_tokens_sample"))
+    args = parser.parse_args()
+    work = Path(args.work)
+    bench_scale.FILE_DOCS = 1000
+    paths = bench_scale.write_corpus(work / f"corpus-{args.docs}", args.docs)
+    base = work / "run-all"
+    settings = [f"corpus.paths=[{','.join(str(p) for p in paths)}]", "embed.encoder=static", "embed.max_tokens=128",
+                "embed.chunk_docs=2000", "cluster.k_init=50", "cluster.n_super_clusters=8", "tokens.vocab_size=4096",
+                "tokens.train_docs=5000", "proxy.context=128", "proxy.batch_size=8", "proxy.steps=20",  # 20,480 tokens
+                "export.weights=uniform", "export.token_budget=1000000", "export.max_epochs=10"]
+    if not (base / "cluster" / "_DONE").exists():
+        climb_ray("cluster", "--config", "demo", f"run_dir={base}", *settings)
+    out = {}
+    for mode in ("all", "auto"):
+        run = work / f"run-{mode}"
+        if mode != "all" and not run.exists():
+            shutil.copytree(base, run, ignore=shutil.ignore_patterns("tokens", "export"))
+        climb_ray("tokens", "--config", "demo", f"run_dir={run}", f"tokens.sample={mode}", *settings, "--redo", "tokens")
+        marker = json.loads((run / "tokens" / "_DONE").read_text())
+        out[mode] = {"seconds": marker["seconds"], "bytes": folder_bytes(run / "tokens"), "info": marker["info"]}
+        climb_ray("export", "--config", "demo", f"run_dir={run}", f"tokens.sample={mode}", *settings, "--overwrite")
+        out[mode]["export_seconds"] = json.loads((run / "export" / "_DONE").read_text())["seconds"]
+    same = all((work / "run-all" / "export" / p.name).read_bytes() == p.read_bytes()
+               for p in (work / "run-auto" / "export").glob("part-*.parquet"))
+    a, s = out["all"], out["auto"]
+    print(f"{platform.node()}: {os.cpu_count()} CPUs, {args.docs:,} documents in {len(paths)} files, "
+          f"{a['info']['tokens']:,} tokens in {a['info']['clusters']} clusters; proxy budget 20,480 tokens")
+    print("| tokens.sample | tokens stage s | bytes under tokens/ | tokens tokenized | export s |")
+    print("|---|---|---|---|---|")
+    for mode, r in out.items():
+        held = r["info"].get("sample", {}).get("tokens", r["info"]["tokens"])
+        print(f"| {mode} | {r['seconds']:.1f} | {r['bytes']:,} | {held:,} | {r['export_seconds']:.1f} |")
+    print(f"sample / all: {s['seconds'] / a['seconds']:.2f}x seconds, {s['bytes'] / a['bytes']:.3f}x bytes; "
+          f"estimated tokens {s['info']['tokens']:,} vs counted {a['info']['tokens']:,} "
+          f"({100 * (s['info']['tokens'] / a['info']['tokens'] - 1):+.2f}%); exports equal: {same}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
