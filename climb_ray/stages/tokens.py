@@ -19,6 +19,7 @@ from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 
 SAMPLE = "tokens/sample.json"  # the sample's plan: budget, seed, each cluster's last key bin, size, documents
+SIZES = "tokens/sample_sizes.npz"  # each cluster's size per key bin (what a short sample is widened from)
 
 
 def sample_budget(cfg: Config) -> int | None:
@@ -143,7 +144,7 @@ def _sample_plan(cfg: Config, run: RunDir, chunks: list, names: list[str], budge
     urls = [run.url("cluster/assignments", f"chunk-{i:05d}") for i in range(len(chunks))]
     sizes, docs = key_histograms(urls, cfg.seed, len(names))
     sizes = sizes + docs  # n_tokens + 1 (its end of text) per document: never 0
-    run.write_bytes("tokens/sample_sizes.npy", _npy(sizes))
+    run.write_bytes(SIZES, _npz(sizes))
     want = np.full(len(names), tk.SAMPLE_MARGIN * tk.sample_need(budget, cfg.search.max_epochs))
     plan = {"budget": budget, "seed": cfg.seed, "max_epochs": cfg.search.max_epochs, "want": want.tolist(),
             "bins": tk.sample_bins(sizes, want).tolist(), "size": sizes.sum(axis=1).tolist(),
@@ -198,14 +199,14 @@ def _sample_record(run: RunDir, plan: dict, parts: dict, names: list[str]) -> di
 def _sizes(run: RunDir) -> np.ndarray:
     import io
 
-    return np.load(io.BytesIO(run.read_bytes("tokens/sample_sizes.npy")))
+    return np.load(io.BytesIO(run.read_bytes(SIZES)))["sizes"]
 
 
-def _npy(array: np.ndarray) -> bytes:
+def _npz(sizes: np.ndarray) -> bytes:
     import io
 
     out = io.BytesIO()
-    np.save(out, array)
+    np.savez_compressed(out, sizes=sizes)  # mostly empty bins on a small corpus
     return out.getvalue()
 
 
