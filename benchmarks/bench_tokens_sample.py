@@ -4,7 +4,8 @@ then the export of the sampled run, which tokenizes every document itself (token
 equals the export of the run that tokenized everything.
 
 The corpus is bench_scale.py's (the demo's real documents, then windows of the same text), in files of
-1,000 documents (one tokenizing task each); the static encoder keeps embedding cheap.
+1,000 documents (one tokenizing task each); the static encoder keeps embedding cheap; the BPE is
+trained once and loaded by both (its training reads the corpus alike in both modes).
 
     .venv/bin/python benchmarks/bench_tokens_sample.py --docs 10000
 """
@@ -65,6 +66,11 @@ def main() -> int:
                 raise
     if not (base / "cluster" / "_DONE").exists():
         climb_ray("cluster", base, settings)
+    tokenizer = work / "tokenizer.json"  # trained once: both modes time tokenizing, not training
+    if not tokenizer.exists():
+        climb_ray("tokens", base, [*settings, "tokens.sample=all"], redo=("tokens",))
+        shutil.copy(base / "tokens" / "tokenizer.json", tokenizer)
+    settings.append(f"tokens.tokenizer={tokenizer}")
     out = {}
     for mode in ("all", "auto"):
         run = work / f"run-{mode}"
