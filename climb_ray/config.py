@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from climb_ray.config_checks import (COMMAND_FIELDS, PREFIX_FIELDS, at_least, between, list_of, one_of, open_unit,
-                                     positive_list, required, route_path, subset_of, template)
+                                     positive_list, required, route_path, subset_of, template,
+                                     token_sample)
 
 STAGE_ORDER = ("corpus", "embed", "cluster", "tokens", "search", "export")  # the pipeline's stages
 # A setting read by a stage changes that stage's output and every later one's
@@ -110,6 +111,8 @@ class TokensConfig:
     tokenizer: str = "bpe"  # "bpe" trains a byte-level BPE on a corpus sample; else an HF tokenizer path/name
     vocab_size: int = setting(32_000, at_least(256))  # vocabulary size of the trained BPE tokenizer
     train_docs: int = setting(100_000, at_least(1))  # documents sampled to train the BPE tokenizer
+    sample: str = setting("auto", token_sample)  # what the proxies train on: a seeded sample per cluster of about 2x
+    # the largest proxy budget (auto: the search's and compare's evaluation proxies; or a number of tokens), or all
 
 
 @dataclass
@@ -393,6 +396,7 @@ ADDED_FIELDS = {
     "target.tasks": [],
     "target.task_dir": "",
     "target.num_fewshot": [],
+    "tokens.sample": "all",  # before it, every document was tokenized
 }
 
 

@@ -85,6 +85,12 @@ def positive_list(v):
     return None if v and all(x >= 1 for x in v) else "must be a non-empty list of counts >= 1"
 
 
+def token_sample(v):
+    v = str(v).strip()
+    return None if v in ("auto", "all") or v.replace("_", "").isdigit() and int(v) > 0 else \
+        "must be auto, all or a number of tokens above 0"
+
+
 # Checks that span several fields, each cfg -> None or the error (naming a field and its value)
 
 def _sizes(cfg: Config) -> str | None:

@@ -18,7 +18,7 @@ def _doremi(cfg: Config, tokens_url: str) -> dict:
 
     from climb_ray.baselines.doremi import run_doremi
     from climb_ray.device import pick_device
-    from climb_ray.tokens import Shards
+    from climb_ray.tokens import Shards, token_shares
 
     device = pick_device("auto")
     if device == "cpu":
@@ -35,7 +35,7 @@ def _doremi(cfg: Config, tokens_url: str) -> dict:
 
     LOG.info(f"doremi: training the reference proxy ({steps} steps on {cfg.doremi.reference})")
     result = run_doremi(shards.arrays, shards.names, cfg, int(shards.meta["vocab_size"]), device=device,
-                        progress=progress)
+                        progress=progress, shares=token_shares(shards.meta))  # the whole corpus's, not the sample's
     return {**result.to_json(), "device": device}
 
 

@@ -15,6 +15,7 @@ import ray
 from climb_ray.adapters.ray_data import read_documents
 from climb_ray.config import CorpusConfig
 from climb_ray.corpus import CorpusError, SkipCounts, iter_records
+from climb_ray.export import doc_key, key_bins
 from climb_ray.tokens import Part, PartWriter, cluster_name, encode_docs, hash_fraction
 
 TOKENIZE_BATCH = 512
@@ -51,12 +52,14 @@ def cached_tokenizer(json_ref):
 
 
 def tokenize_files(items: list[dict], corpus: CorpusConfig, tokenizer_json: str, *, tokens_url: str, eot: int,
-                   dtype: np.dtype, vocab_size: int = 0):
+                   dtype: np.dtype, vocab_size: int = 0, sample: dict | None = None):
     """Each item (chunk, stem, file, name, assignments: the chunk's cluster/assignments URL) tokenized
     by one Ray task that writes its parts `<tokens_url>/<cluster>/<stem>.bin/.idx` and its document list
     `<tokens_url>/docs/<stem>.parquet` (doc_id, super_cluster, n_tokens) itself; yields one small row per
-    item as it finishes (chunk, stem, documents, parts: JSON [[prefix, tokens, documents], ...]).
-    Documents of pruned clusters (-1) are left out. A token-ID corpus is not tokenized: its ids
+    item as it finishes (chunk, stem, documents kept, read: the item's "documents", parts: JSON
+    [[prefix, tokens, documents], ...]).
+    Documents of pruned clusters (-1) are left out, and with `sample` ({"seed", "bins": the last key
+    bin per cluster}) those past their cluster's bin. A token-ID corpus is not tokenized: its ids
     (checked against vocab_size) get the end-of-text id."""
     if not items:
         return
@@ -65,10 +68,12 @@ def tokenize_files(items: list[dict], corpus: CorpusConfig, tokenizer_json: str,
 
     def tokenize(item: dict) -> dict:
         try:
-            parts = _tokenize_file(item, corpus, tok_ref, tokens_url, eot, dtype, vocab_size)
+            parts = _tokenize_file(item, corpus, tok_ref, tokens_url, eot, dtype, vocab_size, sample)
         except CorpusError as err:  # returned as data: Ray would bury it in a task traceback
-            return {"chunk": item["chunk"], "stem": item["stem"], "documents": 0, "parts": "[]", "error": str(err)}
+            return {"chunk": item["chunk"], "stem": item["stem"], "documents": 0, "read": 0, "parts": "[]",
+                    "error": str(err)}
         return {"chunk": item["chunk"], "stem": item["stem"], "documents": sum(p.documents for p in parts),
+                "read": item.get("documents", 0),
                 "parts": json.dumps([[p.prefix, p.tokens, p.documents] for p in parts]), "error": ""}
 
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map(tokenize)
@@ -79,7 +84,7 @@ def tokenize_files(items: list[dict], corpus: CorpusConfig, tokenizer_json: str,
 
 
 def _tokenize_file(item: dict, corpus: CorpusConfig, tok_ref, tokens_url: str, eot: int, dtype: np.dtype,
-                   vocab_size: int) -> list[Part]:
+                   vocab_size: int, sample: dict | None = None) -> list[Part]:
     """One corpus file's documents, by cluster, into its parts; the file's document list beside them."""
     import fsspec
     import pyarrow.parquet as pq
@@ -90,6 +95,10 @@ def _tokenize_file(item: dict, corpus: CorpusConfig, tok_ref, tokens_url: str, e
     records = iter_records(item["file"], item["name"], corpus, SkipCounts())
     while batch := list(itertools.islice(records, TOKENIZE_BATCH)):
         supers = np.array([lookup.get(str(doc_id), -1) for doc_id, _, _ in batch], dtype=np.int32)
+        if sample is not None:  # the sample: documents up to their cluster's last key bin
+            keys = np.array([doc_key(str(doc_id), sample["seed"]) for doc_id, _, _ in batch], dtype=np.float64)
+            last = np.asarray(sample["bins"], dtype=np.int64)[np.maximum(supers, 0)]
+            supers = np.where(key_bins(keys) <= last, supers, -1).astype(np.int32)
         kept = [(str(doc_id), value, s) for (doc_id, value, _), s in zip(batch, supers) if s >= 0]
         if corpus.token_ids_field:
             docs = [np.append(np.asarray(ids, dtype=np.int64), eot) for _, ids, _ in kept]

@@ -150,8 +150,9 @@ class DoReMiResult:
 
 
 def run_doremi(arrays: list[np.ndarray], names: list[str], cfg: Config, vocab_size: int, *, device: str = "cpu",
-               seed: int | None = None, progress=None) -> DoReMiResult:
-    """DoReMi's domain weights for these clusters' token arrays; progress(step, weights) after each DRO step."""
+               seed: int | None = None, progress=None, shares=None) -> DoReMiResult:
+    """DoReMi's domain weights for these clusters' token arrays; progress(step, weights) after each DRO step.
+    shares: the clusters' token shares (doremi.reference=prior) when the arrays are a sample of them."""
     from climb_ray.device import pick_device
     from climb_ray.proxy import build_model, train
 
@@ -159,7 +160,7 @@ def run_doremi(arrays: list[np.ndarray], names: list[str], cfg: Config, vocab_si
         raise ValueError(f"{len(arrays)} token arrays for {len(names)} clusters")
     seed, device, steps = cfg.seed if seed is None else seed, pick_device(device), doremi_steps(cfg)
     p = dataclasses.replace(cfg.proxy, steps=steps)  # the schedule follows DoReMi's length
-    reference_weights, train_weights = _mixtures(arrays, cfg, p)
+    reference_weights, train_weights = _mixtures(arrays, cfg, p, shares)
     start = time.perf_counter()
     stream = _stream(arrays, names, reference_weights, cfg, p, seed)
     reference = build_model(p, vocab_size, seed=seed)
@@ -178,12 +179,13 @@ def run_doremi(arrays: list[np.ndarray], names: list[str], cfg: Config, vocab_si
         proxy_loss_last=float(np.mean(losses[-5:])), mean_excess=excess.mean(axis=0), seed=seed)
 
 
-def _mixtures(arrays, cfg: Config, p: ProxyConfig) -> tuple[np.ndarray, np.ndarray]:
+def _mixtures(arrays, cfg: Config, p: ProxyConfig, shares=None) -> tuple[np.ndarray, np.ndarray]:
     """The reference mixture and the DRO training mixture (uniform), both fitted to the epoch caps."""
     tokens = np.array([len(a) for a in arrays], dtype=np.int64)
     if cfg.doremi.reference not in ("uniform", "prior"):
         raise ValueError(f"doremi.reference={cfg.doremi.reference!r}: must be uniform or prior")
-    reference = np.ones(len(arrays)) if cfg.doremi.reference == "uniform" else tokens.astype(np.float64)
+    prior = tokens.astype(np.float64) if shares is None else np.asarray(shares, dtype=np.float64)
+    reference = np.ones(len(arrays)) if cfg.doremi.reference == "uniform" else prior
     caps = epoch_caps(tokens, max_epochs=cfg.search.max_epochs, n_sequences=p.sequences,
                       seq_len=p.context)
     try:

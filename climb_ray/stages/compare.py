@@ -143,6 +143,7 @@ def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[st
     trained once), the others run as Ray tasks side by side."""
     from climb_ray.adapters.ray_doremi import evaluate
     from climb_ray.baselines.doremi import epoch_caps, fit_to_caps
+    from climb_ray.tokens import check_sample
 
     ecfg, meta = with_absolute_paths(eval_config(cfg)), run.read_json(TOKENS_META)
     names, p = meta["clusters"], ecfg.proxy
@@ -150,6 +151,7 @@ def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[st
               if v or k not in ("tasks", "task_dir", "num_fewshot")}  # when set (earlier evaluations stay kept)
     settings = {**{f: _get(ecfg, f) for f in PROXY_RESULT_FIELDS}, "target": target,
                 "target_sha256": target_fingerprint(cfg), "search.max_epochs": ecfg.search.max_epochs}
+    check_sample(meta, p.tokens, ecfg.search.max_epochs, "each evaluation proxy")
     caps = epoch_caps([meta["tokens"][n] for n in names], max_epochs=ecfg.search.max_epochs,
                       n_sequences=p.sequences, seq_len=p.context)
     seeds = range(EVAL_SEED, EVAL_SEED + cfg.compare.seeds)

@@ -40,36 +40,61 @@ def chosen_weights(cfg: Config, run: RunDir, names: list[str], shares: np.ndarra
     return parse_weights(spec, names, shares)
 
 
-def docs_files(run: RunDir) -> list[str]:
-    """URLs of tokens/docs/*.parquet (doc_id, super_cluster, n_tokens of every tokenized document)."""
+def docs_files(run: RunDir, folder: str = "tokens") -> list[str]:
+    """URLs of <folder>/docs/*.parquet (doc_id, super_cluster, n_tokens of every tokenized document)."""
     import posixpath
 
-    files = sorted(run.fs.glob(run.path("tokens/docs/*.parquet")))
+    files = sorted(run.fs.glob(run.path(f"{folder}/docs/*.parquet")))
     if not files:
-        raise ExportError(f"{run.url('tokens')} has no docs/ table (made by an older climb-ray); rerun with "
+        raise ExportError(f"{run.url(folder)} has no docs/ table (made by an older climb-ray); rerun with "
                           "--redo tokens")
-    return [run.url("tokens/docs", posixpath.basename(f)) for f in files]
+    return [run.url(f"{folder}/docs", posixpath.basename(f)) for f in files]
+
+
+FULL = "tokens/full"  # the whole corpus's tokens, when tokens/ holds the proxies' sample
+
+
+def full_tokens(cfg: Config, run: RunDir) -> str:
+    """The run folder's folder of every document's tokens: tokens/ when it holds them all, else tokens/full/,
+    tokenized here by the tokens stage's tasks (once: kept for later exports, resumed by chunk)."""
+    from climb_ray import tokens as tk
+    from climb_ray.stages.corpus import corpus_files, plan_chunks
+    from climb_ray.stages.tokens import tokenize_chunks
+
+    meta = run.read_json(TOKENS_META)
+    if all(meta.get("sample", {}).get("whole", {"": True}).values()):
+        return "tokens"
+    if not run.exists(FULL, "meta.json"):
+        chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
+        eot, vocab = int(meta["eot_id"]), int(meta["vocab_size"])
+        log.get(__name__).info("export: tokenizing every document (tokens/ holds the proxies' sample) -> tokens/full/")
+        parts = tokenize_chunks(cfg, run, FULL, chunks, run.read_bytes(TOKENIZER).decode("utf-8"), eot, vocab, None)
+        tk.write_meta(run.fs, run.path(FULL), dtype=np.dtype(meta["dtype"]), eot=eot, vocab_size=vocab,
+                      tokenizer=meta["tokenizer"], parts=parts, names=list(meta["clusters"]))
+    return FULL
 
 
 def check_export(cfg: Config, run: RunDir):
-    """Everything the export is asked for, checked (mixture, budget, epoch caps) without writing:
-    (meta, names, (tokens, documents) per cluster and key bin, weights, budget, max_epochs). Run
-    before an --overwrite removes the old export, so a bad request loses nothing."""
+    """Everything the export is asked for, checked (mixture, budget, epoch caps) without writing to
+    export/: (meta, names, (tokens, documents) per cluster and key bin, weights, budget, max_epochs, the
+    folder of every document's tokens, full_tokens). Run before an --overwrite removes the old export,
+    so a bad request loses nothing."""
     from climb_ray.adapters.ray_export import key_histograms
 
-    meta = run.read_json(TOKENS_META)
+    folder = full_tokens(cfg, run)
+    meta = run.read_json(f"{folder}/meta.json")
     names = list(meta["clusters"])
-    histograms = key_histograms(docs_files(run), cfg.export.seed, len(names))
+    histograms = key_histograms(docs_files(run, folder), cfg.export.seed, len(names))
     available = histograms[0].sum(axis=1).astype(np.float64)
     weights = chosen_weights(cfg, run, names, available / available.sum())
     max_epochs = cfg.export.max_epochs or cfg.search.max_epochs
     budget = cfg.export.token_budget or largest_budget(weights, available, max_epochs)
     check_caps(names, weights, available, budget, max_epochs)
-    return meta, names, histograms, weights, budget, max_epochs
+    return meta, names, histograms, weights, budget, max_epochs, folder
 
 
 def plan_export(run: RunDir, names: list[str], histograms, weights: np.ndarray, budget: int, seed: int,
-                bins: int = BINS) -> tuple[list, int]:
+                bins: int = BINS, folder: str = "tokens") -> tuple[list, int]:
     """(each cluster's plan, the rows they give): from the key histograms (check_export's) and the
     documents of each cluster's boundary bin, read again on Ray Data (plan_from_histogram)."""
     from climb_ray.adapters.ray_export import boundary_documents
@@ -77,7 +102,7 @@ def plan_export(run: RunDir, names: list[str], histograms, weights: np.ndarray, 
     tokens, docs = histograms
     wanted = targets(weights, budget)
     edges = np.array([boundary_bin(int(wanted[i]), tokens[i]) for i in range(len(names))])
-    edge_docs = boundary_documents(docs_files(run), seed, edges, bins) if (edges >= 0).any() else [
+    edge_docs = boundary_documents(docs_files(run, folder), seed, edges, bins) if (edges >= 0).any() else [
         (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))] * len(names)
     plans = [plan_from_histogram(name, float(weights[i]), int(wanted[i]), tokens[i], *edge_docs[i])
              for i, name in enumerate(names)]
@@ -87,13 +112,14 @@ def plan_export(run: RunDir, names: list[str], histograms, weights: np.ndarray, 
 
 def export_stage(cfg: Config, run: RunDir) -> ExportResult:
     e = cfg.export
-    meta, names, histograms, weights, budget, max_epochs = check_export(cfg, run)
-    plans, rows = plan_export(run, names, histograms, weights, budget, e.seed)
+    meta, names, histograms, weights, budget, max_epochs, folder = check_export(cfg, run)
+    plans, rows = plan_export(run, names, histograms, weights, budget, e.seed, folder=folder)
     source = {"run_dir": run.url(), "weights": e.weights, "tokenizer": meta["tokenizer"],
               "vocab_size": meta["vocab_size"], "token_dtype": meta["dtype"], "eot_id": meta["eot_id"]}
     if e.format == "megatron":
-        return export_megatron(run, meta, plans, budget=budget, seed=e.seed, max_epochs=max_epochs, source=source)
-    info = export_rows_to_shards(cfg, run, meta, plans, (rows, int(histograms[1].sum())))
+        return export_megatron(run, meta, plans, budget=budget, seed=e.seed, max_epochs=max_epochs, source=source,
+                               folder=folder)
+    info = export_rows_to_shards(cfg, run, meta, plans, (rows, int(histograms[1].sum())), folder)
     out = manifest(plans, info.pop("rows_per_cluster"), budget=budget, seed=e.seed, max_epochs=max_epochs,
                    source=source, shards=info.pop("shard_list"))
     if e.format == "hf":
@@ -106,9 +132,10 @@ def export_stage(cfg: Config, run: RunDir) -> ExportResult:
                         weights={p.name: p.weight for p in plans})
 
 
-def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, plans: list, sizes: tuple[int, int]) -> dict:
+def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, plans: list, sizes: tuple[int, int],
+                          folder: str = "tokens") -> dict:
     """The planned rows, shuffled on Ray Data, as Parquet (and token-ID) shards of export/.
-    sizes: (rows planned, documents in tokens/docs)."""
+    sizes: (rows planned, documents in <folder>/docs)."""
     from climb_ray.adapters.ray_export import export_rows
     from climb_ray.export_writer import ShardedWriter
     from climb_ray.stages.corpus import corpus_files
@@ -121,7 +148,7 @@ def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, plans: list, siz
     rows = {p.name: 0 for p in plans}
     files = [(f["file"], f["name"]) for f in corpus_files(run)]
     with log.Progress(log.get(__name__), "export", sizes[0], "rows") as progress:
-        for batch in export_rows(files, cfg.corpus, docs_files(run), plans, e.seed, sizes, tokenizer,
+        for batch in export_rows(files, cfg.corpus, docs_files(run, folder), plans, e.seed, sizes, tokenizer,
                                  int(meta["eot_id"])):
             for name, count in zip(*np.unique(batch.column("cluster").to_numpy(zero_copy_only=False),
                                               return_counts=True)):
@@ -134,7 +161,7 @@ def export_rows_to_shards(cfg: Config, run: RunDir, meta: dict, plans: list, siz
 
 
 def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: int, max_epochs: float,
-                    source: dict) -> ExportResult:
+                    source: dict, folder: str = "tokens") -> ExportResult:
     """Each cluster of weight above 0 as a Megatron-Core indexed dataset export/<cluster>.bin/.idx
     (its token parts joined, every document once), the blend (export/blend.json and data_path.txt) and the
     run's tokenizer as a Hugging Face tokenizer folder (export/tokenizer/, eos: the end-of-document id)."""
@@ -147,7 +174,7 @@ def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: 
         if run.exists("export", f"{p.name}.idx"):  # written last: a killed export's finished cluster
             reused += 1
         else:
-            parts = [run.path("tokens", part.prefix) for part in cluster_parts(meta, p.name)]
+            parts = [run.path(folder, part.prefix) for part in cluster_parts(meta, p.name)]
             convert_shard(run.fs, parts, run.path("export", p.name), np.dtype(meta["dtype"]))
     documents = {p.name: int(meta["documents"][p.name]) if p.weight > 0 else 0 for p in plans}
     datasets = [{"prefix": p.name, "bin": f"{p.name}.bin", "idx": f"{p.name}.idx", "documents": documents[p.name],

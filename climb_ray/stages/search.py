@@ -17,6 +17,7 @@ from climb_ray.config import Config
 from climb_ray.mixture import weight_caps
 from climb_ray.samplers import RegMixSampler
 from climb_ray.search import ClimbSearch
+from climb_ray.tokens import check_sample
 from climb_ray.stages.search_plan import STATE, start_record, with_schedule
 
 LOG = log.get(__name__)
@@ -29,6 +30,7 @@ def make_search(cfg: Config, meta: dict) -> ClimbSearch:
     s, p = cfg.search, cfg.proxy
     budget = p.tokens
     check_fits(tokens, budget, cfg)
+    check_sample(meta, budget, s.max_epochs, "each search proxy")
     sampler = RegMixSampler(tokens / tokens.sum(), temperature=s.temperature, strength_min=s.strength_min,
                             strength_max=s.strength_max, max_epochs=s.max_epochs, min_weight=s.min_weight,
                             cap=weight_caps(tokens, budget, s.max_epochs))

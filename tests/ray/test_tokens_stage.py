@@ -69,11 +69,11 @@ def test_a_killed_tokens_stage_redoes_only_unfinished_chunks_and_leaves_no_dupli
     clean = tree(tokens)
     real_finish, real_tokenize, finished_chunks, asked = stage.finish_chunk, ray_tokens.tokenize_files, [], []
 
-    def dies_on_the_second_chunk(run, index, files):
+    def dies_on_the_second_chunk(run, folder, index, record):
         if len(finished_chunks) == 1:
             raise Killed("as if the job were killed here")
         finished_chunks.append(index)
-        real_finish(run, index, files)
+        real_finish(run, folder, index, record)
 
     def tokenize_files(items, *args, **kwargs):
         asked.append(sorted({item["chunk"] for item in items}))

@@ -64,6 +64,8 @@ def test_overrides_are_typed_from_the_field():
     ("predictor.valid_fraction=1.5", "predictor.valid_fraction=1.5"),
     ("export.overwrite=maybe", "export.overwrite='maybe'"),
     ("search.schedule=[8,0]", "search.schedule=[8, 0]"),
+    ("tokens.sample=most", "tokens.sample='most'"),
+    ("tokens.sample=0", "tokens.sample='0'"),
     ("proxy.num_heads=3", "proxy.hidden_size=512"),
     ("cluster.kinit=5", "cluster.kinit"),
     ("clusters.k_init=5", "clusters"),

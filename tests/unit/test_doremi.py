@@ -186,3 +186,12 @@ def test_to_json_is_serialisable_and_keeps_at_most_200_history_rows():
     record = json.loads(json.dumps(result.to_json()))
     assert set(record["weights"]) == {"a", "b", "c"} and len(record["history"]["weights"]) == 200
     assert record["history"]["steps"][0] == 0 and record["history"]["steps"][-1] == steps - 1
+
+
+def test_the_prior_reference_takes_the_whole_corpus_shares_when_the_arrays_are_a_sample():
+    from climb_ray.baselines.doremi import _mixtures
+
+    arrays, _ = domains(np.random.default_rng(0))
+    cfg = tiny_config(reference="prior")
+    assert np.allclose(_mixtures(arrays, cfg, TINY)[0], 1 / 3)  # equal arrays: equal shares
+    assert np.allclose(_mixtures(arrays, cfg, TINY, shares=[0.6, 0.3, 0.1])[0], [0.6, 0.3, 0.1])
