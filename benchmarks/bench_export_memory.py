@@ -31,6 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench_embed_memory import peak_while, session_memory  # noqa: E402
 
 SETTINGS = ["embed.max_tokens=64", "cluster.k_init=20", "cluster.n_super_clusters=4", "tokens.vocab_size=1024",
+            "tokens.sample=all",  # both sides read every document's tokens from tokens/; the export alone is timed
             "export.weights=uniform", "export.max_epochs=100", "export.shard_mb=16"]
 
 

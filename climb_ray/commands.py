@@ -112,7 +112,7 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
 
     from climb_ray.artifacts import RunDir
     from climb_ray.mixture import allocate, check_epochs, parse_weights
-    from climb_ray.tokens import token_shares
+    from climb_ray.tokens import check_sample, token_shares
 
     from climb_ray.evaluate import check_targets
 
@@ -127,6 +127,7 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
     p = cfg.proxy
     tokens = np.array([meta["tokens"][n] for n in names])
     check_epochs(allocate(w, p.sequences), p.context, tokens, names, cfg.search.max_epochs)
+    check_sample(meta, p.tokens, cfg.search.max_epochs, "this proxy")  # it reads the proxies' sample
     from climb_ray.adapters.ray_proxy import run_proxy
     from climb_ray.adapters.ray_runtime import ensure_ray
 

@@ -87,8 +87,12 @@ def positive_list(v):
 
 def token_sample(v):
     v = str(v).strip()
-    return None if v in ("auto", "all") or v.replace("_", "").isdigit() and int(v) > 0 else \
-        "must be auto, all or a number of tokens above 0"
+    if v in ("auto", "all"):
+        return None
+    try:
+        return None if v.isascii() and int(v) > 0 else "must be auto, all or a number of tokens above 0"
+    except ValueError:
+        return "must be auto, all or a number of tokens above 0"
 
 
 # Checks that span several fields, each cfg -> None or the error (naming a field and its value)

@@ -142,6 +142,9 @@ def fit_to_encoder(table: np.ndarray, ids: list[list[int]], targets: np.ndarray,
     from scipy.sparse import csr_matrix
 
     kept = [i for i, x in enumerate(ids) if x]  # a document without a known token says nothing
+    if not kept:
+        raise ConfigError(f"embed.static_fit_docs: none of the {len(ids)} sampled documents has a token the static "
+                          "model knows; set embed.static_fit_docs=0 for the unfitted vectors")
     lengths = np.array([len(ids[i]) for i in kept])
     flat = np.fromiter(itertools.chain.from_iterable(ids[i] for i in kept), dtype=np.int64, count=int(lengths.sum()))
     counts = csr_matrix((np.repeat(1.0 / lengths, lengths), flat, np.concatenate([[0], np.cumsum(lengths)])),

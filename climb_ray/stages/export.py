@@ -75,12 +75,16 @@ def full_tokens(cfg: Config, run: RunDir) -> str:
 
 
 def check_export(cfg: Config, run: RunDir):
-    """Everything the export is asked for, checked (mixture, budget, epoch caps) without writing to
+    """Everything the export is asked for, checked (the mixture first; then, with every document's tokens
+    at hand (full_tokens may tokenize them into tokens/full/), the budget and epoch caps) without writing to
     export/: (meta, names, (tokens, documents) per cluster and key bin, weights, budget, max_epochs, the
     folder of every document's tokens, full_tokens). Run before an --overwrite removes the old export,
     so a bad request loses nothing."""
     from climb_ray.adapters.ray_export import key_histograms
+    from climb_ray.tokens import token_shares
 
+    sampled = run.read_json(TOKENS_META)  # a bad weights spec stops here, before any tokenizing
+    chosen_weights(cfg, run, list(sampled["clusters"]), token_shares(sampled))
     folder = full_tokens(cfg, run)
     meta = run.read_json(f"{folder}/meta.json")
     names = list(meta["clusters"])

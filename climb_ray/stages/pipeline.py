@@ -74,9 +74,16 @@ GUARDS = {name for name, (_, stages) in settings().items()
           if name.split(".")[0] in WHOLE and set(SECTIONS[name.split(".")[0]].STAGES) - set(stages)}
 
 
+# fields recorded only where they change the output (a run folder made before them still matches otherwise):
+# the static encoder's fit changes nothing for a transformer encoder
+RECORDED_WHEN = {"embed.static_fit_docs": lambda cfg: cfg.embed.encoder == "static"}
+
+
 def stage_depends(cfg: Config, stage: str) -> dict:
     out = {}
     for dotted in DEPENDS[stage]:
+        if dotted in RECORDED_WHEN and not RECORDED_WHEN[dotted](cfg):
+            continue
         value = cfg
         for part in dotted.split("."):
             value = getattr(value, part)

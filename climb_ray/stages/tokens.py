@@ -51,10 +51,11 @@ def tokens_stage(cfg: Config, run: RunDir) -> TokensResult:
         run.fs.rm(path)
     budget = sample_budget(cfg)
     plan = None if budget is None else _sample_plan(cfg, run, chunks, names, budget)
-    for _ in range(tk.SAMPLE_ROUNDS):
+    for attempt in range(tk.SAMPLE_ROUNDS):  # the plan always describes the parts last tokenized
         keep = None if plan is None else {"seed": plan["seed"], "bins": plan["bins"]}
         parts = tokenize_chunks(cfg, run, "tokens", chunks, tok_json, eot, vocab, keep)
-        if plan is None or not _widen(run, plan, parts, names):
+        last = attempt == tk.SAMPLE_ROUNDS - 1
+        if plan is None or last or not _widen(run, plan, parts, names, whole=attempt == tk.SAMPLE_ROUNDS - 2):
             break
     record = None if plan is None else _sample_record(run, plan, parts, names)
     meta = tk.write_meta(run.fs, run.path("tokens"), dtype=tk.shard_dtype(vocab), eot=eot, vocab_size=vocab,
@@ -154,10 +155,11 @@ def _sample_plan(cfg: Config, run: RunDir, chunks: list, names: list[str], budge
     return plan
 
 
-def _widen(run: RunDir, plan: dict, parts: dict, names: list[str]) -> bool:
+def _widen(run: RunDir, plan: dict, parts: dict, names: list[str], *, whole: bool = False) -> bool:
     """A sampled cluster whose tokens came out short of the need (its tokens per unit of size were
-    fewer than guessed) gets more key bins, by the measured ratio (at least twice the size): True when
-    one did (tokens/sample.json rewritten, the chunks to tokenize again)."""
+    fewer than guessed) gets more key bins, by the measured ratio (at least twice the size), or all of
+    them with `whole` (the last round: it cannot come out short again): True when one did
+    (tokens/sample.json rewritten, the chunks to tokenize again)."""
     from climb_ray import tokens as tk
     from climb_ray.export import BINS
 
@@ -172,7 +174,7 @@ def _widen(run: RunDir, plan: dict, parts: dict, names: list[str]) -> bool:
     ratio = held[short] / np.maximum(sample_size[short], 1)  # tokens per unit of size, measured
     want[short] = np.maximum(tk.SAMPLE_MARGIN * need / np.maximum(ratio, 1e-9), 2 * sample_size[short])
     old = np.array(plan["bins"])
-    bins = np.where(short, np.maximum(tk.sample_bins(sizes, want), old + 1), old)
+    bins = np.where(short, BINS - 1 if whole else np.maximum(tk.sample_bins(sizes, want), old + 1), old)
     log.get(__name__).info(f"tokens: the sample of {', '.join(n for n, s in zip(names, short) if s)} holds fewer "
                            f"than {int(need):,} tokens: tokenizing it again with more documents")
     plan.update(want=want.tolist(), bins=bins.tolist())

@@ -92,6 +92,26 @@ def test_a_cluster_whose_sample_comes_out_short_is_tokenized_again_with_more_doc
     assert plan["bins"] == list(meta["sample"]["bins"].values())
 
 
+def test_a_cluster_still_short_after_widening_is_taken_whole_in_the_last_round_and_meta_says_what_was_tokenized(
+        finished, three_files, tmp_path, monkeypatch):
+    from climb_ray import tokens as tk
+
+    real = tk.sample_bins
+    monkeypatch.setattr(tk, "sample_bins", lambda sizes, want: real(sizes, want / 1000))  # every guess far too small
+    run, _, _ = sampled_run(finished, three_files, tmp_path)
+    full = json.loads((finished[0] / "tokens" / "meta.json").read_text())
+    meta = json.loads((run / "tokens" / "meta.json").read_text())
+    plan = json.loads((run / "tokens" / "sample.json").read_text())
+    assert plan["bins"] == list(meta["sample"]["bins"].values())  # the plan of the parts last tokenized
+    whole = meta["sample"]["whole"]
+    assert any(whole.values())
+    for name, held in meta["sample"]["tokens"].items():
+        parts = sum(len(np.fromfile(run / "tokens" / f"{p['prefix']}.bin", np.uint16)) for p in meta["parts"][name])
+        assert parts == held and held >= BUDGET, name
+        if whole[name]:  # taken whole: exactly the cluster's tokens
+            assert held == meta["tokens"][name] == full["tokens"][name], name
+
+
 def test_the_export_of_a_sample_tokenizes_everything_and_equals_the_export_of_every_document(
         finished, three_files, sample, tmp_path):
     settings = ["export.weights=0.4,0.3,0.2,0.1", "export.token_budget=30000", "export.max_epochs=0"]

@@ -66,6 +66,8 @@ def test_overrides_are_typed_from_the_field():
     ("search.schedule=[8,0]", "search.schedule=[8, 0]"),
     ("tokens.sample=most", "tokens.sample='most'"),
     ("tokens.sample=0", "tokens.sample='0'"),
+    ("tokens.sample=_1", "tokens.sample='_1'"),
+    ("tokens.sample=²", "tokens.sample='²'"),
     ("proxy.num_heads=3", "proxy.hidden_size=512"),
     ("cluster.kinit=5", "cluster.kinit"),
     ("clusters.k_init=5", "clusters"),

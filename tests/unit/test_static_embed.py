@@ -166,3 +166,30 @@ def test_the_fit_sample_is_registered_and_old_static_runs_keep_their_unfitted_ve
     assert all("embed.static_fit_docs" in DEPENDS[stage] for stage in ("embed", "cluster", "tokens", "search"))
     with pytest.raises(ConfigError, match="embed.static_fit_docs=-1"):
         load_config(None, ["embed.static_fit_docs=-1"])
+
+
+def test_the_fit_sample_is_recorded_only_for_the_static_encoder_so_older_transformer_runs_still_match(tmp_path):
+    from climb_ray.artifacts import RunDir, StageChangedError, run_stage
+    from climb_ray.stages.pipeline import stage_depends
+
+    cfg = load_config(None, [])
+    assert "embed.static_fit_docs" not in stage_depends(cfg, "embed")
+    static = load_config(None, ["embed.encoder=static"])
+    assert stage_depends(static, "embed")["embed.static_fit_docs"] == 1000
+    run = RunDir(str(tmp_path / "run"))  # a transformer run made before the setting existed
+    run_stage(run, "embed", stage_depends(cfg, "embed"), lambda: {"n": 1})
+    assert run_stage(run, "embed", stage_depends(cfg, "embed"), lambda: {"n": 2}).skipped
+    old_static = RunDir(str(tmp_path / "static"))  # a static run made before it: its vectors were unfitted
+    run_stage(old_static, "embed", {k: v for k, v in stage_depends(static, "embed").items()
+                                    if k != "embed.static_fit_docs"}, lambda: {"n": 1})
+    unfitted = load_config(None, ["embed.encoder=static", "embed.static_fit_docs=0"])
+    assert run_stage(old_static, "embed", stage_depends(unfitted, "embed"), lambda: {"n": 2}).skipped
+    with pytest.raises(StageChangedError, match="embed.static_fit_docs"):
+        run_stage(old_static, "embed", stage_depends(static, "embed"), lambda: {})
+
+
+def test_a_fit_sample_without_a_known_token_is_a_one_line_error_naming_the_setting():
+    from climb_ray.static_embed import fit_to_encoder
+
+    with pytest.raises(ConfigError, match=r"embed.static_fit_docs: none of the 2 sampled documents"):
+        fit_to_encoder(np.ones((4, 3), np.float32), [[], []], np.ones((2, 5)))
