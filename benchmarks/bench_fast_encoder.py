@@ -82,6 +82,8 @@ def main() -> None:
     if not Path(args.corpus).is_file():
         sys.exit(f"{args.corpus} is missing: run `climb-ray corpus demo` first")
     from climb_ray.embed import Embedder
+    from climb_ray.adapters.ray_data import FIT_SEED
+    from climb_ray.export import doc_key
     from climb_ray.static_embed import StaticEmbedder, fitted_static_model, load_static_model
 
     rows = [json.loads(line) for line in Path(args.corpus).read_text(encoding="utf-8").splitlines()]
@@ -102,7 +104,8 @@ def main() -> None:
     encoders = {"MiniLM": x_minilm, "static": x_static}
     held = np.arange(len(texts))
     if args.fit_docs:  # as the embed stage does: a seeded sample of the corpus, MiniLM's vectors of it
-        fit = np.sort(np.random.default_rng(0).choice(len(texts), min(args.fit_docs, len(texts) - 1), replace=False))
+        keys = [doc_key(str(r.get("id", i)), FIT_SEED) for i, r in enumerate(rows)]  # the stage's draw: lowest keys
+        fit = np.sort(np.argsort(keys)[: min(args.fit_docs, len(texts) - 1)])
         held = np.setdiff1d(held, fit)
         model = fitted_static_model(static.static, [texts[i] for i in fit], lambda _: x_minilm[fit],
                                     source=f"bench:{args.corpus}", max_tokens=args.max_tokens)

@@ -137,27 +137,26 @@ def encoder_pool(embed: EmbedConfig, device: str = "auto") -> dict:
     return {"compute": ActorPoolStrategy(size=size), "num_cpus": int(per_actor * 1000) / 1000}
 
 
+FIT_SEED = 0  # the static fit's sample does not move with the run's seed: one fit per corpus in the cache
+
+
 def static_encoder(files: list[tuple[str, str]], documents: int, corpus: CorpusConfig, embed: EmbedConfig,
                    device: str = "auto"):
     """embed.encoder=static: the model2vec model, distilled (or found in the cache) here once and shipped to every
     actor; fitted to the encoder on embed.static_fit_docs documents of the corpus (`files`, `documents` in all),
     drawn by a hash of their ids so that a resumed run draws the same ones and finds its fit in the cache."""
-    import hashlib
-
     from climb_ray.embed import Embedder
+    from climb_ray.export import doc_key
     from climb_ray.static_embed import fitted_static_model, load_static_model, static_model_folder
 
     static = load_static_model(embed.model, trust_remote_code=embed.trust_remote_code)
     wanted = embed.static_fit_docs
     if wanted <= 0:
         return static
-    cut = min(1.0, 1.2 * wanted / max(documents, 1)) * 2**64
+    cut = min(1.0, 1.2 * wanted / max(documents, 1))  # one read of the corpus keeps about 1.2x the wanted
 
-    def hashed(doc_id) -> int:
-        return int.from_bytes(hashlib.sha256(str(doc_id).encode()).digest()[:8], "little")
-
-    sample = read_documents(files, corpus).filter(lambda row: hashed(row["doc_id"]) < cut)
-    rows = sorted((hashed(row["doc_id"]), str(row["text"])) for row in sample.iter_rows())
+    sample = read_documents(files, corpus).filter(lambda row: doc_key(str(row["doc_id"]), FIT_SEED) < cut)
+    rows = sorted((doc_key(str(row["doc_id"]), FIT_SEED), str(row["text"])) for row in sample.iter_rows())
     texts = [text for _, text in rows[:wanted]]
     encoder = Embedder(embed.model, max_tokens=embed.max_tokens, batch_size=embed.batch_size, dtype=embed.dtype,
                        device="cpu" if device == "cpu" else None, threads=embed.threads,

@@ -191,8 +191,10 @@ def _mixtures(arrays, cfg: Config, p: ProxyConfig, shares=None) -> tuple[np.ndar
     try:
         return fit_to_caps(reference, caps), fit_to_caps(np.ones(len(arrays)), caps)
     except MixtureError as err:
+        sampled = "" if shares is None else (" (tokens/ may hold only the proxies' sample: set tokens.sample to "
+                                             "DoReMi's budget or all, and --redo tokens)")
         raise MixtureError(f"DoReMi trains {p.steps} steps of {p.batch_size} x {p.context} tokens per proxy: "
-                           f"{err}") from None
+                           f"{err}{sampled}") from None
 
 
 def _stream(arrays, names, weights, cfg: Config, p: ProxyConfig, seed: int) -> MixtureStream:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from climb_ray import log
-from climb_ray.artifacts import CLUSTERS, CORPUS_STATS, RunDir, Summary, TOKENIZER
+from climb_ray.artifacts import ASSIGNMENTS, CLUSTERS, CORPUS_STATS, RunDir, Summary, TOKENIZER
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 
@@ -119,7 +119,7 @@ def _chunk_items(run: RunDir, folder: str, index: int, chunk: list[dict]) -> lis
     from climb_ray.artifacts import StageChangedError
 
     assignments = f"chunk-{index:05d}"
-    if not run.exists("cluster/assignments", assignments):
+    if not run.exists(ASSIGNMENTS, assignments):
         raise StageChangedError(f"cluster/assignments in {run.url()} has no {assignments} "
                                 "(made by an older climb-ray); rerun with --redo cluster")
     for pattern in (f"{folder}/sc*/{index:05d}-*.bin", f"{folder}/sc*/{index:05d}-*.idx",
@@ -129,7 +129,7 @@ def _chunk_items(run: RunDir, folder: str, index: int, chunk: list[dict]) -> lis
     if run.exists(chunk_marker(index, folder)):  # made for another sample
         run.fs.rm(run.path(chunk_marker(index, folder)))
     return [{"chunk": index, "stem": f"{index:05d}-{j:05d}", "file": f["file"], "name": f["name"],
-             "documents": f["documents"], "assignments": run.url("cluster/assignments", assignments)}
+             "documents": f["documents"], "assignments": run.url(ASSIGNMENTS, assignments)}
             for j, f in enumerate(chunk)]
 
 
@@ -143,7 +143,7 @@ def _sample_plan(cfg: Config, run: RunDir, chunks: list, names: list[str], budge
         plan = run.read_json(SAMPLE)
         if plan["budget"] == budget and plan["seed"] == cfg.seed and plan["max_epochs"] == cfg.search.max_epochs:
             return plan
-    urls = [run.url("cluster/assignments", f"chunk-{i:05d}") for i in range(len(chunks))]
+    urls = [run.url(ASSIGNMENTS, f"chunk-{i:05d}") for i in range(len(chunks))]
     sizes, docs = key_histograms(urls, cfg.seed, len(names))
     sizes = sizes + docs  # n_tokens + 1 (its end of text) per document: never 0
     run.write_bytes(SIZES, _npz(sizes))
@@ -165,7 +165,7 @@ def _widen(run: RunDir, plan: dict, parts: dict, names: list[str], *, whole: boo
 
     sizes = _sizes(run)
     held = np.array([sum(p.tokens for p in parts[n]) for n in names], dtype=np.float64)
-    sample_size = np.array([sizes[c, :b + 1].sum() for c, b in enumerate(plan["bins"])], dtype=np.float64)
+    sample_size = _sample_size(sizes, plan["bins"])
     need = tk.sample_need(plan["budget"], plan["max_epochs"])
     short = (np.array(plan["bins"]) < BINS - 1) & (held < need)
     if not short.any():
@@ -191,12 +191,17 @@ def _sample_record(run: RunDir, plan: dict, parts: dict, names: list[str]) -> di
     sizes = _sizes(run)
     held = np.array([sum(p.tokens for p in parts[n]) for n in names], dtype=np.int64)
     held_docs = [sum(p.documents for p in parts[n]) for n in names]
-    sample_size = np.array([sizes[c, :b + 1].sum() for c, b in enumerate(plan["bins"])], dtype=np.float64)
+    sample_size = _sample_size(sizes, plan["bins"])
     whole = np.array(plan["bins"]) >= BINS - 1
     full = tk.estimate_tokens(held, np.where(whole, np.inf, sample_size), np.array(plan["size"], np.float64))
     return {"budget": plan["budget"], "seed": plan["seed"], "bins": dict(zip(names, plan["bins"])),
             "whole": {n: bool(w) for n, w in zip(names, whole)}, "full_tokens": dict(zip(names, map(int, full))),
             "full_documents": {n: int(h if w else d) for n, h, d, w in zip(names, held_docs, plan["documents"], whole)}}
+
+
+def _sample_size(sizes: np.ndarray, bins: list[int]) -> np.ndarray:
+    """Each cluster's size in its sample: its key bins up to and including its last one."""
+    return np.array([sizes[c, :b + 1].sum() for c, b in enumerate(bins)], dtype=np.float64)
 
 
 def _sizes(run: RunDir) -> np.ndarray:
@@ -246,8 +251,9 @@ class TokensResult(Summary):
     sample: dict | None = None  # the proxies' sample (tokens.sample): budget, tokens, documents, whole clusters
 
     def describe(self) -> str:
-        return (f"{self.tokens} tokens of {self.documents} documents in {self.clusters} clusters "
-                f"({self.clusters if self.parts is None else self.parts} parts, {self.dtype}), tokenizer "
+        estimated = self.sample and self.sample["whole"] < self.clusters  # a sampled cluster's count is estimated
+        return (f"{'~' if estimated else ''}{self.tokens} tokens of {self.documents} documents in {self.clusters} "
+                f"clusters ({self.clusters if self.parts is None else self.parts} parts, {self.dtype}), tokenizer "
                 f"{self.tokenizer} with {self.vocab_size} ids -> tokens/"
                 + (f"; the proxies' sample: {self.sample['tokens']} tokens of {self.sample['documents']} documents "
                    f"({self.sample['whole']} whole clusters)" if self.sample else ""))
