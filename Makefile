@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-climb-ray
 PYTEST_ARGS ?= -q
-# test files on two pytest processes (each its own local Ray; a file's tests stay together, so module
-# fixtures are built once); PYTEST_WORKERS=0 runs them in one process
-PYTEST_WORKERS ?= 2
+# PYTEST_WORKERS=N: test files on N pytest processes (each its own local Ray; a file's tests stay together,
+# so module fixtures are built once). For machines with cores to spare: on 2 cores the tests are CPU-bound
+# and 2 processes took as long as one (docs/results.md); 0 (the default) runs them in one process
+PYTEST_WORKERS ?= 0
 PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 .PHONY: setup demo compare serve test test-fast browser clean-runs

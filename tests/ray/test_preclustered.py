@@ -66,15 +66,19 @@ def test_the_labels_are_the_super_clusters_and_nothing_is_embedded(labelled_run,
     assert [meta["documents"][f"sc{i:02d}"] for i in range(len(labels))] == [counts[lab] for lab in labels]
 
 
-def test_each_shard_holds_exactly_its_labels_documents(labelled_run, labelled):
+def test_each_shard_holds_exactly_its_labels_documents_of_the_proxies_sample(labelled_run, labelled):
     from tokenizers import Tokenizer
 
     _, run, _ = labelled_run
     labels = sorted({r["source"] for r in labelled[1]})
     tok = Tokenizer.from_file(str(run / "tokens" / "tokenizer.json"))
     docs = pq.read_table(sorted((labelled[0]).glob("*.parquet"))).to_pylist()  # file order: part0, part1
+    sampled = set(pq.read_table(run / "tokens" / "docs").column("doc_id").to_pylist())  # tokens.sample=auto
+    meta = json.loads((run / "tokens" / "meta.json").read_text())
+    assert not all(meta["sample"]["whole"].values()) and len(sampled) < len(docs)
     for i, label in enumerate(labels):
-        expected = np.concatenate([tok.encode(d["text"]).ids + [0] for d in docs if d["domain"] == label])
+        expected = np.concatenate([tok.encode(d["text"]).ids + [0] for d in docs
+                                   if d["domain"] == label and d["id"] in sampled])
         assert np.array_equal(np.asarray(Shards(str(run / "tokens")).arrays[i]), expected), label
 
 
