@@ -112,7 +112,8 @@ def proxy(cfg: Config, *, weights: str, seed: int | None, redo: tuple[str, ...],
 
     from climb_ray.artifacts import RunDir
     from climb_ray.mixture import allocate, check_epochs, parse_weights
-    from climb_ray.tokens import check_sample, token_shares
+    from climb_ray.token_sample import check_sample
+    from climb_ray.tokens import token_shares
 
     from climb_ray.evaluate import check_targets
 

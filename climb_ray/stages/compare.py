@@ -143,7 +143,7 @@ def evaluate_all(cfg: Config, run: RunDir, mixtures: dict[str, dict]) -> dict[st
     trained once), the others run as Ray tasks side by side."""
     from climb_ray.adapters.ray_doremi import evaluate
     from climb_ray.baselines.doremi import epoch_caps, fit_to_caps
-    from climb_ray.tokens import check_sample
+    from climb_ray.token_sample import check_sample
 
     ecfg, meta = with_absolute_paths(eval_config(cfg)), run.read_json(TOKENS_META)
     names, p = meta["clusters"], ecfg.proxy

@@ -17,7 +17,7 @@ from climb_ray.config import Config
 from climb_ray.mixture import weight_caps
 from climb_ray.samplers import RegMixSampler
 from climb_ray.search import ClimbSearch
-from climb_ray.tokens import check_sample
+from climb_ray.token_sample import check_sample
 from climb_ray.stages.search_plan import STATE, start_record, with_schedule
 
 LOG = log.get(__name__)

@@ -3,7 +3,7 @@ write their own per-super-cluster parts, tokens/<cluster>/<chunk>-<file>.bin/.id
 each cluster's parts in corpus order.
 
 With tokens.sample (auto, or a token budget) the parts hold a seeded sample per cluster, sized for the
-largest proxy (climb_ray.tokens: SAMPLE_MARGIN times its budget, or the whole cluster): a first pass
+largest proxy (climb_ray.token_sample: SAMPLE_MARGIN times its budget, or the whole cluster): a first pass
 over cluster/assignments adds up each cluster's size (the cluster stage's n_tokens + 1 per document) per
 key bin, as the export's plan does, and picks each cluster's last bin (tokens/sample.json); meta.json
 keeps the whole corpus's counts. The export tokenizes everything itself (tokenize_chunks, into
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from climb_ray import log
+from climb_ray import token_sample as ts
 from climb_ray.artifacts import ASSIGNMENTS, CLUSTERS, CORPUS_STATS, RunDir, Summary, TOKENIZER
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
@@ -51,11 +52,11 @@ def tokens_stage(cfg: Config, run: RunDir) -> TokensResult:
         run.fs.rm(path)
     budget = sample_budget(cfg)
     plan = None if budget is None else _sample_plan(cfg, run, chunks, names, budget)
-    for attempt in range(tk.SAMPLE_ROUNDS):  # the plan always describes the parts last tokenized
+    for attempt in range(ts.SAMPLE_ROUNDS):  # the plan always describes the parts last tokenized
         keep = None if plan is None else {"seed": plan["seed"], "bins": plan["bins"]}
         parts = tokenize_chunks(cfg, run, "tokens", chunks, tok_json, eot, vocab, keep)
-        last = attempt == tk.SAMPLE_ROUNDS - 1
-        if plan is None or last or not _widen(run, plan, parts, names, whole=attempt == tk.SAMPLE_ROUNDS - 2):
+        last = attempt == ts.SAMPLE_ROUNDS - 1
+        if plan is None or last or not _widen(run, plan, parts, names, whole=attempt == ts.SAMPLE_ROUNDS - 2):
             break
     record = None if plan is None else _sample_record(run, plan, parts, names)
     meta = tk.write_meta(run.fs, run.path("tokens"), dtype=tk.shard_dtype(vocab), eot=eot, vocab_size=vocab,
@@ -136,7 +137,6 @@ def _chunk_items(run: RunDir, folder: str, index: int, chunk: list[dict]) -> lis
 def _sample_plan(cfg: Config, run: RunDir, chunks: list, names: list[str], budget: int) -> dict:
     """tokens/sample.json (made once; kept by a resumed stage): each cluster's size and documents and
     the last key bin of its sample, from one pass over cluster/assignments (no text read)."""
-    from climb_ray import tokens as tk
     from climb_ray.adapters.ray_export import key_histograms
 
     if run.exists(SAMPLE):
@@ -147,9 +147,9 @@ def _sample_plan(cfg: Config, run: RunDir, chunks: list, names: list[str], budge
     sizes, docs = key_histograms(urls, cfg.seed, len(names))
     sizes = sizes + docs  # n_tokens + 1 (its end of text) per document: never 0
     run.write_bytes(SIZES, _npz(sizes))
-    want = np.full(len(names), tk.SAMPLE_MARGIN * tk.sample_need(budget, cfg.search.max_epochs))
+    want = np.full(len(names), ts.SAMPLE_MARGIN * ts.sample_need(budget, cfg.search.max_epochs))
     plan = {"budget": budget, "seed": cfg.seed, "max_epochs": cfg.search.max_epochs, "want": want.tolist(),
-            "bins": tk.sample_bins(sizes, want).tolist(), "size": sizes.sum(axis=1).tolist(),
+            "bins": ts.sample_bins(sizes, want).tolist(), "size": sizes.sum(axis=1).tolist(),
             "documents": docs.sum(axis=1).tolist()}
     run.write_json(SAMPLE, plan)
     return plan
@@ -160,21 +160,20 @@ def _widen(run: RunDir, plan: dict, parts: dict, names: list[str], *, whole: boo
     fewer than guessed) gets more key bins, by the measured ratio (at least twice the size), or all of
     them with `whole` (the last round: it cannot come out short again): True when one did
     (tokens/sample.json rewritten, the chunks to tokenize again)."""
-    from climb_ray import tokens as tk
     from climb_ray.export import BINS
 
     sizes = _sizes(run)
     held = np.array([sum(p.tokens for p in parts[n]) for n in names], dtype=np.float64)
     sample_size = _sample_size(sizes, plan["bins"])
-    need = tk.sample_need(plan["budget"], plan["max_epochs"])
+    need = ts.sample_need(plan["budget"], plan["max_epochs"])
     short = (np.array(plan["bins"]) < BINS - 1) & (held < need)
     if not short.any():
         return False
     want = np.array(plan["want"], dtype=np.float64)
     ratio = held[short] / np.maximum(sample_size[short], 1)  # tokens per unit of size, measured
-    want[short] = np.maximum(tk.SAMPLE_MARGIN * need / np.maximum(ratio, 1e-9), 2 * sample_size[short])
+    want[short] = np.maximum(ts.SAMPLE_MARGIN * need / np.maximum(ratio, 1e-9), 2 * sample_size[short])
     old = np.array(plan["bins"])
-    bins = np.where(short, BINS - 1 if whole else np.maximum(tk.sample_bins(sizes, want), old + 1), old)
+    bins = np.where(short, BINS - 1 if whole else np.maximum(ts.sample_bins(sizes, want), old + 1), old)
     log.get(__name__).info(f"tokens: the sample of {', '.join(n for n, s in zip(names, short) if s)} holds fewer "
                            f"than {int(need):,} tokens: tokenizing it again with more documents")
     plan.update(want=want.tolist(), bins=bins.tolist())
@@ -185,7 +184,6 @@ def _widen(run: RunDir, plan: dict, parts: dict, names: list[str], *, whole: boo
 def _sample_record(run: RunDir, plan: dict, parts: dict, names: list[str]) -> dict:
     """meta.json's sample (budget, seed, bins, whole) and the whole corpus's tokens and documents: a
     whole cluster's as counted, a sampled one's tokens estimated by its sample's tokens per unit of size."""
-    from climb_ray import tokens as tk
     from climb_ray.export import BINS
 
     sizes = _sizes(run)
@@ -193,7 +191,7 @@ def _sample_record(run: RunDir, plan: dict, parts: dict, names: list[str]) -> di
     held_docs = [sum(p.documents for p in parts[n]) for n in names]
     sample_size = _sample_size(sizes, plan["bins"])
     whole = np.array(plan["bins"]) >= BINS - 1
-    full = tk.estimate_tokens(held, np.where(whole, np.inf, sample_size), np.array(plan["size"], np.float64))
+    full = ts.estimate_tokens(held, np.where(whole, np.inf, sample_size), np.array(plan["size"], np.float64))
     return {"budget": plan["budget"], "seed": plan["seed"], "bins": dict(zip(names, plan["bins"])),
             "whole": {n: bool(w) for n, w in zip(names, whole)}, "full_tokens": dict(zip(names, map(int, full))),
             "full_documents": {n: int(h if w else d) for n, h, d, w in zip(names, held_docs, plan["documents"], whole)}}

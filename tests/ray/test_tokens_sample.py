@@ -76,15 +76,15 @@ def test_the_search_prior_and_epoch_caps_use_the_whole_corpus_and_a_larger_proxy
 
 def test_a_cluster_whose_sample_comes_out_short_is_tokenized_again_with_more_documents(
         finished, three_files, tmp_path, monkeypatch):
-    from climb_ray import tokens as tk
+    from climb_ray import token_sample as ts
 
-    real, guesses = tk.sample_bins, []
+    real, guesses = ts.sample_bins, []
 
     def a_tenth_at_first(sizes, want):  # as if a token were 10 units of size: the first guess far too small
         guesses.append(want)
         return real(sizes, want / 10 if len(guesses) == 1 else want)
 
-    monkeypatch.setattr(tk, "sample_bins", a_tenth_at_first)
+    monkeypatch.setattr(ts, "sample_bins", a_tenth_at_first)
     run, _, _ = sampled_run(finished, three_files, tmp_path)
     meta = json.loads((run / "tokens" / "meta.json").read_text())
     assert len(guesses) == 2 and all(BUDGET <= t for t in meta["sample"]["tokens"].values())
@@ -94,10 +94,10 @@ def test_a_cluster_whose_sample_comes_out_short_is_tokenized_again_with_more_doc
 
 def test_a_cluster_still_short_after_widening_is_taken_whole_in_the_last_round_and_meta_says_what_was_tokenized(
         finished, three_files, tmp_path, monkeypatch):
-    from climb_ray import tokens as tk
+    from climb_ray import token_sample as ts
 
-    real = tk.sample_bins
-    monkeypatch.setattr(tk, "sample_bins", lambda sizes, want: real(sizes, want / 1000))  # every guess far too small
+    real = ts.sample_bins
+    monkeypatch.setattr(ts, "sample_bins", lambda sizes, want: real(sizes, want / 1000))  # every guess far too small
     run, _, _ = sampled_run(finished, three_files, tmp_path)
     full = json.loads((finished[0] / "tokens" / "meta.json").read_text())
     meta = json.loads((run / "tokens" / "meta.json").read_text())

@@ -4,6 +4,7 @@ import numpy as np
 import fsspec
 import pytest
 
+from climb_ray import token_sample as ts
 from climb_ray import tokens as tk
 from climb_ray.embed import resolve_model
 
@@ -169,13 +170,13 @@ def test_meta_json_is_replaced_whole_or_not_at_all(tmp_path):
 
 def test_a_sample_takes_each_cluster_up_to_the_key_bin_that_reaches_its_want_or_all_of_a_small_one():
     sizes = np.array([[5, 5, 5, 5], [1, 1, 1, 1], [0, 0, 0, 0]])
-    assert tk.sample_bins(sizes, np.array([7, 10, 3])).tolist() == [1, 3, 3]  # 10 >= 7; short: all; empty: all
-    assert tk.sample_bins(sizes, np.array([5, 2, 1])).tolist() == [0, 1, 3]
-    assert tk.sample_need(1000, 15) == 1000 and tk.sample_need(1000, 0.5) == 2000
+    assert ts.sample_bins(sizes, np.array([7, 10, 3])).tolist() == [1, 3, 3]  # 10 >= 7; short: all; empty: all
+    assert ts.sample_bins(sizes, np.array([5, 2, 1])).tolist() == [0, 1, 3]
+    assert ts.sample_need(1000, 15) == 1000 and ts.sample_need(1000, 0.5) == 2000
 
 
 def test_whole_corpus_tokens_are_the_samples_tokens_per_unit_of_size_and_a_whole_cluster_its_own():
-    full = tk.estimate_tokens(np.array([300, 50]), np.array([100.0, np.inf]), np.array([1000.0, 40.0]))
+    full = ts.estimate_tokens(np.array([300, 50]), np.array([100.0, np.inf]), np.array([1000.0, 40.0]))
     assert full.tolist() == [3000, 50]
 
 
@@ -184,10 +185,10 @@ def test_a_proxy_larger_than_the_sample_was_made_for_is_refused_naming_the_clust
 
     meta = {"clusters": ["sc00", "sc01"], "sample": {"budget": 100, "tokens": {"sc00": 250, "sc01": 30},
                                                       "whole": {"sc00": False, "sc01": True}}}
-    tk.check_sample(meta, 250, 15.0, "a proxy")  # sc01 is whole: any proxy the epoch caps allow
-    tk.check_sample({"clusters": ["sc00"]}, 10**9, 15.0, "a proxy")  # every document tokenized
+    ts.check_sample(meta, 250, 15.0, "a proxy")  # sc01 is whole: any proxy the epoch caps allow
+    ts.check_sample({"clusters": ["sc00"]}, 10**9, 15.0, "a proxy")  # every document tokenized
     with pytest.raises(ConfigError, match=r"250 tokens of cluster sc00, sized for proxies of 100 tokens; a proxy "
                                           r"reads 251 .*--redo tokens"):
-        tk.check_sample(meta, 251, 15.0, "a proxy")
+        ts.check_sample(meta, 251, 15.0, "a proxy")
     with pytest.raises(ConfigError, match="sc00"):
-        tk.check_sample(meta, 200, 0.5, "a proxy")  # 0.5 passes at most: it needs 400
+        ts.check_sample(meta, 200, 0.5, "a proxy")  # 0.5 passes at most: it needs 400
