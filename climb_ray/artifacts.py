@@ -27,6 +27,7 @@ CORPUS_STATS = "corpus/stats.json"
 CORPUS_LABELS = "corpus/labels.json"
 CENTROIDS = "cluster/centroids.npy"
 ASSIGNMENTS = "cluster/assignments"  # a folder per embed chunk
+EMBED = "embed"  # a folder per chunk of the corpus (CHUNK)
 CLUSTERS = "cluster/clusters.json"
 CLUSTERS_PNG = "cluster/clusters.png"
 CLUSTERS_MAP_PNG = "cluster/map.png"
@@ -38,12 +39,18 @@ PREDICTOR = "search/predictor.txt"
 PREDICTOR_SIDECAR = "search/predictor.json"
 BEST_MIXTURE = "search/best_mixture.json"
 MANIFEST = "export/manifest.json"
+EXPORT_CARD = "export/README.md"  # the dataset card of an hf export
+BLEND = "export/blend.json"  # a megatron export's blend: data path, train tokens, dtype, tokenizer
+DATA_PATH = "export/data_path.txt"  # the same blend as Megatron's --data-path arguments
+EXPORT_TOKENIZER = "export/tokenizer"  # the run's tokenizer for AutoTokenizer.from_pretrained (megatron export)
 COMPARE_RESULTS = "compare/results.json"
 COMPARE_TABLE = "compare/table.md"
 COMPARE_TABLE_PNG = "compare/table.png"
 DONE = "_DONE"
+CHUNK = "chunk-{:05d}"  # the folder of the corpus's chunk i, under embed/, cluster/assignments/, tokens/.../chunks/
 STARTED = "_STARTED"  # written before a stage's work: a resumed stage must have the same settings
-MARKERS = (DONE, "_SUCCESS")  # a stage's and a chunk's "finished" markers
+SUCCESS = "_SUCCESS"  # a finished chunk
+MARKERS = (DONE, SUCCESS)  # a stage's and a chunk's "finished" markers
 
 
 def in_search(rel: str, out: str = "search") -> str:

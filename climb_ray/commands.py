@@ -80,7 +80,7 @@ def _clear_target_stages(cfg: Config) -> None:
 
 def run(cfg: Config, *, until: str, redo: tuple[str, ...], whole: bool, extend: int = 0) -> int:
     """Run the stages up to `until` (whole: the demo or run command, every stage).
-    extend: `climb-ray search --extend N` (one more generation of N proxies)."""
+    extend: `climb-ray search --extend N` (one more iteration of N proxies)."""
     # `climb-ray export` of given weights needs no search; the whole pipeline runs it all the same
     skip = ("search",) if until == "export" and not whole and cfg.export.weights.strip() != "best" else ()
     if until in ORDER and ORDER.index(until) >= ORDER.index("search") and "search" not in skip:

@@ -28,10 +28,12 @@ ALL_STAGES, FROM_EMBED, FROM_CLUSTER, FROM_TOKENS, FROM_SEARCH, FROM_EXPORT = (S
 NO_STAGE = ()  # changes no stage's output: where and how the work runs, guards, the server, other commands
 
 
-def setting(default, check=None, stages=None):
+def setting(default, check=None, stages=None, *, reanswer=False):
     """A config field with its check (value -> None, or what is wrong with it) and the stages whose output
-    depends on it (None: its section's STAGES). A list default is copied for each config."""
-    meta = {"check": check, "stages": stages}
+    depends on it (None: its section's STAGES). reanswer: a change only changes how the search answers from
+    its recorded trials (re-answered in seconds, no proxy trained; a section: REANSWER). A list default is
+    copied for each config."""
+    meta = {"check": check, "stages": stages, "reanswer": reanswer}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -213,12 +215,12 @@ class SearchConfig:
     remeasure_fraction: float = setting(0.25, between(0, 1))  # answer confirmed: share of each later iteration spent
     # re-measuring the best mixtures with new proxy seeds once a repeat showed the scores to be noisy (one repeat probes
     # it); 0 = never
-    answer: str = setting("confirmed", one_of("confirmed", "best", "topk_mean", "best_seen"))  # CLIMB's answer:
-    # confirmed (the measured mixture with the best estimate: its measured mean, shrunk towards the predictor by the
-    # measured noise; the default, see docs/search-benchmark.md), best (best predicted candidate, the paper), topk_mean
+    answer: str = setting("confirmed", one_of("confirmed", "best", "topk_mean", "best_seen"), reanswer=True)  # CLIMB's
+    # answer: confirmed (the measured mixture with the best estimate: its measured mean, shrunk towards the predictor
+    # by the measured noise; the default, see docs/search-benchmark.md), best (best predicted candidate, the paper), topk_mean
     # (mean of the top answer_top_k) or best_seen; regmix always answers with its own rule (top-k mean), random and
     # optuna with the best seen
-    answer_top_k: int = setting(128, at_least(1))  # candidates averaged when answer = topk_mean
+    answer_top_k: int = setting(128, at_least(1), reanswer=True)  # candidates averaged when answer = topk_mean
     max_concurrent_trials: int = setting(0, at_least(0), NO_STAGE)  # proxy trainings at once; 0 = as many as resources
     # allow
     max_failures: int = setting(1, at_least(0), NO_STAGE)  # retries of a failing proxy trial before it is recorded as
@@ -261,6 +263,7 @@ class CompareConfig:
 @dataclass
 class PredictorConfig:
     STAGES: ClassVar = FROM_SEARCH  # the search stage's output and every later one's
+    REANSWER: ClassVar = True  # a change re-answers from the recorded trials (setting's reanswer)
     learning_rate: float = setting(0.01, at_least(1e-9))  # LightGBM learning rate
     num_rounds: int = setting(1000, at_least(1))  # boosting rounds at most
     max_depth: int = setting(4, at_least(1))  # tree depth

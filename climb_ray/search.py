@@ -1,7 +1,7 @@
 """The CLIMB search as ask/tell, with no Ray inside; and the baselines with the same interface.
 
-One generation (the paper's "iteration") per entry of `schedule` (paper: 64, 32, 16). Generation
-0 comes from the sampler (RegMix's Dirichlet sampler, or a pool's rows). After each generation
+One iteration (the paper's term; Tune runs each as a batch of trials) per entry of `schedule`
+(paper: 64, 32, 16). Iteration 0 comes from the sampler (RegMix's Dirichlet sampler, or a pool's rows). After each iteration
 the LightGBM predictor (an ensemble, see predictor.py) is refitted on every distinct mixture
 measured so far (repeats averaged), and the next M mixtures are chosen from candidates: the
 sampler's, plus `local_fraction` of them drawn around the best measured mixtures.
@@ -9,13 +9,13 @@ sampler's, plus `local_fraction` of them drawn around the best measured mixtures
 Acquisition `ucb` (default): the candidates ranked by predicted mean + exploration x the
 ensemble's spread, taken greedily one per distinct prediction (two candidates with the same mean
 and spread sit in the same cell of every member's trees: the greedy top M would otherwise be
-near-duplicates in continuous space); the last generation exploits (exploration 0): it confirms
+near-duplicates in continuous space); the last iteration exploits (exploration 0): it confirms
 the top predicted candidates by measuring them. Acquisition `paper`: M at random from the top
 max(M**2, top_pool_min) predicted. A degenerate predictor (see predictor.py) never proposes
-alone: the generation is then drawn from the sampler, as generation 0 is.
+alone: the iteration is then drawn from the sampler, as iteration 0 is.
 
-Noise: with answer `confirmed`, generation 1 re-measures the best mixture once with a new proxy
-seed (Trial.repeat); if the two scores differ, each later generation spends `remeasure_fraction`
+Noise: with answer `confirmed`, iteration 1 re-measures the best mixture once with a new proxy
+seed (Trial.repeat); if the two scores differ, each later iteration spends `remeasure_fraction`
 of its trials re-measuring the mixtures with the best upper estimate. Noise variance = pooled
 variance of the repeats.
 
@@ -28,10 +28,10 @@ candidate; `topk_mean` (RegMix): the mean of the top k; `best_seen`: the best me
 Interval: the estimate +- 1.96 x its standard error (noise unknown without a repeat: none).
 
 Scores are higher-is-better. A failed trial (error, NaN, no score) is recorded and counts as done,
-so a generation never waits for it; it is left out of every fit.
+so a iteration never waits for it; it is left out of every fit.
 
 Methods: `climb` (the above), `random` (the whole budget from the sampler, answer = best seen),
-`regmix` (the whole budget from the sampler in one generation, LightGBM, answer = mean of the top-k
+`regmix` (the whole budget from the sampler in one iteration, LightGBM, answer = mean of the top-k
 predicted candidates), `optuna` (trials come from outside, answer = best seen).
 """
 
@@ -62,7 +62,7 @@ class SearchFailed(RuntimeError):
 @dataclass
 class Trial:
     weights: np.ndarray
-    generation: int
+    iteration: int
     score: float = float("nan")
     status: str = "pending"  # pending, done or failed
     asked: bool = False  # handed out by ask()
@@ -76,7 +76,7 @@ class Measured:
 
     weights: np.ndarray
     scores: np.ndarray
-    generation: int  # of its first measurement
+    iteration: int  # of its first measurement
 
     @property
     def mean(self) -> float:
@@ -92,8 +92,8 @@ class ClimbSearch:
     seed: int = 0
     method: str = "climb"
     trials: list[Trial] = field(default_factory=list)
-    generation: int = -1
-    fits: list[dict] = field(default_factory=list)  # predictor quality after each generation
+    iteration: int = -1
+    fits: list[dict] = field(default_factory=list)  # predictor quality after each iteration
     predictor: Predictor | None = None
     log: object = None  # where notices go (a degenerate fit); None: standard output, the search log on Ray
 
@@ -105,10 +105,10 @@ class ClimbSearch:
 
     # -- ask / tell -----------------------------------------------------------------------------------
     def ask(self, n: int) -> list[tuple[int, np.ndarray]]:
-        """Up to n (trial index, weights) of the current generation not handed out yet; [] while the
-        generation still has trials running, or when the search is finished."""
-        if self.generation < 0 or (self._generation_done() and not self.finished):
-            self._next_generation()
+        """Up to n (trial index, weights) of the current iteration not handed out yet; [] while the
+        iteration still has trials running, or when the search is finished."""
+        if self.iteration < 0 or (self._iteration_done() and not self.finished):
+            self._next_iteration()
         out = []
         for index, trial in enumerate(self.trials):
             if trial.status == "pending" and not trial.asked and len(out) < n:
@@ -125,7 +125,7 @@ class ClimbSearch:
 
     @property
     def finished(self) -> bool:
-        return self.generation == len(self.schedule) - 1 and self._generation_done()
+        return self.iteration == len(self.schedule) - 1 and self._iteration_done()
 
     # -- what was measured ----------------------------------------------------------------------------
     def measured(self) -> list[Measured]:
@@ -134,7 +134,7 @@ class ClimbSearch:
         for t in self.trials:
             if t.status == "done":
                 groups.setdefault(np.round(t.weights, 9).tobytes(), []).append(t)
-        return [Measured(ts[0].weights, np.array([t.score for t in ts]), ts[0].generation) for ts in groups.values()]
+        return [Measured(ts[0].weights, np.array([t.score for t in ts]), ts[0].iteration) for ts in groups.values()]
 
     def noise_variance(self, groups: list[Measured] | None = None) -> float | None:
         """Pooled variance of repeated measurements of one mixture; None when nothing was repeated."""
@@ -163,21 +163,21 @@ class ClimbSearch:
         precision = n / s2 + 1 / v
         return groups, (mean * n / s2 + oof / v) / precision, np.sqrt(1 / precision)
 
-    # -- generations ----------------------------------------------------------------------------------
-    def _generation_done(self) -> bool:
-        return all(t.status != "pending" for t in self.trials if t.generation == self.generation)
+    # -- iterations ----------------------------------------------------------------------------------
+    def _iteration_done(self) -> bool:
+        return all(t.status != "pending" for t in self.trials if t.iteration == self.iteration)
 
     def _evaluated(self) -> np.ndarray:
         return np.array([t.weights for t in self.trials]).reshape(-1, len(self.names))
 
-    def _next_generation(self) -> None:
-        self.generation += 1
-        m = self.schedule[self.generation]
-        if self.generation == 0:
+    def _next_iteration(self) -> None:
+        self.iteration += 1
+        m = self.schedule[self.iteration]
+        if self.iteration == 0:
             chosen = [(w, 0) for w in self.sampler.sample(m, self.rng, exclude=None)]
         else:
             chosen = self._propose(m)
-        self.trials.extend(Trial(np.asarray(w, dtype=np.float64), self.generation, repeat=r) for w, r in chosen)
+        self.trials.extend(Trial(np.asarray(w, dtype=np.float64), self.iteration, repeat=r) for w, r in chosen)
 
     def refit(self) -> Predictor | None:
         groups = self.measured()
@@ -186,8 +186,8 @@ class ClimbSearch:
         x = np.array([g.weights for g in groups])
         y = np.array([g.mean for g in groups])
         self.predictor = Predictor.fit(x, y, self.predictor_cfg, names=self.names, seed=self.seed + len(groups))
-        through = max(t.generation for t in self.trials if t.status == "done")  # the results it was fitted on
-        self.fits.append({"generation": self.generation, "through": through, **self.predictor.quality})
+        through = max(t.iteration for t in self.trials if t.status == "done")  # the results it was fitted on
+        self.fits.append({"iteration": self.iteration, "through": through, **self.predictor.quality})
         if self.predictor.degenerate:
             (self.log or _print)(f"search: the predictor fitted on iterations 0-{through} is degenerate "
                      f"({self.predictor.quality['degenerate']}); it does not choose alone")
@@ -200,7 +200,7 @@ class ClimbSearch:
         seen = self._evaluated()
         if m <= 0:
             return repeats
-        if predictor is None or predictor.degenerate:  # nothing to learn from: sample, as generation 0 does
+        if predictor is None or predictor.degenerate:  # nothing to learn from: sample, as iteration 0 does
             return repeats + [(w, 0) for w in self.sampler.sample(m, self.rng, exclude=seen)]
         candidates = self._candidates()
         candidates = candidates[fresh_mask(candidates, seen)]
@@ -209,7 +209,7 @@ class ClimbSearch:
         if self.search.acquisition == "paper":
             picked = self._paper_pick(predictor, candidates, seen, m)
         else:
-            last = self.generation == len(self.schedule) - 1 and self.search.answer == "confirmed"
+            last = self.iteration == len(self.schedule) - 1 and self.search.answer == "confirmed"
             picked = self._ucb_pick(predictor, candidates, m, exploration=0.0 if last else self.search.exploration)
         return repeats + [(w, 0) for w in picked]
 
@@ -251,8 +251,8 @@ class ClimbSearch:
         return picked
 
     def _repeats(self, m: int) -> list[tuple[np.ndarray, int]]:
-        """Re-measurements for this generation (answer confirmed): one probe while the noise is
-        unknown, none once repeats agree exactly, else remeasure_fraction of the generation."""
+        """Re-measurements for this iteration (answer confirmed): one probe while the noise is
+        unknown, none once repeats agree exactly, else remeasure_fraction of the iteration."""
         if self.method != "climb" or self.search.answer != "confirmed" or self.search.remeasure_fraction <= 0:
             return []
         groups, estimate, error = self.estimates()
@@ -274,7 +274,7 @@ class ClimbSearch:
         if not groups:
             return None
         g = max(groups, key=lambda g: g.mean)
-        return Trial(g.weights, g.generation, g.mean, "done", True)
+        return Trial(g.weights, g.iteration, g.mean, "done", True)
 
     def answer(self) -> dict:
         """The final mixture: {weights, predicted, source, measured, measurements, estimate, interval,
@@ -323,15 +323,21 @@ class ClimbSearch:
     # -- state ----------------------------------------------------------------------------------------
     def state(self) -> dict:
         """Everything needed to continue exactly where this search is (JSON-serialisable)."""
-        return {"generation": self.generation, "fits": self.fits, "rng": self.rng.bit_generator.state,
-                "trials": [{"weights": t.weights.tolist(), "generation": t.generation, "score": t.score,
+        return {"iteration": self.iteration, "fits": self.fits, "rng": self.rng.bit_generator.state,
+                "trials": [{"weights": t.weights.tolist(), "iteration": t.iteration, "score": t.score,
                             "status": t.status, "asked": t.asked, "repeat": t.repeat,
                             **({"components": t.components} if t.components else {})} for t in self.trials]}
 
     def restore(self, state: dict) -> None:
-        self.generation, self.fits = state["generation"], list(state["fits"])
+        """A state of state(); one written before 2026-12-02 names iterations `generation`."""
+        def it(d: dict):
+            return d["iteration"] if "iteration" in d else d["generation"]
+
+        self.iteration = it(state)
+        self.fits = [{"iteration": it(f), **{k: v for k, v in f.items() if k not in ("iteration", "generation")}}
+                     for f in state["fits"]]
         self.rng.bit_generator.state = state["rng"]
-        self.trials = [Trial(np.array(t["weights"]), t["generation"], t["score"], t["status"], t["asked"],
+        self.trials = [Trial(np.array(t["weights"]), it(t), t["score"], t["status"], t["asked"],
                              int(t.get("repeat", 0)), t.get("components")) for t in state["trials"]]
         self.predictor = None
 

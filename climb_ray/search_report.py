@@ -32,7 +32,7 @@ def best_mixture(search: ClimbSearch, answer: dict, clusters: dict) -> dict:
         "degenerate": answer.get("degenerate") or None,  # why the final predictor cannot rank mixtures, if so
         "uncertainty": "interval: 95% interval of the estimate; predictor.mae: the predictor's held-out mean "
                        "absolute error",
-        "best_seen": {"score": float(seen.score), "generation": seen.generation,
+        "best_seen": {"score": float(seen.score), "iteration": seen.iteration,
                       "weights": {n: round(float(w), 6) for n, w in zip(search.names, seen.weights)}},
         "trials": len(search.trials), "failed": sum(t.status == "failed" for t in search.trials),
     }
@@ -47,13 +47,13 @@ def report_pngs(search: ClimbSearch, answer: dict) -> dict[str, bytes]:
     done = [t for t in search.trials if t.status == "done"]
     out = {}
     fig, ax = plt.subplots(figsize=(6, 4))
-    gens = np.array([t.generation for t in done])
+    gens = np.array([t.iteration for t in done])
     scores = np.array([t.score for t in done])
     ax.scatter(gens + np.random.default_rng(0).uniform(-0.15, 0.15, len(gens)), scores, s=14, alpha=0.7)
-    ax.plot(range(search.generation + 1), [scores[gens <= g].max() if (gens <= g).any() else np.nan
-                                           for g in range(search.generation + 1)], "k-", label="best so far")
+    ax.plot(range(search.iteration + 1), [scores[gens <= g].max() if (gens <= g).any() else np.nan
+                                           for g in range(search.iteration + 1)], "k-", label="best so far")
     ax.set(xlabel="iteration", ylabel="score (higher is better)", title="proxy scores by iteration")
-    ax.set_xticks(range(search.generation + 1))
+    ax.set_xticks(range(search.iteration + 1))
     ax.legend()
     out["score_by_iteration.png"] = _png(fig)
     if search.fits:
@@ -112,8 +112,8 @@ def fit_png(fits: list[dict]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fits = list({f.get("through", f["generation"]): f for f in fits}.values())  # a refit on the same results: the last
-    gens = [f.get("through", f["generation"]) for f in fits]
+    fits = list({f.get("through", f["iteration"]): f for f in fits}.values())  # a refit on the same results: the last
+    gens = [f.get("through", f["iteration"]) for f in fits]
     rho = [f.get("spearman") if f.get("spearman") is not None else np.nan for f in fits]
     mae = [f.get("mae") if f.get("mae") is not None else np.nan for f in fits]
     fig, ax = plt.subplots(figsize=(6, 4))

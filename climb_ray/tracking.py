@@ -114,14 +114,14 @@ def _log_search(cfg: Config, search, info: dict, name: str) -> str:
         for key in ("spearman", "mae", "n_results"):
             add(f"predictor_{key}", fit.get(key), fit["through"])
     best = -math.inf
-    for g in range(search.generation + 1):
-        scores = [t.score for t in search.trials if t.generation == g and t.status == "done"]
+    for g in range(search.iteration + 1):
+        scores = [t.score for t in search.trials if t.iteration == g and t.status == "done"]
         best = max([best, *scores])
         add("best_score", best if best > -math.inf else None, g)
         add("mean_score", sum(scores) / len(scores) if scores else None, g)
-        add("failed", sum(t.generation == g and t.status == "failed" for t in search.trials), g)
+        add("failed", sum(t.iteration == g and t.status == "failed" for t in search.trials), g)
     for key in ("predicted", "estimate", "best_seen"):
-        add(f"answer_{key}", info.get(key), search.generation)
+        add(f"answer_{key}", info.get(key), search.iteration)
     params = [Param("method", search.method), Param("schedule", str(list(search.schedule))),
               *(Param(f"answer/{n}", f"{w:.6g}") for n, w in info["weights"].items())]
     client.log_batch(run.info.run_id, metrics=metrics, params=params)  # the client splits it to the store's limits

@@ -32,7 +32,7 @@ _RUNNERS: dict[str, object] = {}  # one trial runner per worker process (trials 
 
 
 class ClimbSearcher(Searcher):
-    """Generation-aware: suggest() returns None while a generation still runs, FINISHED at the end."""
+    """Iteration-aware: suggest() returns None while a iteration still runs, FINISHED at the end."""
 
     def __init__(self, search: ClimbSearch, metric: str = "score", mode: str = "max", publish_to: str | None = None,
                  trial_ids: dict[int, str] | None = None):
@@ -53,7 +53,7 @@ class ClimbSearcher(Searcher):
         index, weights = batch[0]
         self.live[trial_id], self.trial_ids[index] = index, trial_id
         trial = self.search.trials[index]  # repeat n: the n-th re-measurement of a mixture, with proxy seed + n
-        return {"index": index, "generation": trial.generation, "repeat": trial.repeat,
+        return {"index": index, "iteration": trial.iteration, "repeat": trial.repeat,
                 "weights": [float(w) for w in weights],
                 "mixture": {n: float(w) for n, w in zip(self.search.names, weights)}}  # for the trackers' params
 
@@ -69,11 +69,11 @@ class ClimbSearcher(Searcher):
 
     def _progress(self, index: int, score) -> None:
         """A line per trial with -v; one per finished iteration otherwise (Tune's own tables need -v)."""
-        trials, g = self.search.trials, self.search.trials[index].generation
+        trials, g = self.search.trials, self.search.trials[index].iteration
         done = sum(t.status != "pending" for t in trials)
         LOG.debug(f"search: trial {index} (iteration {g}) " + (f"scored {score:.4f}" if score is not None else "failed")
                   + f"; {done} of {len(trials)} asked so far are done")
-        this = [t for t in trials if t.generation == g]
+        this = [t for t in trials if t.iteration == g]
         if all(t.status != "pending" for t in this) and len(this) == self.search.schedule[g]:
             best = self.search.best_seen()
             failed = sum(t.status == "failed" for t in this)
@@ -287,7 +287,7 @@ def searcher_state(path: str) -> dict:
 
 def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, stage: str):
     """Optuna's TPE through Ray Tune's OptunaSearch over x_i in [0, 1] (weights = x / sum x), for the
-    whole budget; recorded as one generation, answered with the best seen."""
+    whole budget; recorded as one iteration, answered with the best seen."""
     from ray.tune.search.optuna import OptunaSearch
 
     budget = sum(cfg.search.schedule)
@@ -295,7 +295,7 @@ def _run_optuna(cfg: Config, search: ClimbSearch, trainable, storage: str, stage
     grid = build_tuner(cfg, trainable, storage, EXPERIMENT, stage, lambda: OptunaSearch(seed=cfg.seed),
                        num_samples=budget, param_space=space).fit()
     results = sorted((r for r in grid), key=lambda r: r.path)
-    search.generation, search.trials, ids = 0, [], {}  # one generation, its trials chosen by Optuna
+    search.iteration, search.trials, ids = 0, [], {}  # one iteration, its trials chosen by Optuna
     for index, result in enumerate(results):
         search.trials.append(Trial(np.array(weights_of(result.config)), 0, asked=True))
         score = None if result.error or not result.metrics else result.metrics.get("score")

@@ -1,7 +1,7 @@
 """The search driven by files, for loops outside Ray: `climb-ray ask` hands out the next mixtures,
 `climb-ray tell` records each one's score. The ClimbSearch state lives in <run>/asktell/state.json
 (with the settings it depends on); each asked mixture is <run>/asktell/trials/<index>.json, the
-same JSON proxy.command gets (command_trial.mixture_json) plus generation and repeat; when the last
+same JSON proxy.command gets (command_trial.mixture_json) plus iteration and repeat; when the last
 score is told the search's outputs are written to <run>/asktell/ (best_mixture.json, trials.parquet,
 predictor.txt, PNGs) as the search stage's are.
 """
@@ -70,7 +70,7 @@ def ask(cfg: Config, run: RunDir, n: int) -> tuple[list[dict], str]:
         trial = search.trials[index]
         mixture = {**mixture_json(search.names, weights, prefixes, cfg.proxy, seed=cfg.seed + trial.repeat,
                                   index=index, tokens_dir=tokens),
-                   "generation": trial.generation, "repeat": trial.repeat}
+                   "iteration": trial.iteration, "repeat": trial.repeat}
         run.write_json(f"{OUT}/trials/{index}.json", mixture)
         mixtures.append(mixture)
     run.write_json(STATE, {"depends": depends, "search": search.state()})
@@ -78,7 +78,7 @@ def ask(cfg: Config, run: RunDir, n: int) -> tuple[list[dict], str]:
     if not mixtures:
         waiting = [i for i, t in enumerate(search.trials) if t.status == "pending"]
         why = (f"the search is finished: its answer is in {run.url(in_search(BEST_MIXTURE, OUT))}" if search.finished
-               else f"iteration {search.generation} waits on the scores of trials {', '.join(map(str, waiting))}: "
+               else f"iteration {search.iteration} waits on the scores of trials {', '.join(map(str, waiting))}: "
                     "tell them first")
     return mixtures, why
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from climb_ray import log
-from climb_ray.artifacts import (ASSIGNMENTS, CENTROIDS, CLUSTERS, CLUSTERS_MAP_PNG, CLUSTERS_PNG, CORPUS_LABELS,
-                                 CORPUS_STATS, DENDROGRAM_PNG, RunDir, Summary)
+from climb_ray.artifacts import (ASSIGNMENTS, CENTROIDS, CHUNK, CLUSTERS, CLUSTERS_MAP_PNG, CLUSTERS_PNG, CORPUS_LABELS,
+                                 CORPUS_STATS, DENDROGRAM_PNG, EMBED, RunDir, Summary)
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 from climb_ray.stages.embed import embed_chunks
@@ -29,7 +29,7 @@ def _kmeans_clusters(cfg: Config, run: RunDir, progress: log.Progress) -> Cluste
     from climb_ray.cluster import merge, prune
     from climb_ray.cluster_report import build_report, dendrogram_png, map_png, report_png
 
-    c, embed_url = cfg.cluster, run.url("embed")
+    c, embed_url = cfg.cluster, run.url(EMBED)
     n_docs = run.read_json(CORPUS_STATS)["documents"]
     progress.note(f"sampling {min(c.fit_sample, n_docs):,} of {n_docs:,} vectors")
     sample = rc.sample_embeddings(embed_url, n_docs, c.fit_sample, cfg.seed)
@@ -48,7 +48,7 @@ def _kmeans_clusters(cfg: Config, run: RunDir, progress: log.Progress) -> Cluste
     chunks = embed_chunks(run)
     for index, chunk in enumerate(chunks):  # assignments keep the embed chunks: the tokens stage resumes by chunk
         progress.note(f"assigning documents, chunk {index + 1} of {len(chunks)}")
-        rc.write_assignments(run.url("embed", chunk), centroids, super_of, run.url(ASSIGNMENTS, chunk))
+        rc.write_assignments(run.url(EMBED, chunk), centroids, super_of, run.url(ASSIGNMENTS, chunk))
     progress.note("report")
     n_super = int(super_of.max()) + 1
     samples = rc.sample_texts(run.url(ASSIGNMENTS), n_super, c.report_docs, n_docs, cfg.seed)
@@ -88,7 +88,7 @@ def label_cluster_stage(cfg: Config, run: RunDir) -> ClusterResult:
     run.clear_stage(ASSIGNMENTS)
     for index, chunk in enumerate(plan_chunks(corpus_files(run), cfg.embed.chunk_docs)):
         rl.write_label_assignments([(f["file"], f["name"]) for f in chunk], cfg.corpus, index_of,
-                                   cfg.cluster.quality_scorer, run.url(ASSIGNMENTS, f"chunk-{index:05d}"),
+                                   cfg.cluster.quality_scorer, run.url(ASSIGNMENTS, CHUNK.format(index)),
                                    tokenizer)
     k, n_docs = len(labels), run.read_json(CORPUS_STATS)["documents"]
     stats = rl.label_statistics(run.url(ASSIGNMENTS), k)

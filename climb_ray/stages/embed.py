@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from climb_ray import log
-from climb_ray.artifacts import RunDir, Summary
+from climb_ray.artifacts import CHUNK, EMBED, SUCCESS, RunDir, Summary
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 
 
 def embed_chunks(run: RunDir) -> list[str]:
-    return [name for name in run.listdir("embed") if name.startswith("chunk-")]
+    return [name for name in run.listdir(EMBED) if name.startswith(CHUNK.split("{")[0])]
 
 
 def embed_stage(cfg: Config, run: RunDir) -> EmbedResult:
@@ -23,20 +23,20 @@ def embed_stage(cfg: Config, run: RunDir) -> EmbedResult:
     chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
     reused, documents = 0, sum(f["documents"] for chunk in chunks for f in chunk)
     static = None
-    if cfg.embed.encoder == "static" and any(not run.exists(f"embed/chunk-{i:05d}", "_SUCCESS")
+    if cfg.embed.encoder == "static" and any(not run.exists(EMBED, CHUNK.format(i), SUCCESS)
                                              for i in range(len(chunks))):  # one model for every chunk
         static = static_encoder([(f["file"], f["name"]) for chunk in chunks for f in chunk], documents, cfg.corpus,
                                 cfg.embed, cfg.resources.device)
     with log.Progress(log.get(__name__), "embed", documents, "documents") as progress:
         for index, chunk in enumerate(chunks):
-            folder = f"embed/chunk-{index:05d}"
-            if not run.exists(folder, "_SUCCESS"):
+            folder = f"{EMBED}/{CHUNK.format(index)}"
+            if not run.exists(folder, SUCCESS):
                 progress.note(f"chunk {index + 1} of {len(chunks)}")
                 run.clear_stage(folder)  # a chunk killed half-way starts again from nothing
                 files = [(f["file"], f["name"]) for f in chunk]
                 embed_files(files, cfg.corpus, cfg.embed, cfg.cluster.quality_scorer, run.url(folder),
                             cfg.resources.device, static)
-                run.write_text(f"{folder}/_SUCCESS", "done\n")
+                run.write_text(f"{folder}/{SUCCESS}", "done\n")
                 progress.advance(sum(f["documents"] for f in chunk))
             else:
                 reused += 1

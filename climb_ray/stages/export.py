@@ -6,12 +6,14 @@ cluster and the blend of the mixture (megatron)."""
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from climb_ray import log
-from climb_ray.artifacts import BEST_MIXTURE, MANIFEST, RunDir, Summary, TOKENIZER, TOKENS_META
+from climb_ray.artifacts import (BEST_MIXTURE, BLEND, CONFIG_YAML, DATA_PATH, EXPORT_CARD, EXPORT_TOKENIZER, MANIFEST, RunDir, Summary,
+                                 TOKENIZER, TOKENS_META)
 from climb_ray.config import Config
 from climb_ray.export import (BINS, ExportError, boundary_bin, check_caps, largest_budget, manifest,
                              plan_from_histogram, planned_rows, targets)
@@ -42,8 +44,6 @@ def chosen_weights(cfg: Config, run: RunDir, names: list[str], shares: np.ndarra
 
 def docs_files(run: RunDir, folder: str = "tokens") -> list[str]:
     """URLs of <folder>/docs/*.parquet (doc_id, super_cluster, n_tokens of every tokenized document)."""
-    import posixpath
-
     files = sorted(run.fs.glob(run.path(f"{folder}/docs/*.parquet")))
     if not files:
         raise ExportError(f"{run.url(folder)} has no docs/ table (made by an older climb-ray); rerun with "
@@ -52,6 +52,7 @@ def docs_files(run: RunDir, folder: str = "tokens") -> list[str]:
 
 
 FULL = "tokens/full"  # the whole corpus's tokens, when tokens/ holds the proxies' sample
+META = posixpath.basename(TOKENS_META)  # in tokens/ and in FULL
 
 
 def full_tokens(cfg: Config, run: RunDir) -> str:
@@ -64,7 +65,7 @@ def full_tokens(cfg: Config, run: RunDir) -> str:
     meta = run.read_json(TOKENS_META)
     if all(meta.get("sample", {}).get("whole", {"": True}).values()):
         return "tokens"
-    if not run.exists(FULL, "meta.json"):
+    if not run.exists(FULL, META):
         chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
         eot, vocab = int(meta["eot_id"]), int(meta["vocab_size"])
         log.get(__name__).info("export: tokenizing every document (tokens/ holds the proxies' sample) -> tokens/full/")
@@ -86,7 +87,7 @@ def check_export(cfg: Config, run: RunDir):
     sampled = run.read_json(TOKENS_META)  # a bad weights spec stops here, before any tokenizing
     chosen_weights(cfg, run, list(sampled["clusters"]), token_shares(sampled))
     folder = full_tokens(cfg, run)
-    meta = run.read_json(f"{folder}/meta.json")
+    meta = run.read_json(f"{folder}/{META}")
     names = list(meta["clusters"])
     histograms = key_histograms(docs_files(run, folder), cfg.export.seed, len(names))
     available = histograms[0].sum(axis=1).astype(np.float64)
@@ -130,7 +131,7 @@ def export_stage(cfg: Config, run: RunDir) -> ExportResult:
         from climb_ray.export import dataset_card
 
         columns = ["ids" if cfg.corpus.token_ids_field else "text", "cluster", "doc_id"]
-        run.write_text("export/README.md", dataset_card(out, run.url("config.yaml"), columns))
+        run.write_text(EXPORT_CARD, dataset_card(out, run.url(CONFIG_YAML), columns))
     run.write_json(MANIFEST, out)
     return ExportResult(**info, format=e.format, tokens=int(sum(p.tokens for p in plans)), budget=budget,
                         weights={p.name: p.weight for p in plans})
@@ -186,13 +187,14 @@ def export_megatron(run: RunDir, meta: dict, plans: list, *, budget: int, seed: 
     path = data_path({p.name: p.weight for p in plans}, {p.name: run.url("export", p.name) for p in plans})
     dtype = megatron_dtype(meta["dtype"]).name
     save_tokenizer(run, int(meta["eot_id"]))
-    run.write_json("export/blend.json", {
+    run.write_json(BLEND, {
         "data_path": path, "train_tokens": budget, "max_epochs": max_epochs, "dtype": dtype,
-        "eod_id": meta["eot_id"], "vocab_size": meta["vocab_size"], "tokenizer": run.url("export", "tokenizer")})
-    run.write_text("export/data_path.txt", command_line(path) + "\n")
+        "eod_id": meta["eot_id"], "vocab_size": meta["vocab_size"], "tokenizer": run.url(EXPORT_TOKENIZER)})
+    run.write_text(DATA_PATH, command_line(path) + "\n")
     out = manifest(plans, documents, budget=budget, seed=seed, max_epochs=max_epochs, source=source,
                    shards=datasets)
-    run.write_json(MANIFEST, {**out, "megatron": {"blend": "blend.json", "data_path": "data_path.txt",
+    run.write_json(MANIFEST, {**out, "megatron": {"blend": posixpath.basename(BLEND),
+                                                  "data_path": posixpath.basename(DATA_PATH),
                                                   "dtype": dtype}})
     return ExportResult(format="megatron", rows=sum(documents.values()), tokens=int(sum(p.tokens for p in plans)),
                         budget=budget, shards=len(used), shards_reused=reused, token_ids=True,
@@ -211,7 +213,7 @@ def save_tokenizer(run: RunDir, eot: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=tok.id_to_token(eot)).save_pretrained(tmp)
         for path in sorted(Path(tmp).iterdir()):
-            run.write_bytes(f"export/tokenizer/{path.name}", path.read_bytes())
+            run.write_bytes(f"{EXPORT_TOKENIZER}/{path.name}", path.read_bytes())
 
 
 @dataclass
@@ -229,8 +231,8 @@ class ExportResult(Summary):
         if self.format == "megatron":
             return (f"{len([w for w in self.weights.values() if w > 0])} Megatron indexed dataset(s) of "
                     f"{self.rows} documents ({self.shards_reused} reused), blend for {self.tokens} tokens "
-                    f"(budget {self.budget}) -> export/sc*.bin/.idx, blend.json, data_path.txt, tokenizer/, "
-                    "manifest.json")
+                    f"(budget {self.budget}) -> export/sc*.bin/.idx, {posixpath.basename(BLEND)}, "
+                    f"{posixpath.basename(DATA_PATH)}, tokenizer/, {posixpath.basename(MANIFEST)}")
         ids = ", tokens-*.bin/.idx" if self.token_ids else ""
         card = ", README.md" if self.format == "hf" else ""
         return (f"{self.rows} rows, {self.tokens} tokens (budget {self.budget}) in {self.shards} "

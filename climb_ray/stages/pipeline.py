@@ -46,7 +46,8 @@ PROXY_RESULT_FIELDS = [name for name, (_, stages) in settings().items()
                        if name.startswith("proxy.") and "search" in stages]
 # settings (fields or sections) that only change how the search answers from its recorded trials: a change
 # re-answers from them (seconds, no proxy trained) instead of asking for --redo search; part of DEPENDS["search"]
-ANSWER_FIELDS = ["search.answer", "search.answer_top_k", "predictor"]
+ANSWER_FIELDS = ([name for name, cls in SECTIONS.items() if getattr(cls, "REANSWER", False)]
+                 + [name for name, (f, _) in settings().items() if f.metadata.get("reanswer")])
 
 
 # sections recorded as one entry (their fields' values) by the stages of their STAGES, as markers always have
@@ -96,7 +97,7 @@ def stage_depends(cfg: Config, stage: str) -> dict:
 def run_pipeline(cfg: Config, *, until: str = "export", redo: tuple[str, ...] = (),
                  skip: tuple[str, ...] = (), extend: int = 0) -> PipelineReport:
     """Run every stage up to and including `until`, but those in `skip`.
-    extend: proxies of one more search generation once the recorded search is done (`climb-ray search --extend`)."""
+    extend: proxies of one more search iteration once the recorded search is done (`climb-ray search --extend`)."""
     from climb_ray.adapters.ray_runtime import ensure_ray
 
     start = time.perf_counter()

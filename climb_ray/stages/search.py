@@ -18,7 +18,7 @@ from climb_ray.mixture import weight_caps
 from climb_ray.samplers import RegMixSampler
 from climb_ray.search import ClimbSearch
 from climb_ray.token_sample import check_sample
-from climb_ray.stages.search_plan import STATE, start_record, with_schedule
+from climb_ray.stages.search_plan import STATE, read_recorded, start_record, with_schedule
 
 LOG = log.get(__name__)
 
@@ -109,20 +109,20 @@ def run_experiments(cfg: Config, run: RunDir, meta: dict, storage: str, out: str
     from climb_ray.adapters.ray_tune import run_search
 
     record = start_record(run, out, cfg.search.schedule)
-    state = run.read_json(f"{out}/{STATE}") if run.exists(out, STATE) else None
+    state = read_recorded(run, out, STATE) if run.exists(out, STATE) else None
     names = [e["name"] for e in record["experiments"]]
     search, trial_ids = None, {}
     for experiment in record["experiments"][names.index(state["experiment"]) + 1 if state else 0:]:
-        search = make_search(with_schedule(cfg, experiment["generations"]), meta)
+        search = make_search(with_schedule(cfg, experiment["iterations"]), meta)
         if state:  # a continuation: the recorded search, with its longer schedule
             restore_reweighted(search, state["search"], cfg)
             trial_ids = {int(k): v for k, v in state["trial_ids"].items()}
             LOG.info(f"search: continuing the recorded search ({len(search.trials)} trials) to iterations "
-                     f"{experiment['generations']} in {storage}/{experiment['name']}")
+                     f"{experiment['iterations']} in {storage}/{experiment['name']}")
         search, trial_ids = run_search(cfg, search, absolute(run.url("tokens")), storage,
                                        publish_to=absolute(run.url()) if out == "search" else None,
                                        experiment=experiment["name"], trial_ids=trial_ids, stage=out)
-        state = {"experiment": experiment["name"], "generations": experiment["generations"],
+        state = {"experiment": experiment["name"], "iterations": experiment["iterations"],
                  "search": search.state(), "trial_ids": {str(k): v for k, v in trial_ids.items()}}
         run.write_json(f"{out}/{STATE}", state)  # before the answer, which draws from the search's generator
     if search is None:  # every experiment had finished (a run killed while writing its outputs)
@@ -132,8 +132,8 @@ def run_experiments(cfg: Config, run: RunDir, meta: dict, storage: str, out: str
 
 def restored_search(cfg: Config, run: RunDir, meta: dict, out: str = "search") -> tuple[ClimbSearch, dict]:
     """The search as <out>/state.json recorded it when its last experiment finished, and its Tune trial ids."""
-    state = run.read_json(f"{out}/{STATE}")
-    search = make_search(with_schedule(cfg, state["generations"]), meta)
+    state = read_recorded(run, out, STATE)
+    search = make_search(with_schedule(cfg, state["iterations"]), meta)
     restore_reweighted(search, state["search"], cfg)
     return search, {int(k): v for k, v in state["trial_ids"].items()}
 
@@ -186,7 +186,7 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
     from climb_ray.search_report import best_mixture, pareto_png, report_pngs
 
     components = list(dict.fromkeys(n for t in search.trials for n in t.components or {}))
-    rows = [{"trial_id": trial_ids.get(i, ""), "index": i, "iteration": t.generation, "repeat": t.repeat,
+    rows = [{"trial_id": trial_ids.get(i, ""), "index": i, "iteration": t.iteration, "repeat": t.repeat,
              **{f"w_{n}": float(w) for n, w in zip(search.names, t.weights)}, "score": t.score, "status": t.status,
              **{f"{COLUMN}{n}": (t.components or {}).get(n) for n in components}}
             for i, t in enumerate(search.trials)]
@@ -206,7 +206,7 @@ def write_outputs(run: RunDir, search: ClimbSearch, trial_ids: dict, clusters: d
         run.write_bytes(f"{out}/pareto.png", pareto_png(search))
     failed = sum(t.status == "failed" for t in search.trials)
     return SearchResult(method=search.method, trials=len(search.trials), failed=failed,
-                        generations=search.generation + 1, predicted=best["predicted_score"],
+                        iterations=search.iteration + 1, predicted=best["predicted_score"],
                         best_seen=best["best_seen"]["score"], weights=best["weights"], answer=best["answer"],
                         estimate=best["estimate"], interval=best["interval"], measurements=best["measurements"],
                         degenerate=best["degenerate"],
@@ -219,7 +219,7 @@ class SearchResult(Summary):
     method: str = ""
     trials: int = 0
     failed: int = 0
-    generations: int = 0
+    iterations: int = 0
     predicted: float = 0.0  # the answer's predicted score
     best_seen: float = 0.0  # the best measured score
     weights: dict = field(default_factory=dict)  # the answer
@@ -244,8 +244,8 @@ class SearchResult(Summary):
             "wall_seconds", "proxy_runs", "proxy_tokens", "proxy_seconds", "proxies_done", "continued_from")})
 
     @classmethod
-    def from_json(cls, info: dict) -> SearchResult:  # a search finished before 2026-12-02 named its method 'strategy'
-        return super().from_json({"method": info.get("strategy", ""), **info})
+    def from_json(cls, info: dict) -> SearchResult:  # older searches: the method was 'strategy', iterations 'generations'
+        return super().from_json({"method": info.get("strategy", ""), "iterations": info.get("generations", 0), **info})
 
     def describe(self) -> str:
         rows = "".join(f"\n              {name}  {weight:6.3f}  {', '.join(self.top_terms.get(name, []))}"
@@ -256,7 +256,7 @@ class SearchResult(Summary):
                    f"({', '.join(self.reanswered['changed'])} changed); ")
         elif self.continued_from:
             how = f"continued from {self.continued_from} recorded trials; "
-        return (f"{how}{self.trials} proxy trials in {self.generations} iteration(s) ({self.failed} failed), "
+        return (f"{how}{self.trials} proxy trials in {self.iterations} iteration(s) ({self.failed} failed), "
                 f"method {self.method} -> {BEST_MIXTURE}, trials.parquet, predictor.txt, *.png\n"
                 f"            best mixture: {answer_line(self)}; higher is better (answer {self.answer}){rows}")
 

@@ -5,17 +5,17 @@
   The recorded search is restored, refitted and answered with the new settings, its outputs and
   _DONE marker rewritten; no proxy is trained, it takes seconds. target.weights too, when every trial
   recorded each target's score (objective.py): the scores are recombined with the new weights first.
-- A larger budget: `search.schedule` continues the recorded one (the same generation sizes so far,
-  then more generations, or a larger last one), or `climb-ray search --extend N` (one more
-  generation of N): the search continues from its recorded state and only the new proxies train.
+- A larger budget: `search.schedule` continues the recorded one (the same iteration sizes so far,
+  then more iterations, or a larger last one), or `climb-ray search --extend N` (one more
+  iteration of N): the search continues from its recorded state and only the new proxies train.
 - Anything else that changes the trials: refused, as for every stage (--redo search).
 
 The run folder keeps, beside the search's outputs:
   <out>/schedule.json  {"schedule": the schedule the search runs to (as configured; --extend appends),
-                        "experiments": [{"name": "climb", "generations": [...]}, {"name": "climb-ext1", ...}]}
-                       one Tune experiment per continuation; "generations" is the ClimbSearch schedule it
-                       runs to (a larger last generation runs its extra proxies as one more generation)
-  <out>/state.json     {"experiment": the last finished one, "generations": its schedule,
+                        "experiments": [{"name": "climb", "iterations": [...]}, {"name": "climb-ext1", ...}]}
+                       one Tune experiment per continuation; "iterations" is the ClimbSearch schedule it
+                       runs to (a larger last iteration runs its extra proxies as one more iteration)
+  <out>/state.json     {"experiment": the last finished one, "iterations": its schedule,
                         "search": ClimbSearch.state() before the answer, "trial_ids": Tune's, by index}
 A killed continuation reruns with the same command: schedule.json already names its experiment, so
 the command resumes that experiment (Tune restores it; finished trials stay) instead of adding another.
@@ -34,14 +34,23 @@ from climb_ray.config import Config, ConfigError
 LOG = log.get(__name__)
 
 RECORD, STATE = "schedule.json", "state.json"
+
+
+def read_recorded(run: RunDir, out: str, name: str) -> dict:
+    """RECORD or STATE of the search in `out`; one written before 2026-12-02 names `iterations` `generations`."""
+    data = run.read_json(f"{out}/{name}")
+    for part in [data, *data.get("experiments", [])]:
+        if "generations" in part:
+            part["iterations"] = part.pop("generations")
+    return data
 EXPERIMENT = "climb"  # the search's Tune experiment (adapters.ray_tune); continuations are climb-ext1, climb-ext2, ...
 SCHEDULE = "search.schedule"
 WEIGHTS = "target.weights"  # recombines the recorded targets' scores: re-answered like an answer setting
 
 
 def covers(new: list[int], old: list[int]) -> bool:
-    """`new` is `old` or continues it: the same generation sizes before old's last, that one at least as
-    large, any number of generations after it."""
+    """`new` is `old` or continues it: the same iteration sizes before old's last, that one at least as
+    large, any number of iterations after it."""
     new, old = list(new), list(old)
     if not old or len(new) < len(old) or new[:len(old) - 1] != old[:-1]:
         return False
@@ -60,11 +69,11 @@ def target_schedule(recorded: list[int], asked: list[int], climb: bool) -> list[
     return list(recorded) if covers(recorded, asked) else None
 
 
-def next_generations(record: dict, target: list[int]) -> list[int]:
+def next_iterations(record: dict, target: list[int]) -> list[int]:
     """The ClimbSearch schedule that takes the recorded search to `target` (which covers record's)."""
-    old, generations = record["schedule"], record["experiments"][-1]["generations"]
+    old, iterations = record["schedule"], record["experiments"][-1]["iterations"]
     grow = target[len(old) - 1] - old[-1]
-    return [*generations, *([grow] if grow else []), *target[len(old):]]
+    return [*iterations, *([grow] if grow else []), *target[len(old):]]
 
 
 def with_schedule(cfg: Config, schedule: list[int]) -> Config:
@@ -73,7 +82,7 @@ def with_schedule(cfg: Config, schedule: list[int]) -> Config:
 
 def prepare_search(cfg: Config, run: RunDir, *, extend: int = 0, redo: bool = False, out: str = "search") -> Config:
     """cfg with search.schedule set to what the search runs to: the asked schedule, the run's recorded one
-    when it covers the asked one, plus one generation of `extend` proxies once the recorded search is done."""
+    when it covers the asked one, plus one iteration of `extend` proxies once the recorded search is done."""
     asked, climb = [int(m) for m in cfg.search.schedule], cfg.search.method == "climb"
     if extend < 0:
         raise ConfigError(f"--extend {extend}: must be a number of proxies, at least 1")
@@ -90,7 +99,7 @@ def prepare_search(cfg: Config, run: RunDir, *, extend: int = 0, redo: bool = Fa
         target.append(extend)
     elif extend:
         LOG.info(f"search: the run's search to schedule {target} has not finished: continuing it first; "
-                 "--extend adds a generation once it has")
+                 "--extend adds a iteration once it has")
     if target != asked:
         LOG.info(f"search: schedule {target} (recorded in {run.url(out, RECORD)}; the config says {asked})")
     return with_schedule(cfg, target)
@@ -100,14 +109,14 @@ def read_record(run: RunDir, out: str) -> dict | None:
     """<out>/schedule.json; for a search made before it was kept, written from the stage's marker (and
     state.json from the Tune experiment's searcher state). None when the search has not started."""
     if run.exists(out, RECORD):
-        return run.read_json(f"{out}/{RECORD}")
+        return read_recorded(run, out, RECORD)
     marker = f"{out}/{DONE}" if run.is_done(out) else f"{out}/{STARTED}" if run.exists(out, STARTED) else None
     if marker is None:
         return None
     schedule = run.read_json(marker).get("depends", {}).get(SCHEDULE)
     if schedule is None:
         return None
-    record = {"schedule": schedule, "experiments": [{"name": EXPERIMENT, "generations": schedule}]}
+    record = {"schedule": schedule, "experiments": [{"name": EXPERIMENT, "iterations": schedule}]}
     run.write_json(f"{out}/{RECORD}", record)
     if run.is_done(out) and not run.exists(out, STATE) and run.exists(out, "tune", EXPERIMENT):
         from climb_ray.adapters.ray_tune import searcher_state
@@ -116,7 +125,7 @@ def read_record(run: RunDir, out: str) -> dict | None:
             saved = searcher_state(run.url(out, "tune", EXPERIMENT))
         except RuntimeError:  # optuna keeps no searcher state: such a search can only be redone
             return record
-        run.write_json(f"{out}/{STATE}", {"experiment": EXPERIMENT, "generations": schedule,
+        run.write_json(f"{out}/{STATE}", {"experiment": EXPERIMENT, "iterations": schedule,
                                           "search": saved["search"], "trial_ids": saved["trial_ids"]})
     return record
 
@@ -130,9 +139,9 @@ def finished(run: RunDir, out: str, record: dict) -> bool:
 
 def start_record(run: RunDir, out: str, schedule: list[int]) -> dict:
     """The record of the stage's search (a new one runs to `schedule` in one experiment)."""
-    record = run.read_json(f"{out}/{RECORD}") if run.exists(out, RECORD) else None
+    record = read_recorded(run, out, RECORD) if run.exists(out, RECORD) else None
     if record is None:
-        record = {"schedule": list(schedule), "experiments": [{"name": EXPERIMENT, "generations": list(schedule)}]}
+        record = {"schedule": list(schedule), "experiments": [{"name": EXPERIMENT, "iterations": list(schedule)}]}
         run.write_json(f"{out}/{RECORD}", record)
     return record
 
@@ -143,7 +152,7 @@ def extend_record(run: RunDir, out: str, target: list[int]) -> None:
     if record is None or record["schedule"] == list(target):
         return
     name = f"{EXPERIMENT}-ext{len(record['experiments'])}"
-    record["experiments"].append({"name": name, "generations": next_generations(record, list(target))})
+    record["experiments"].append({"name": name, "iterations": next_iterations(record, list(target))})
     record["schedule"] = list(target)
     run.write_json(f"{out}/{RECORD}", record)
 
@@ -187,7 +196,7 @@ def _check_reweight(cfg: Config, run: RunDir, out: str, done: bool) -> None:
     target's score; StageChangedError saying why not otherwise."""
     from climb_ray.objective import reweightable
 
-    state = run.read_json(f"{out}/{STATE}") if done and run.exists(out, STATE) else None
+    state = read_recorded(run, out, STATE) if done and run.exists(out, STATE) else None
     if state is not None and reweightable(cfg, state["search"]["trials"]):
         return
     why = ("it has not finished (finish it with the old weights first)" if not done else

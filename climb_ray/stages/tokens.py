@@ -17,7 +17,7 @@ import numpy as np
 
 from climb_ray import log
 from climb_ray import token_sample as ts
-from climb_ray.artifacts import ASSIGNMENTS, CLUSTERS, CORPUS_STATS, RunDir, Summary, TOKENIZER
+from climb_ray.artifacts import ASSIGNMENTS, CHUNK, CLUSTERS, CORPUS_STATS, RunDir, Summary, TOKENIZER
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 
@@ -107,7 +107,7 @@ def tokenize_chunks(cfg: Config, run: RunDir, folder: str, chunks: list, tok_jso
 def chunk_marker(index: int, folder: str = "tokens") -> str:
     """A finished chunk's marker: its files' parts and the sample they hold (written last, so a chunk
     with one is whole)."""
-    return f"{folder}/chunks/chunk-{index:05d}/_SUCCESS"
+    return f"{folder}/chunks/{CHUNK.format(index)}/_SUCCESS"
 
 
 def finish_chunk(run: RunDir, folder: str, index: int, record: dict) -> None:
@@ -119,7 +119,7 @@ def _chunk_items(run: RunDir, folder: str, index: int, chunk: list[dict]) -> lis
     killed attempt at the chunk left is removed first, so nothing of it is counted twice."""
     from climb_ray.artifacts import StageChangedError
 
-    assignments = f"chunk-{index:05d}"
+    assignments = CHUNK.format(index)
     if not run.exists(ASSIGNMENTS, assignments):
         raise StageChangedError(f"cluster/assignments in {run.url()} has no {assignments} "
                                 "(made by an older climb-ray); rerun with --redo cluster")
@@ -143,7 +143,7 @@ def _sample_plan(cfg: Config, run: RunDir, chunks: list, names: list[str], budge
         plan = run.read_json(SAMPLE)
         if plan["budget"] == budget and plan["seed"] == cfg.seed and plan["max_epochs"] == cfg.search.max_epochs:
             return plan
-    urls = [run.url(ASSIGNMENTS, f"chunk-{i:05d}") for i in range(len(chunks))]
+    urls = [run.url(ASSIGNMENTS, CHUNK.format(i)) for i in range(len(chunks))]
     sizes, docs = key_histograms(urls, cfg.seed, len(names))
     sizes = sizes + docs  # n_tokens + 1 (its end of text) per document: never 0
     run.write_bytes(SIZES, _npz(sizes))

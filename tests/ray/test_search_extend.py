@@ -116,7 +116,7 @@ def test_a_killed_extension_resumes_with_the_same_command_without_training_its_f
     (run / "search" / "_DONE").unlink()
     rundir.write_json("search/_STARTED", {"depends": marker["depends"]})
     state = rundir.read_json("search/state.json")
-    state["experiment"], state["generations"] = "climb", [2, 2]
+    state["experiment"], state["iterations"] = "climb", [2, 2]
     state["search"]["trials"] = state["search"]["trials"][:4]
     rundir.write_json("search/state.json", state)
     folders = trial_folders(run)

@@ -1,4 +1,4 @@
-"""The search on a real Ray Tune: generations, failures, outputs. Shards: the demo sources as clusters."""
+"""The search on a real Ray Tune: iterations, failures, outputs. Shards: the demo sources as clusters."""
 
 import glob
 import json
@@ -40,7 +40,7 @@ def failures_by_index(storage):
     return out
 
 
-def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_session, source_shards, tmp_path):
+def test_tune_runs_each_iteration_after_the_last_and_writes_the_outputs(ray_session, source_shards, tmp_path):
     folder, names, sources, target = source_shards
     cfg = config(target, "search.schedule=[3,2]")
     from climb_ray.stages.search import make_search
@@ -48,7 +48,7 @@ def test_tune_runs_each_generation_after_the_last_and_writes_the_outputs(ray_ses
     meta = json.load(open(folder / "meta.json"))
     search, ids = run_search(cfg, make_search(cfg, meta), str(folder), str(tmp_path / "tune"))
     assert [t.status for t in search.trials] == ["done"] * 5 and search.finished
-    assert [t.generation for t in search.trials] == [0, 0, 0, 1, 1]
+    assert [t.iteration for t in search.trials] == [0, 0, 0, 1, 1]
     weights = np.array([t.weights for t in search.trials])
     # new mixtures but the declared repeat (iteration 1 re-measures the best one with a new proxy seed)
     assert all(fresh_mask(weights[i:i + 1], weights[:i]).all() == (search.trials[i].repeat == 0) for i in range(1, 5))

@@ -163,5 +163,5 @@ def test_an_asked_mixture_is_the_json_proxy_command_gets(run, tmp_path):
     CommandRunner(cfg, run.url("tokens"))([asked["weights"][n] for n in NAMES], seed=asked["seed"],
                                           trial_dir=str(tmp_path / "trial"), index=asked["index"])
     given = json.loads((tmp_path / "trial" / "mixture.json").read_text())
-    assert {k: v for k, v in asked.items() if k not in ("generation", "repeat")} == given
+    assert {k: v for k, v in asked.items() if k not in ("iteration", "repeat")} == given
     assert given["data_prefixes"] == {n: [f"{run.url('tokens')}/{n}/00000-00000"] for n in NAMES}

@@ -102,8 +102,8 @@ def finished(tmp_path_factory):
         for index, w in search.ask(100):
             parts = {k: float(-np.abs(w - o).sum()) for k, o in OPTIMA.items()}
             search.tell(index, combine(list(parts.values()), shares([], 2)), parts)
-    run.write_json(f"search/{RECORD}", {"schedule": [8, 4], "experiments": [{"name": "climb", "generations": [8, 4]}]})
-    run.write_json(f"search/{STATE}", {"experiment": "climb", "generations": [8, 4], "search": search.state(),
+    run.write_json(f"search/{RECORD}", {"schedule": [8, 4], "experiments": [{"name": "climb", "iterations": [8, 4]}]})
+    run.write_json(f"search/{STATE}", {"experiment": "climb", "iterations": [8, 4], "search": search.state(),
                                        "trial_ids": {}})
     run.mark_done("search", write_outputs(run, search, {}, run.read_json(CLUSTERS)), stage_depends(cfg, "search"))
     return cfg, run

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ def run(search, fail=lambda i: False):
     asked = []
     while not search.finished:
         batch = search.ask(1000)
-        assert batch, "a generation with all results in must hand out the next one"
+        assert batch, "a iteration with all results in must hand out the next one"
         for index, w in batch:
             asked.append(w)
             search.tell(index, None if fail(index) else objective(w))
@@ -41,7 +42,7 @@ def test_search_never_reproposes_an_evaluated_mixture_except_as_a_declared_repea
     for i in range(1, len(asked)):
         assert fresh_mask(asked[i:i + 1], asked[:i]).all() == (search.trials[i].repeat == 0)
     # a noiseless objective: one probe repeat in iteration 1 measured no noise, so none after it
-    assert [t.generation for t in search.trials if t.repeat] == [1] and search.noise_variance() == 0.0
+    assert [t.iteration for t in search.trials if t.repeat] == [1] and search.noise_variance() == 0.0
 
 
 def test_paper_acquisition_and_answer_never_repeat_a_mixture():
@@ -62,7 +63,7 @@ def test_climb_gets_closer_to_a_known_optimum_than_random_search_at_the_same_bud
     assert sum(c > r for c, r in zip(climb, random)) >= 6
 
 
-def test_generations_are_handed_out_only_when_the_previous_one_is_complete():
+def test_iterations_are_handed_out_only_when_the_previous_one_is_complete():
     search = make()
     first = search.ask(100)
     assert len(first) == 24 and search.ask(5) == []
@@ -83,6 +84,21 @@ def test_saved_and_restored_search_proposes_what_the_uninterrupted_one_does():
     resumed.restore(state)
     rest = run(resumed)
     assert np.array_equal(np.vstack([whole[:24], rest]), whole)
+
+
+def test_a_state_written_when_iterations_were_called_generations_still_resumes():
+    part = make(seed=7)
+    for index, w in part.ask(100):
+        part.tell(index, objective(w))
+    part.ask(100)  # fits the predictor: the state then holds a fit too
+    state = json.loads(json.dumps(part.state()))
+    old = {"generation": state.pop("iteration"), **state,
+           "fits": [{"generation": f.pop("iteration"), **f} for f in state["fits"]],
+           "trials": [{"generation": t.pop("iteration"), **t} for t in state["trials"]]}
+    assert "iteration" not in str(old) and old["fits"]
+    resumed = make(seed=7)
+    resumed.restore(old)
+    assert json.loads(json.dumps(resumed.state())) == json.loads(json.dumps(part.state()))
 
 
 def test_failed_trials_are_recorded_and_do_not_stall_the_search():
@@ -176,11 +192,11 @@ def test_proposals_in_continuous_space_are_not_near_duplicates():
     for seed in (0, 1):
         search = make(seed=seed)
         run(search)
-        for generation in (1, 2):
-            w = np.array([t.weights for t in search.trials if t.generation == generation and t.repeat == 0])
+        for iteration in (1, 2):
+            w = np.array([t.weights for t in search.trials if t.iteration == iteration and t.repeat == 0])
             distance = np.abs(w[:, None] - w[None]).sum(axis=2)
             np.fill_diagonal(distance, np.inf)
-            assert distance.min() > 0.01, (seed, generation, distance.min())
+            assert distance.min() > 0.01, (seed, iteration, distance.min())
 
 
 def test_local_candidates_stay_near_their_centres_on_the_grid_and_within_the_caps():

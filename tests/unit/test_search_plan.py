@@ -6,11 +6,11 @@ import pytest
 from climb_ray.artifacts import RunDir, StageChangedError
 from climb_ray.config import Config, ConfigError
 from climb_ray.stages.pipeline import ANSWER_FIELDS, DEPENDS, stage_depends
-from climb_ray.stages.search_plan import (covers, next_generations, prepare_search, run_search_stage, target_schedule,
-                                   with_schedule)
+from climb_ray.stages.search_plan import (RECORD, covers, next_iterations, prepare_search, read_recorded, run_search_stage,
+                                          target_schedule, with_schedule)
 
 
-def test_a_schedule_covers_another_when_it_only_adds_generations_or_grows_the_last():
+def test_a_schedule_covers_another_when_it_only_adds_iterations_or_grows_the_last():
     assert covers([3, 2, 2], [3, 2]) and covers([3, 4], [3, 2]) and covers([3, 4, 1], [3, 2]) and covers([3, 2], [3, 2])
     assert not covers([2, 2, 2], [3, 2])  # an earlier iteration changed
     assert not covers([3, 1], [3, 2]) and not covers([3], [3, 2])  # smaller
@@ -24,13 +24,22 @@ def test_the_target_keeps_the_larger_of_the_recorded_and_asked_schedules_and_ref
 
 
 def test_a_larger_last_iteration_runs_its_extra_proxies_as_one_more_iteration():
-    record = {"schedule": [3, 2], "experiments": [{"name": "climb", "generations": [3, 2]}]}
-    assert next_generations(record, [3, 2, 4]) == [3, 2, 4]
-    assert next_generations(record, [3, 5]) == [3, 2, 3]
-    assert next_generations(record, [3, 5, 1]) == [3, 2, 3, 1]
+    record = {"schedule": [3, 2], "experiments": [{"name": "climb", "iterations": [3, 2]}]}
+    assert next_iterations(record, [3, 2, 4]) == [3, 2, 4]
+    assert next_iterations(record, [3, 5]) == [3, 2, 3]
+    assert next_iterations(record, [3, 5, 1]) == [3, 2, 3, 1]
     grown = {"schedule": [3, 5],
-             "experiments": [*record["experiments"], {"name": "climb-ext1", "generations": [3, 2, 3]}]}
-    assert next_generations(grown, [3, 5, 2]) == [3, 2, 3, 2]
+             "experiments": [*record["experiments"], {"name": "climb-ext1", "iterations": [3, 2, 3]}]}
+    assert next_iterations(grown, [3, 5, 2]) == [3, 2, 3, 2]
+
+
+def test_a_record_written_when_iterations_were_called_generations_reads_with_today_s_names(tmp_path):
+    run = RunDir(str(tmp_path))
+    run.write_json(f"search/{RECORD}", {"schedule": [3, 5], "experiments": [
+        {"name": "climb", "generations": [3, 2]}, {"name": "climb-ext1", "generations": [3, 2, 3]}]})
+    record = read_recorded(run, "search", RECORD)
+    assert [e["iterations"] for e in record["experiments"]] == [[3, 2], [3, 2, 3]]
+    assert next_iterations(record, [3, 5, 2]) == [3, 2, 3, 2]
 
 
 def test_answer_fields_are_part_of_the_search_settings():
@@ -64,7 +73,7 @@ def test_a_changed_trial_setting_or_earlier_iteration_still_asks_for_redo(tmp_pa
 def test_a_plain_rerun_after_a_recorded_extension_is_skipped(tmp_path):
     cfg, run = done_search(tmp_path, schedule=(3, 2, 2))
     run.write_json("search/schedule.json", {"schedule": [3, 2, 2], "experiments": [
-        {"name": "climb", "generations": [3, 2]}, {"name": "climb-ext1", "generations": [3, 2, 2]}]})
+        {"name": "climb", "iterations": [3, 2]}, {"name": "climb-ext1", "iterations": [3, 2, 2]}]})
     result = rerun(with_schedule(cfg, [3, 2]), run)
     assert result.skipped and result.info == {"trials": 7}
 
@@ -125,10 +134,11 @@ def test_every_config_field_is_a_stage_dependency_or_explicitly_none():
         assert recorded == {name for name, (_, stages) in found.items() if stage in stages}, stage
 
 
-def test_a_search_recorded_before_the_method_rename_is_still_described():
+def test_a_search_recorded_before_the_method_and_iteration_renames_is_still_described():
     from climb_ray.stages.pipeline import describe
 
     info = {"weights": {"sc00": 1.0}, "trials": 4, "generations": 2, "failed": 0, "strategy": "climb",
             "predicted": -7.0, "best_seen": -7.0}
-    assert "method climb" in describe("search", info)
-    assert "method climb" in describe("search", {**info, "method": "climb"})
+    assert "method climb" in describe("search", info) and "in 2 iteration(s)" in describe("search", info)
+    today = {**{k: v for k, v in info.items() if k not in ("strategy", "generations")}, "method": "climb", "iterations": 2}
+    assert describe("search", today) == describe("search", info)

@@ -21,7 +21,7 @@ def test_a_finished_search_draws_its_predictor_fit_by_iteration(tmp_path):
 
 
 def test_the_fit_chart_draws_iterations_without_a_held_out_figure_and_degenerate_fits():
-    fits = [{"generation": 1, "through": 0, "spearman": float("nan"), "mae": None, "degenerate": "constant predictions"},
-            {"generation": 2, "through": 1, "spearman": 0.4, "mae": 0.02, "degenerate": ""},
-            {"generation": 2, "spearman": 0.8, "mae": 0.01, "degenerate": ""}]
+    fits = [{"iteration": 1, "through": 0, "spearman": float("nan"), "mae": None, "degenerate": "constant predictions"},
+            {"iteration": 2, "through": 1, "spearman": 0.4, "mae": 0.02, "degenerate": ""},
+            {"iteration": 2, "spearman": 0.8, "mae": 0.01, "degenerate": ""}]
     assert fit_png(fits)[:4] == b"\x89PNG"
