@@ -79,7 +79,7 @@ class EmbedConfig:
     threads: int = setting(0, at_least(0), NO_STAGE)  # torch CPU threads per encoder actor on CPU; 0 = its
     # cpus_per_actor (at least 1)
     chunk_docs: int = setting(200_000, at_least(1), ("embed", "tokens", "search", "export"))  # documents per resumable
-    # chunk (whole files): a killed run redoes one chunk
+    # chunk (whole files): a killed run redoes the chunks not finished
     trust_remote_code: bool = setting(False, stages=NO_STAGE)  # run the model's own Python code from its folder or hub
     # repo (e.g. stella_en_400M_v5); only for models you trust
 

@@ -51,29 +51,35 @@ def _objects(values: list) -> np.ndarray:
     return out
 
 
-def read_documents(files: list[tuple[str, str]], cfg: CorpusConfig) -> ray.data.Dataset:
+def read_documents(files: list[tuple[str, str]], cfg: CorpusConfig,
+                   chunks: list[int] | None = None) -> ray.data.Dataset:
     """A dataset of (doc_id, text) streamed from the files; broken rows are skipped (the corpus
     stage has counted them). A token-ID corpus has `ids` (int64 arrays) instead of text; with
-    corpus.label_field, `label` holds each document's label as a string."""
+    corpus.label_field, `label` holds each document's label as a string; with `chunks` (one per file),
+    `chunk` holds the chunk of each document's file."""
     column = "ids" if cfg.token_ids_field else "text"
 
     def read(batch: dict) -> dict:
-        for url, name in zip(batch["file"], batch["name"]):
+        for url, name, chunk in zip(batch["file"], batch["name"], batch["chunk"]):
             rows: dict[str, list] = {"doc_id": [], column: [], "label": []}
             for doc_id, value, label in iter_records(str(url), str(name), cfg, SkipCounts()):
                 rows["doc_id"].append(doc_id)
                 rows[column].append(value)
                 rows["label"].append(str(label))
                 if len(rows["doc_id"]) == READ_ROWS:
-                    yield _block(rows, bool(cfg.label_field))
+                    yield _block(rows, bool(cfg.label_field), chunk)
                     rows = {key: [] for key in rows}
             if rows["doc_id"]:
-                yield _block(rows, bool(cfg.label_field))
+                yield _block(rows, bool(cfg.label_field), chunk)
 
-    def _block(rows: dict, labelled: bool) -> dict:
-        return {key: _objects(values) for key, values in rows.items() if key != "label" or labelled}
+    def _block(rows: dict, labelled: bool, chunk) -> dict:
+        out = {key: _objects(values) for key, values in rows.items() if key != "label" or labelled}
+        if chunks is not None:
+            out["chunk"] = np.full(len(rows["doc_id"]), int(chunk), dtype=np.int32)
+        return out
 
-    items = [{"file": url, "name": name} for url, name in files]
+    items = [{"file": url, "name": name, "chunk": -1 if chunks is None else int(c)}
+             for (url, name), c in zip(files, chunks or [None] * len(files))]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     # A quarter CPU per reader: the readers are light, and differing resources keep Ray Data from
     # fusing them into the encoder actors, so the blocks of one big file spread over every actor.
@@ -110,6 +116,7 @@ class EncodeActor:
             "n_tokens": pa.array([len(x) - self.embedder.prompt_tokens for x in ids], pa.int32()),
             "quality": pa.array(score(self.scorer, texts), pa.float32()),
             "text_head": pa.array([t[:HEAD_CHARS] for t in texts], pa.string()),
+            **({"chunk": pa.array(batch["chunk"], pa.int32())} if "chunk" in batch else {}),
         })
 
 
@@ -169,10 +176,44 @@ def embed_files(files: list[tuple[str, str]], corpus: CorpusConfig, embed: Embed
                 out_url: str, device: str = "auto", static=None) -> None:
     """Embed every document of `files` and write Parquet files (doc_id, embedding, ...) under out_url
     (with `static`, static_encoder's model)."""
+    for _ in embed_chunks({0: files}, {0: out_url}, corpus, embed, scorer, device, static):
+        pass
+
+
+def embed_chunks(files: dict[int, list[tuple[str, str]]], out_urls: dict[int, str], corpus: CorpusConfig,
+                 embed: EmbedConfig, scorer: str, device: str = "auto", static=None):
+    """Every chunk's files (chunk -> files) through one encoder pool, started once for all of them, so that
+    chunks follow each other with no pool start and no drained pool between them; each of the writing
+    tasks writes its block's rows as Parquet files (doc_id, embedding, n_tokens, quality, text_head)
+    under its chunk's out_url. Yields (chunk, documents written) as blocks are written."""
     import dataclasses
 
+    order = sorted(files)
+    listed = [(f, c) for c in order for f in files[c]]
     kwargs = {"embed": dataclasses.asdict(embed), "scorer": scorer, "static": static}
-    ds = read_documents(files, corpus)
+    ds = read_documents([f for f, _ in listed], corpus, chunks=[c for _, c in listed])
     ds = ds.map_batches(EncodeActor, fn_constructor_kwargs=kwargs,
                         batch_size=max(embed.batch_size, 256), batch_format="numpy", **encoder_pool(embed, device))
-    ds.write_parquet(out_url)
+    written = ds.map_batches(_write_by_chunk, fn_kwargs={"out_urls": out_urls}, batch_size=None,
+                             batch_format="pyarrow", num_cpus=READ_CPUS)
+    for row in written.iter_rows():
+        yield int(row["chunk"]), int(row["documents"])
+
+
+def _write_by_chunk(block: pa.Table, out_urls: dict[int, str]) -> pa.Table:
+    """One block of encoded rows written under each of its chunks' out_url (a new file each); how many per chunk."""
+    import posixpath
+    import uuid
+
+    import fsspec
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    chunks = block.column("chunk").to_numpy()
+    found, counts = np.unique(chunks, return_counts=True)
+    for chunk in found:
+        fs, root = fsspec.core.url_to_fs(out_urls[int(chunk)])
+        fs.makedirs(root, exist_ok=True)
+        rows = block.filter(pc.equal(block.column("chunk"), pa.scalar(int(chunk), pa.int32()))).drop_columns(["chunk"])
+        pq.write_table(rows, posixpath.join(root, f"part-{uuid.uuid4().hex}.parquet"), filesystem=fs)
+    return pa.table({"chunk": pa.array(found, pa.int32()), "documents": pa.array(counts, pa.int64())})

@@ -1,4 +1,4 @@
-"""The embed stage: every document encoded, one chunk of files at a time (a finished chunk is kept)."""
+"""The embed stage: every document encoded, the unfinished chunks in one pass (a finished chunk is kept)."""
 
 from __future__ import annotations
 
@@ -15,34 +15,41 @@ def embed_chunks(run: RunDir) -> list[str]:
 
 
 def embed_stage(cfg: Config, run: RunDir) -> EmbedResult:
-    """Embed every document, one chunk of files at a time; a chunk with _SUCCESS is never redone."""
-    from climb_ray.adapters.ray_data import embed_files, static_encoder
+    """Embed every document: the chunks not finished yet all in one pass through one encoder pool; a chunk is
+    marked _SUCCESS as soon as all its documents are written, and a chunk with _SUCCESS is never redone."""
+    from climb_ray.adapters.ray_data import embed_chunks, static_encoder
 
     if cfg.corpus.label_field:  # pre-clustered: the labels are the clusters
         return EmbedResult(label_field=cfg.corpus.label_field)
     chunks = plan_chunks(corpus_files(run), cfg.embed.chunk_docs)
-    reused, documents = 0, sum(f["documents"] for chunk in chunks for f in chunk)
+    documents = sum(f["documents"] for chunk in chunks for f in chunk)
+    folders = {i: f"{EMBED}/{CHUNK.format(i)}" for i in range(len(chunks))}
+    pending = [i for i in range(len(chunks)) if not run.exists(folders[i], SUCCESS)]
     static = None
-    if cfg.embed.encoder == "static" and any(not run.exists(EMBED, CHUNK.format(i), SUCCESS)
-                                             for i in range(len(chunks))):  # one model for every chunk
+    if cfg.embed.encoder == "static" and pending:  # one model for every chunk
         static = static_encoder([(f["file"], f["name"]) for chunk in chunks for f in chunk], documents, cfg.corpus,
                                 cfg.embed, cfg.resources.device)
     with log.Progress(log.get(__name__), "embed", documents, "documents") as progress:
-        for index, chunk in enumerate(chunks):
-            folder = f"{EMBED}/{CHUNK.format(index)}"
-            if not run.exists(folder, SUCCESS):
-                progress.note(f"chunk {index + 1} of {len(chunks)}")
-                run.clear_stage(folder)  # a chunk killed half-way starts again from nothing
-                files = [(f["file"], f["name"]) for f in chunk]
-                embed_files(files, cfg.corpus, cfg.embed, cfg.cluster.quality_scorer, run.url(folder),
-                            cfg.resources.device, static)
-                run.write_text(f"{folder}/{SUCCESS}", "done\n")
-                progress.advance(sum(f["documents"] for f in chunk))
-            else:
-                reused += 1
-                progress.skip(sum(f["documents"] for f in chunk))
-    return EmbedResult(documents=documents, chunks=len(chunks), chunks_reused=reused, model=cfg.embed.model,
-                       encoder=cfg.embed.encoder, max_tokens=cfg.embed.max_tokens)
+        progress.skip(sum(f["documents"] for i in set(range(len(chunks))) - set(pending) for f in chunks[i]))
+        for i in pending:
+            run.clear_stage(folders[i])  # a chunk killed half-way starts again from nothing
+        if pending:
+            progress.note(f"{len(pending)} of {len(chunks)} chunks")
+        expected = {i: sum(f["documents"] for f in chunks[i]) for i in pending}
+        left = dict(expected)
+        for chunk, written in embed_chunks({i: [(f["file"], f["name"]) for f in chunks[i]] for i in pending},
+                                           {i: run.url(folders[i]) for i in pending}, cfg.corpus, cfg.embed,
+                                           cfg.cluster.quality_scorer, cfg.resources.device, static):
+            progress.advance(written)
+            left[chunk] -= written
+            if left[chunk] == 0:
+                run.write_text(f"{folders[chunk]}/{SUCCESS}", "done\n")
+        for i in (i for i in pending if left[i]):  # the corpus changed since the corpus stage counted it
+            log.get(__name__).warning(f"embed: chunk {i}: {expected[i] - left[i]:,} documents embedded where the "
+                                      f"corpus stage counted {expected[i]:,} (a corpus file changed since?)")
+            run.write_text(f"{folders[i]}/{SUCCESS}", "done\n")
+    return EmbedResult(documents=documents, chunks=len(chunks), chunks_reused=len(chunks) - len(pending),
+                       model=cfg.embed.model, encoder=cfg.embed.encoder, max_tokens=cfg.embed.max_tokens)
 
 
 @dataclass

@@ -94,6 +94,12 @@ def test_the_static_encoder_fitted_to_the_encoder_on_a_sample_embeds_every_chunk
     assert vectors.shape == (12, 32) and np.allclose(vectors[order], fitted.embed(texts), atol=1e-5)
 
 
+def encoder_actors(ray) -> int:
+    """Encoder actors this Ray has started so far (alive or gone)."""
+    return sum(a["ActorClassName"].startswith("MapWorker(MapBatches(EncodeActor")
+               for a in ray._private.state.actors().values())
+
+
 def test_a_killed_embed_stage_resumes_without_re_embedding_finished_chunks(ray_session, tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -102,8 +108,13 @@ def test_a_killed_embed_stage_resumes_without_re_embedding_finished_chunks(ray_s
             for i in range(5):
                 f.write(json.dumps({"text": f"Part {part}, line {i}: the ships came into the harbour."}) + "\n")
     overrides = [f"corpus.paths=[{folder}]", f"run_dir={tmp_path}/run", "embed.chunk_docs=5", *FAST]
+    before = encoder_actors(ray_session)
     first = run_pipeline(load_config(None, overrides), until="embed").results[1].info
     assert first["chunks"] == 3 and first["chunks_reused"] == 0
+    assert encoder_actors(ray_session) - before == 1  # the three chunks in one pass: one pool (of one), started once
+    for part in range(3):  # each chunk's folder holds its own file's documents
+        assert sorted(embeddings(tmp_path / "run" / "embed" / f"chunk-0000{part}")[0]) == [
+            f"part{part}.jsonl:{i}" for i in range(5)]
     run = RunDir(str(tmp_path / "run"))
     kept = {name: os.stat(tmp_path / "run" / "embed" / "chunk-00000" / name).st_mtime_ns
             for name in run.listdir("embed/chunk-00000")}
