@@ -10,8 +10,9 @@ most --fit-sample vectors, the BPE trained on at most 20k documents, chunks of 1
 a flat cost means: time per document from the middle size to the largest grows <= 1.3x, the driver's
 peak memory <= 1.5x, and the search's time does not depend on the corpus size.
 
-Driver memory = the peak resident set of the `climb-ray` process (os.wait4's ru_maxrss); Ray's
-workers are not counted (they are the cluster's). Stage times are the seconds each stage's _DONE
+Driver memory = the peak resident set of the `climb-ray` process itself (its VmHWM, polled); Ray's
+workers are not counted (they are the cluster's). Also printed: the largest single process among the
+driver and the processes it reaped (os.wait4's ru_maxrss: Ray's processes, started on demand). Stage times are the seconds each stage's _DONE
 marker records.
 
     .venv/bin/python benchmarks/bench_scale.py --sizes 10000,100000,1000000 --encoder-kind static
@@ -23,8 +24,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,22 +93,49 @@ def write_target(path: Path) -> None:
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in docs), encoding="utf-8")
 
 
-def run_cli(args: list[str]) -> tuple[float, float]:
-    """(seconds, the process's peak resident set in MiB) of one `climb-ray` command."""
+def peak_rss_mib(pid: int) -> float | None:
+    """The process's own peak resident set so far (VmHWM), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def run_cli(args: list[str]) -> tuple[float, float, float]:
+    """(seconds, the driver's own peak resident set in MiB, the largest of it and the processes it reaped
+    (Ray's, started on demand) in MiB) of one `climb-ray` command. The driver's peak is its VmHWM, read
+    every 0.2 s while it runs (VmHWM only grows: the last read misses at most the last 0.2 s)."""
+    import threading
+
     began = time.perf_counter()
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "climb-ray"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"climb-ray {' '.join(args[:1])} failed:\n{out[-3000:]}")
-    return time.perf_counter() - began, usage.ru_maxrss / 1024
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "climb-ray"), *args], stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+        peak, done = [0.0], threading.Event()
+
+        def poll():
+            while not done.is_set():
+                now = peak_rss_mib(proc.pid)
+                peak[0] = max(peak[0], now or 0.0)
+                done.wait(0.2)
+
+        watcher = threading.Thread(target=poll, daemon=True)
+        watcher.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        done.set()
+        watcher.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            log.seek(0)
+            raise SystemExit(f"climb-ray {' '.join(args[:1])} failed:\n{log.read()[-3000:]}")
+    return time.perf_counter() - began, peak[0], usage.ru_maxrss / 1024
 
 
 def measure(n_docs: int, work: Path, args) -> dict:
     paths = write_corpus(work / f"corpus-{n_docs}", n_docs)
     run = work / f"run-{n_docs}"
+    shutil.rmtree(run, ignore_errors=True)  # every stage measured afresh (the corpus is kept)
     settings = [f"corpus.paths=[{','.join(str(p) for p in paths)}]", f"run_dir={run}", f"target.paths=[{work / 'target.jsonl'}]",
                 f"embed.model={args.encoder}", f"embed.encoder={args.encoder_kind}", "embed.max_tokens=128", "embed.chunk_docs=100000",
                 f"cluster.k_init={args.k_init}", f"cluster.fit_sample={args.fit_sample}", "cluster.n_super_clusters=8",
@@ -114,14 +144,14 @@ def measure(n_docs: int, work: Path, args) -> dict:
                 "search.schedule=[4]", "proxy.hidden_size=64", "proxy.num_layers=2", "proxy.num_heads=2",
                 "proxy.intermediate_size=128", "proxy.context=128", "proxy.batch_size=8", "proxy.steps=20",
                 "proxy.warmup_steps=2", "target.max_docs=50", "export.weights=uniform"]
-    peaks = {}
+    peaks, largest = {}, {}
     for command in ("tokens", "search", "export"):
-        _, peaks[command] = run_cli([command, "--config", "demo", *settings])
+        _, peaks[command], largest[command] = run_cli([command, "--config", "demo", *settings])
     seconds = {}
     for stage in STAGES:
         marker = json.loads((run / stage / "_DONE").read_text())
         seconds[stage] = marker.get("seconds", float("nan"))
-    return {"documents": n_docs, "seconds": seconds, "driver_peak_mib": peaks,
+    return {"documents": n_docs, "seconds": seconds, "driver_peak_mib": peaks, "largest_process_mib": largest,
             "bytes": sum(p.stat().st_size for p in paths)}
 
 
@@ -162,6 +192,9 @@ def main() -> int:
     peaks = [max(r["driver_peak_mib"].values()) for r in results]
     print("| driver peak MiB | " + " | ".join(f"{p:.0f}" for p in peaks)
           + f" | {peaks[-1] / peaks[-2] if len(peaks) > 1 else float('nan'):.2f}x |")
+    largest = [max(r["largest_process_mib"].values()) for r in results]
+    print("| largest process MiB (driver or a Ray process it started) | " + " | ".join(f"{p:.0f}" for p in largest)
+          + f" | {largest[-1] / largest[-2] if len(largest) > 1 else float('nan'):.2f}x |")
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "encoder": args.encoder}, indent=1))
     return 0
