@@ -1,12 +1,13 @@
-"""The embed stage over many chunks: one pass through one encoder pool (ours) vs a pass per chunk (before),
-side by side on the same files, Ray started once before the clock.
+"""The embed stage over many chunks: one pass through one encoder pool (ours) vs a pass and a pool per chunk
+(as before), side by side on the same files, Ray started once before the clock.
 
 A chunk is `embed.chunk_docs` documents of whole files, the unit a killed run redoes. Before, each chunk
 was its own Ray Data pipeline: its encoder actors started (model loaded) and drained with it, so every
 chunk paid the pool's start-up and its tail. Ours runs every unfinished chunk through one pool and marks
 each chunk finished as soon as its documents are written. The corpus: bench_scale.py's (the demo's real
 package-shipped documents, then windows of the same text), --files files of equal size, one chunk per
---files-per-chunk files.
+--files-per-chunk files. Both sides write through the same writer tasks (before, a chunk's pipeline ended
+in Ray Data's write_parquet): what differs is only the pass and the pool per chunk.
 
     .venv/bin/python benchmarks/bench_embed_chunks.py --docs 2000 --files 20 --files-per-chunk 2 --encoder-kind transformer
 """

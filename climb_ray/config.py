@@ -75,7 +75,7 @@ class EmbedConfig:
     gpus_per_actor: float = setting(1.0, at_least(0), NO_STAGE)  # GPUs each encoder actor reserves when the cluster has
     # GPUs
     cpus_per_actor: float = setting(1.0, at_least(0), NO_STAGE)  # CPUs each encoder actor reserves in Ray's accounting
-    # (on CPU: less when fewer are free, so that a reader always fits beside the pool)
+    # (on CPU: less when fewer are free, so that a reader and a writer always fit beside the pool)
     threads: int = setting(0, at_least(0), NO_STAGE)  # torch CPU threads per encoder actor on CPU; 0 = its
     # cpus_per_actor (at least 1)
     chunk_docs: int = setting(200_000, at_least(1), ("embed", "tokens", "search", "export"))  # documents per resumable

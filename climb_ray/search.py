@@ -28,7 +28,7 @@ candidate; `topk_mean` (RegMix): the mean of the top k; `best_seen`: the best me
 Interval: the estimate +- 1.96 x its standard error (noise unknown without a repeat: none).
 
 Scores are higher-is-better. A failed trial (error, NaN, no score) is recorded and counts as done,
-so a iteration never waits for it; it is left out of every fit.
+so an iteration never waits for it; it is left out of every fit.
 
 Methods: `climb` (the above), `random` (the whole budget from the sampler, answer = best seen),
 `regmix` (the whole budget from the sampler in one iteration, LightGBM, answer = mean of the top-k

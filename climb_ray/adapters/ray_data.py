@@ -79,7 +79,7 @@ def read_documents(files: list[tuple[str, str]], cfg: CorpusConfig,
         return out
 
     items = [{"file": url, "name": name, "chunk": -1 if chunks is None else int(c)}
-             for (url, name), c in zip(files, chunks or [None] * len(files))]
+             for (url, name), c in zip(files, [None] * len(files) if chunks is None else chunks, strict=True)]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     # A quarter CPU per reader: the readers are light, and differing resources keep Ray Data from
     # fusing them into the encoder actors, so the blocks of one big file spread over every actor.
@@ -87,7 +87,8 @@ def read_documents(files: list[tuple[str, str]], cfg: CorpusConfig,
 
 
 class EncodeActor:
-    """One encoder per actor: (doc_id, text) batches -> doc_id, embedding, n_tokens, quality, text_head."""
+    """One encoder per actor: (doc_id, text) batches -> doc_id, embedding, n_tokens, quality, text_head (and the
+    batch's `chunk` column, when it has one, passed through)."""
 
     def __init__(self, embed: dict, scorer: str, static=None):
         from climb_ray.embed import Embedder
@@ -137,10 +138,11 @@ def encoder_pool(embed: EmbedConfig, device: str = "auto") -> dict:
             compute = ActorPoolStrategy(min_size=1, max_size=size)
         return {"compute": compute, "num_gpus": embed.gpus_per_actor, "num_cpus": embed.cpus_per_actor}
     # CPU actors: sized by the CPUs free now (a job's driver may hold some: --entrypoint-num-cpus),
-    # always leaving room for a reader, or the pool would wait forever for blocks no reader can make
+    # always leaving room for a reader and a writer, or the pool would wait forever for blocks no reader
+    # can make or no writer can take
     free = float(ray.available_resources().get("CPU", 0))
     size = embed.num_actors or max(1, int((free - 1) // max(embed.cpus_per_actor, 1e-3)))
-    per_actor = min(embed.cpus_per_actor, max(free - READ_CPUS, 0.0) / size)
+    per_actor = min(embed.cpus_per_actor, max(free - 2 * READ_CPUS, 0.0) / size)
     return {"compute": ActorPoolStrategy(size=size), "num_cpus": int(per_actor * 1000) / 1000}
 
 
@@ -175,7 +177,7 @@ def static_encoder(files: list[tuple[str, str]], documents: int, corpus: CorpusC
 def embed_files(files: list[tuple[str, str]], corpus: CorpusConfig, embed: EmbedConfig, scorer: str,
                 out_url: str, device: str = "auto", static=None) -> None:
     """Embed every document of `files` and write Parquet files (doc_id, embedding, ...) under out_url
-    (with `static`, static_encoder's model)."""
+    (with `static`, static_encoder's model): embed_chunks for one chunk (the benchmarks' entry point)."""
     for _ in embed_chunks({0: files}, {0: out_url}, corpus, embed, scorer, device, static):
         pass
 
@@ -201,7 +203,10 @@ def embed_chunks(files: dict[int, list[tuple[str, str]]], out_urls: dict[int, st
 
 
 def _write_by_chunk(block: pa.Table, out_urls: dict[int, str]) -> pa.Table:
-    """One block of encoded rows written under each of its chunks' out_url (a new file each); how many per chunk."""
+    """One block of encoded rows written under each of its chunks' out_url; how many rows per chunk. A file's
+    name comes from its rows (first and last id, count: ids are unique), and it is written under a temporary
+    name first (ignored by readers: leading underscore), then renamed: a task Ray retries replaces its file."""
+    import hashlib
     import posixpath
     import uuid
 
@@ -215,5 +220,10 @@ def _write_by_chunk(block: pa.Table, out_urls: dict[int, str]) -> pa.Table:
         fs, root = fsspec.core.url_to_fs(out_urls[int(chunk)])
         fs.makedirs(root, exist_ok=True)
         rows = block.filter(pc.equal(block.column("chunk"), pa.scalar(int(chunk), pa.int32()))).drop_columns(["chunk"])
-        pq.write_table(rows, posixpath.join(root, f"part-{uuid.uuid4().hex}.parquet"), filesystem=fs)
+        ids = rows.column("doc_id")
+        key = f"{ids[0].as_py()}\n{ids[-1].as_py()}\n{len(ids)}"
+        temporary = posixpath.join(root, f"_tmp-{uuid.uuid4().hex}")
+        pq.write_table(rows, temporary, filesystem=fs)
+        name = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+        fs.mv(temporary, posixpath.join(root, f"part-{name}.parquet"))
     return pa.table({"chunk": pa.array(found, pa.int32()), "documents": pa.array(counts, pa.int64())})

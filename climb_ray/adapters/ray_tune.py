@@ -32,7 +32,7 @@ _RUNNERS: dict[str, object] = {}  # one trial runner per worker process (trials 
 
 
 class ClimbSearcher(Searcher):
-    """Iteration-aware: suggest() returns None while a iteration still runs, FINISHED at the end."""
+    """Iteration-aware: suggest() returns None while an iteration still runs, FINISHED at the end."""
 
     def __init__(self, search: ClimbSearch, metric: str = "score", mode: str = "max", publish_to: str | None = None,
                  trial_ids: dict[int, str] | None = None):

@@ -13,7 +13,7 @@ from climb_ray.artifacts import (ASSIGNMENTS, CENTROIDS, CHUNK, CLUSTERS, CLUSTE
                                  CORPUS_STATS, DENDROGRAM_PNG, EMBED, RunDir, Summary)
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
-from climb_ray.stages.embed import embed_chunks
+from climb_ray.stages.embed import chunk_folders
 
 
 def cluster_stage(cfg: Config, run: RunDir) -> ClusterResult:
@@ -45,7 +45,7 @@ def _kmeans_clusters(cfg: Config, run: RunDir, progress: log.Progress) -> Cluste
     super_of = merge(centroids, kept, distance=c.merge_distance, n_super=c.n_super_clusters,
                      documents=stats.documents, method=c.merge_method)
     run.clear_stage(ASSIGNMENTS)
-    chunks = embed_chunks(run)
+    chunks = chunk_folders(run)
     for index, chunk in enumerate(chunks):  # assignments keep the embed chunks: the tokens stage resumes by chunk
         progress.note(f"assigning documents, chunk {index + 1} of {len(chunks)}")
         rc.write_assignments(run.url(EMBED, chunk), centroids, super_of, run.url(ASSIGNMENTS, chunk))

@@ -34,6 +34,9 @@ from climb_ray.config import Config, ConfigError
 LOG = log.get(__name__)
 
 RECORD, STATE = "schedule.json", "state.json"
+EXPERIMENT = "climb"  # the search's Tune experiment (adapters.ray_tune); continuations are climb-ext1, climb-ext2, ...
+SCHEDULE = "search.schedule"
+WEIGHTS = "target.weights"  # recombines the recorded targets' scores: re-answered like an answer setting
 
 
 def read_recorded(run: RunDir, out: str, name: str) -> dict:
@@ -43,9 +46,6 @@ def read_recorded(run: RunDir, out: str, name: str) -> dict:
         if "generations" in part:
             part["iterations"] = part.pop("generations")
     return data
-EXPERIMENT = "climb"  # the search's Tune experiment (adapters.ray_tune); continuations are climb-ext1, climb-ext2, ...
-SCHEDULE = "search.schedule"
-WEIGHTS = "target.weights"  # recombines the recorded targets' scores: re-answered like an answer setting
 
 
 def covers(new: list[int], old: list[int]) -> bool:
@@ -99,7 +99,7 @@ def prepare_search(cfg: Config, run: RunDir, *, extend: int = 0, redo: bool = Fa
         target.append(extend)
     elif extend:
         LOG.info(f"search: the run's search to schedule {target} has not finished: continuing it first; "
-                 "--extend adds a iteration once it has")
+                 "--extend adds an iteration once it has")
     if target != asked:
         LOG.info(f"search: schedule {target} (recorded in {run.url(out, RECORD)}; the config says {asked})")
     return with_schedule(cfg, target)

@@ -17,7 +17,7 @@ import numpy as np
 
 from climb_ray import log
 from climb_ray import token_sample as ts
-from climb_ray.artifacts import ASSIGNMENTS, CHUNK, CLUSTERS, CORPUS_STATS, RunDir, Summary, TOKENIZER
+from climb_ray.artifacts import ASSIGNMENTS, CHUNK, CLUSTERS, CORPUS_STATS, SUCCESS, RunDir, Summary, TOKENIZER
 from climb_ray.config import Config
 from climb_ray.stages.corpus import plan_chunks, corpus_files
 
@@ -107,7 +107,7 @@ def tokenize_chunks(cfg: Config, run: RunDir, folder: str, chunks: list, tok_jso
 def chunk_marker(index: int, folder: str = "tokens") -> str:
     """A finished chunk's marker: its files' parts and the sample they hold (written last, so a chunk
     with one is whole)."""
-    return f"{folder}/chunks/{CHUNK.format(index)}/_SUCCESS"
+    return f"{folder}/chunks/{CHUNK.format(index)}/{SUCCESS}"
 
 
 def finish_chunk(run: RunDir, folder: str, index: int, record: dict) -> None:

@@ -95,7 +95,8 @@ def test_the_static_encoder_fitted_to_the_encoder_on_a_sample_embeds_every_chunk
 
 
 def encoder_actors(ray) -> int:
-    """Encoder actors this Ray has started so far (alive or gone)."""
+    """Encoder actors this Ray has started so far (alive or gone); from the GCS (ray.util.state needs the
+    dashboard, which the tests' Ray runs without)."""
     return sum(a["ActorClassName"].startswith("MapWorker(MapBatches(EncodeActor")
                for a in ray._private.state.actors().values())
 
@@ -124,7 +125,28 @@ def test_a_killed_embed_stage_resumes_without_re_embedding_finished_chunks(ray_s
     again = run_pipeline(load_config(None, overrides), until="embed").results[1]
     assert not again.skipped and again.info["chunks_reused"] == 2
     assert {n: os.stat(tmp_path / "run" / "embed" / "chunk-00000" / n).st_mtime_ns for n in kept} == kept
-    assert len(embeddings(tmp_path / "run" / "embed")[0]) == 15
+    ids, _, table = embeddings(tmp_path / "run" / "embed")
+    assert len(ids) == 15 and "chunk" not in table.column_names  # chunk 2's first files were cleared, not kept
+    # as if killed after the last chunk's marker, before the stage's: nothing to embed, no pool started
+    run.fs.rm(run.path("embed/_DONE"))
+    before = encoder_actors(ray_session)
+    last = run_pipeline(load_config(None, overrides), until="embed").results[1]
+    assert last.info["chunks_reused"] == 3 and encoder_actors(ray_session) == before
+
+
+def test_a_corpus_file_changed_after_the_corpus_stage_stops_the_embed_stage_naming_it(ray_session, tmp_path):
+    from climb_ray.artifacts import StageChangedError
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"Line {i} about the sea and the ships."}) + "\n" for i in range(4)))
+    overrides = [f"corpus.paths=[{corpus}]", f"run_dir={tmp_path}/run", *FAST]
+    run_pipeline(load_config(None, overrides), until="corpus")
+    with open(corpus, "a") as f:
+        f.write(json.dumps({"text": "A fifth line, added later."}) + "\n")
+    with pytest.raises(StageChangedError, match=r"chunk 0 \(c.jsonl\) gave 5 documents where the corpus stage "
+                                                r"counted 4: the corpus changed since; rerun with --redo corpus"):
+        run_pipeline(load_config(None, overrides), until="embed")
+    assert not (tmp_path / "run" / "embed" / "chunk-00000" / "_SUCCESS").exists()
 
 
 def test_super_clusters_recover_the_hidden_sources_of_the_demo_corpus(ray_session, full_demo_corpus, tmp_path):

@@ -28,7 +28,7 @@ def run(search, fail=lambda i: False):
     asked = []
     while not search.finished:
         batch = search.ask(1000)
-        assert batch, "a iteration with all results in must hand out the next one"
+        assert batch, "an iteration with all results in must hand out the next one"
         for index, w in batch:
             asked.append(w)
             search.tell(index, None if fail(index) else objective(w))
