@@ -15,7 +15,6 @@ in Ray Data's write_parquet): what differs is only the pass and the pool per chu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
