@@ -164,6 +164,25 @@ class RunDir:
             self.fs.rm(self.path(stage), recursive=True)
 
 
+def changed_settings(old: dict, new: dict) -> list[str]:
+    """The recorded settings that differ, as `name: old -> new`; a section recorded whole (a dict) is
+    named by its fields that differ (tokens.sample: 'all' -> 'auto')."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        was, now = old.get(key), new.get(key)
+        if isinstance(was, dict) and isinstance(now, dict):
+            out += [f"{key}.{k}: {_short(was.get(k))} -> {_short(now.get(k))}" for k in sorted(set(was) | set(now))
+                    if _canonical(was.get(k)) != _canonical(now.get(k))]
+        elif _canonical(was) != _canonical(now):
+            out.append(f"{key}: {_short(was)} -> {_short(now)}")
+    return out
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = False) -> StageResult:
     """Run `work()` (returns a Summary or a dict) unless `stage` is already done with the same `depends`.
 
@@ -177,7 +196,8 @@ def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = Fals
         if _canonical(old) != _canonical(depends):
             changed = sorted(k for k in set(old) | set(depends) if old.get(k) != depends.get(k))
             raise StageChangedError(
-                f"stage {stage!r} in {run.url()} was made with other settings ({', '.join(changed)}); "
+                f"stage {stage!r} in {run.url()} was made with other settings ({', '.join(changed)}): "
+                f"{'; '.join(changed_settings(old, depends))}; "
                 + ("use --overwrite to replace it" if stage == "export" else
                    f"use a new run_dir, or --redo {stage} to rebuild it")
             )
@@ -187,7 +207,8 @@ def run_stage(run: RunDir, stage: str, depends: dict, work, *, redo: bool = Fals
         if _canonical(old) != _canonical(depends):
             changed = sorted(k for k in set(old) | set(depends) if old.get(k) != depends.get(k))
             raise StageChangedError(
-                f"stage {stage!r} in {run.url()} was started with other settings ({', '.join(changed)}) and "
+                f"stage {stage!r} in {run.url()} was started with other settings ({', '.join(changed)}): "
+                f"{'; '.join(changed_settings(old, depends))}; it "
                 f"did not finish; use a new run_dir, or --redo {stage} to start it again")
     run.write_json(f"{stage}/{STARTED}", {"depends": depends})
     began = time.perf_counter()

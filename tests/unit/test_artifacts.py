@@ -122,3 +122,10 @@ def test_a_run_that_continued_a_checkpoint_before_proxy_init_existed_reads_as_pr
     run_stage(run, "search", {"proxy.init_from": "/models/gpt"}, lambda: {"n": 1})
     assert run_stage(run, "search", {"proxy.init_from": "/models/gpt", "proxy.init": "pretrained"},
                      lambda: {"n": 2}).skipped
+
+
+def test_a_changed_stage_names_each_changed_field_with_its_old_and_new_value(run):
+    run_stage(run, "tokens", {"tokens": {"sample": "all", "vocab_size": 4096}, "seed": 0}, lambda: {"n": 1})
+    with pytest.raises(StageChangedError, match=r"other settings \(tokens\): tokens.sample: 'all' -> 'auto'; "
+                                                r"use a new run_dir, or --redo tokens"):
+        run_stage(run, "tokens", {"tokens": {"sample": "auto", "vocab_size": 4096}, "seed": 0}, lambda: {"n": 2})
